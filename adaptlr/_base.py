@@ -1,0 +1,236 @@
+"""Shared plumbing every method uses: validation, extra args, non-finite guard.
+
+* Validation: concrete bad hyperparameters raise ``ValueError`` when the
+  optimizer is built; traced ones (under ``jax.vmap``, ``jax.jit`` or
+  ``optax.inject_hyperparams``) pass through unchecked.
+* Extra args follow optax's line searches: ``value`` (loss at ``params``),
+  ``grad``, ``value_fn`` (params -> scalar loss). Keyword args that ``value_fn``
+  accepts (``x=..., y=...``) are forwarded to it; any other keyword is ignored,
+  never an error, so an adaptlr method sits in any ``optax.chain``.
+* Non-finite guard: a step whose loss or gradient is not finite is skipped; the
+  state is kept as it was (the rates stay finite) and a counter records it.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+# Extra-arg names adaptlr consumes itself; never forwarded to ``value_fn``.
+RESERVED_EXTRA_ARGS = frozenset({"value", "grad", "value_fn", "curvature"})
+
+
+# ---------------------------------------------------------------- validation --
+def _concrete(value: Any) -> Optional[Any]:
+  """``value`` as a NumPy value if it is concrete, else ``None`` (traced)."""
+  if value is None or isinstance(value, jax.core.Tracer):
+    return None
+  try:
+    return jax.device_get(value)
+  except (jax.errors.ConcretizationTypeError, TypeError):
+    return None
+
+
+def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> None:
+  """Raises ``ValueError`` if a concrete ``value`` is not > 0 (or >= 0)."""
+  v = _concrete(value)
+  if v is None:
+    return
+  import numpy as np
+
+  v = np.asarray(v)
+  bad = (v < 0) if allow_zero else (v <= 0)
+  if np.any(bad) or np.any(np.isnan(v)):
+    need = "non-negative" if allow_zero else "positive"
+    raise ValueError(f"{name} must be {need}, got {value!r}.")
+
+
+def check_range(
+    name: str, value: Any, low: float, high: float, *,
+    low_open: bool = False, high_open: bool = False,
+) -> None:
+  """Raises ``ValueError`` if a concrete ``value`` lies outside [low, high]."""
+  v = _concrete(value)
+  if v is None:
+    return
+  import numpy as np
+
+  v = np.asarray(v)
+  below = (v <= low) if low_open else (v < low)
+  above = (v >= high) if high_open else (v > high)
+  if np.any(below) or np.any(above) or np.any(np.isnan(v)):
+    lb, hb = ("(" if low_open else "["), (")" if high_open else "]")
+    raise ValueError(f"{name} must lie in {lb}{low}, {high}{hb}, got {value!r}.")
+
+
+def check_int(name: str, value: Any, minimum: int = 1) -> int:
+  """``value`` as a Python int; raises ``ValueError`` unless it is one >= ``minimum``.
+
+  Integer options shape the computation, so they must be static: a traced
+  value (e.g. from ``optax.inject_hyperparams`` without ``static_args``) is an
+  error that says how to pass it.
+  """
+  if isinstance(value, jax.core.Tracer):
+    raise ValueError(
+        f"{name} must be a static Python int, got a traced value: with "
+        f"optax.inject_hyperparams pass static_args=({name!r},)."
+    )
+  import numpy as np
+
+  if isinstance(value, (bool, np.bool_)) or not (
+      isinstance(value, (int, np.integer))
+      or (hasattr(value, "dtype") and jnp.issubdtype(value.dtype, jnp.integer)
+          and jnp.ndim(value) == 0)):
+    raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+  value = int(value)
+  if value < minimum:
+    raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+  return value
+
+
+def check_one_of(name: str, value: Any, options: tuple[Any, ...]) -> None:
+  if value not in options:
+    raise ValueError(f"{name} must be one of {options}, got {value!r}.")
+
+
+def check_bounds(min_value: Any, max_value: Any, name: str = "learning_rate") -> None:
+  check_positive(f"min_{name}", min_value, allow_zero=True)
+  check_positive(f"max_{name}", max_value)
+  lo, hi = _concrete(min_value), _concrete(max_value)
+  if lo is not None and hi is not None:
+    import numpy as np
+
+    if np.any(np.asarray(lo) > np.asarray(hi)):
+      raise ValueError(
+          f"min_{name} ({min_value}) must not exceed max_{name} ({max_value})."
+      )
+
+
+# ---------------------------------------------------------------- extra args --
+def _accepted_kwargs(fn: Callable[..., Any]) -> tuple[frozenset[str], bool]:
+  try:
+    sig = inspect.signature(fn)
+  except (TypeError, ValueError):
+    return frozenset(), True
+  names = frozenset(
+      p.name for p in sig.parameters.values()
+      if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+  )
+  var_kw = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
+  return names, var_kw
+
+
+def value_fn_kwargs(value_fn: Callable[..., Any], extra_args: dict[str, Any]) -> dict[str, Any]:
+  """The keyword args among ``extra_args`` that ``value_fn`` accepts.
+
+  Named parameters of ``value_fn`` are forwarded; if it takes ``**kwargs`` every
+  extra arg adaptlr does not consume itself is forwarded.
+  """
+  names, var_kw = _accepted_kwargs(value_fn)
+  return {
+      k: v for k, v in extra_args.items()
+      if k not in RESERVED_EXTRA_ARGS and (k in names or var_kw)
+  }
+
+
+def get_value_fn(
+    extra_args: dict[str, Any], method: str, why: str = ""
+) -> Callable[[Any], jax.Array]:
+  """``params -> loss`` from the ``value_fn`` extra arg, with its kwargs bound.
+
+  Raises:
+    ValueError: if no ``value_fn`` was passed; the message says what to pass.
+  """
+  value_fn = extra_args.get("value_fn")
+  if value_fn is None:
+    raise ValueError(
+        f"{method} needs the loss as a function of the params{why}: call "
+        "`opt.update(grads, state, params, value_fn=loss_fn, **batch)` where "
+        "`loss_fn(params, **batch)` returns a scalar; keyword args that "
+        "loss_fn accepts (e.g. x=..., y=...) are forwarded to it."
+    )
+  kwargs = value_fn_kwargs(value_fn, extra_args)
+  return functools.partial(value_fn, **kwargs) if kwargs else value_fn
+
+
+def get_value(extra_args: dict[str, Any], method: str) -> jax.Array:
+  """The ``value`` extra arg (the loss at ``params``).
+
+  Raises:
+    ValueError: if it is missing; the message says how to get it.
+  """
+  value = extra_args.get("value")
+  if value is None:
+    raise ValueError(
+        f"{method} needs the loss at the current params: compute "
+        "`value, grads = jax.value_and_grad(loss_fn)(params, **batch)` and call "
+        "`opt.update(grads, state, params, value=value, value_fn=loss_fn, **batch)`."
+    )
+  return jnp.asarray(value)
+
+
+def require_params(params: Any, method: str) -> None:
+  if params is None:
+    raise ValueError(
+        f"{method} needs the current params: call `opt.update(grads, state, params, ...)`."
+    )
+
+
+# ------------------------------------------------------------ non-finite guard --
+def tree_all_finite(*trees: Any) -> jax.Array:
+  """True iff every floating leaf of every tree is finite (a scalar bool)."""
+  ok = jnp.asarray(True)
+  for tree in trees:
+    for leaf in jax.tree.leaves(tree):
+      leaf = jnp.asarray(leaf)
+      if jnp.issubdtype(leaf.dtype, jnp.inexact):
+        ok = ok & jnp.all(jnp.isfinite(leaf))
+  return ok
+
+
+def skip_if_not_finite(
+    finite: jax.Array, updates: Any, new_state: Any, old_state: Any
+) -> tuple[Any, Any]:
+  """Zero updates and the old state (with ``skipped + 1``) unless ``finite``.
+
+  ``new_state`` and ``old_state`` are NamedTuples with a ``skipped`` counter.
+  """
+  updates = jax.tree.map(lambda u: jnp.where(finite, u, jnp.zeros_like(u)), updates)
+  kept = old_state._replace(skipped=old_state.skipped + 1)
+  state = optax.tree.where(finite, new_state, kept)
+  return updates, state
+
+
+def clip_rates(rates: Any, low: Any, high: Any) -> Any:
+  """Rates clamped to [low, high], dtype preserved."""
+  return jax.tree.map(lambda r: jnp.clip(r, low, high).astype(r.dtype), rates)
+
+
+def cast_like(tree: Any, like: Any) -> Any:
+  """``tree`` with each leaf cast to the dtype of the matching ``like`` leaf."""
+  return jax.tree.map(lambda x, y: jnp.asarray(x).astype(jnp.asarray(y).dtype), tree, like)
+
+
+def init_direction(direction: Optional[optax.GradientTransformation]):
+  """The search-direction transformation, with extra-args support."""
+  if direction is None:
+    return None
+  if not (hasattr(direction, "init") and hasattr(direction, "update")):
+    raise ValueError(
+        "direction must be an optax GradientTransformation (e.g. "
+        f"optax.scale_by_adam() or optax.trace(0.9)), got {direction!r}."
+    )
+  return optax.with_extra_args_support(direction)
+
+
+def apply_direction(direction, grads: Any, state: Any, params: Any, extra_args: dict[str, Any]):
+  """The search direction u for ``grads``: the gradient itself when ``direction`` is None."""
+  if direction is None:
+    return grads, state
+  return direction.update(grads, state, params, **extra_args)

@@ -1,0 +1,269 @@
+"""The loss along a line, shared by the methods that probe it.
+
+For params ``w``, a search direction ``u`` and a loss ``L`` (``value_fn`` with its
+forwarded kwargs), the line is
+
+    f(η) = L(w − η u),      f′(η) = −⟨∇L(w − η u), u⟩,      f″(η) = uᵀ ∇²L(w − η u) u.
+
+:func:`line_derivatives` gives f, f′ (and f″) exactly by (nested) forward-mode
+autodiff: one ``jax.jvp`` costs about one forward pass with tangents, no step ε.
+
+:func:`line_probes` evaluates f at η + k ε for several k (Ravaut & Gorti's five
+probes η, η ± ε, η ± 2ε) in **one** batched call: ``jax.vmap`` by default, a
+``jax.lax.map`` loop for models too large to hold several parameter copies, or
+an unrolled set of calls (faster than a vmapped matmul on XLA:CPU); see
+:func:`evaluate_batched`.
+
+With one rate per parameter group (``Granularity`` "leaf" or labels) the loss is
+F(r) = L(w − Σ_j r_j u_j), one line per group: :func:`group_line_probes` and
+:func:`group_line_derivatives` move one group's rate at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+
+def point_on_line(params: Any, direction: Any, eta: Any) -> Any:
+  """w − η u, each leaf kept in its params dtype."""
+  return jax.tree.map(
+      lambda w, u: (w - eta * u).astype(w.dtype), params, direction
+  )
+
+
+def line_fn(value_fn: Callable[[Any], jax.Array], params: Any, direction: Any):
+  """f(η) = L(w − η u) as a function of a scalar η."""
+  return lambda eta: value_fn(point_on_line(params, direction, eta))
+
+
+def line_derivatives(
+    value_fn: Callable[[Any], jax.Array],
+    params: Any,
+    direction: Any,
+    eta: Any,
+    order: int = 2,
+) -> tuple[jax.Array, ...]:
+  """(f(η), f′(η)) for ``order=1``, (f(η), f′(η), f″(η)) for ``order=2``.
+
+  Exact derivatives along the line by forward-mode autodiff: ``order=1`` is one
+  ``jax.jvp``; ``order=2`` nests two (about two forward passes' work).
+  """
+  if order not in (1, 2):
+    raise ValueError(f"order must be 1 or 2, got {order!r}.")
+  f = line_fn(value_fn, params, direction)
+  eta = jnp.asarray(eta)
+  one = jnp.ones_like(eta)
+  first = lambda e: jax.jvp(f, (e,), (one,))
+  if order == 1:
+    value, slope = first(eta)
+    return value, slope
+  (value, slope), (_, curvature) = jax.jvp(first, (eta,), (one,))
+  return value, slope, curvature
+
+
+# ------------------------------------------------------------ batched probes --
+PROBE_MODES = ("vmap", "map", "unroll")
+FIVE_POINT = (-2, -1, 0, 1, 2)
+
+
+def evaluate_batched(
+    fn: Callable[[Any], jax.Array],
+    xs: Any,
+    *,
+    mode: str = "vmap",
+    batch_size: int | None = None,
+) -> Any:
+  """``fn`` at every slice of ``xs`` along its leading axis, stacked.
+
+  Args:
+    fn: a function of one slice of ``xs``.
+    xs: a pytree whose leaves share a leading (batch) axis.
+    mode: ``"vmap"``: one batched call (``jax.vmap``), what a GPU/TPU runs at
+      nearly the cost of one evaluation, holding one copy of the params per
+      slice; ``"map"``: one evaluation at a time (``jax.lax.map``, a loop), for
+      models too large to hold several copies; ``"unroll"``: separate calls in
+      the same jitted graph (a Python loop), which XLA:CPU runs faster than a
+      vmapped (batched) matmul; it holds as many copies as ``"vmap"`` at most.
+    batch_size: with ``mode="map"``, evaluate this many slices per loop
+      iteration (vmapped); ``None``: one.
+
+  Returns:
+    ``fn``'s outputs stacked along a new leading axis.
+  """
+  if mode == "vmap":
+    return jax.vmap(fn)(xs)
+  if mode == "map":
+    return jax.lax.map(fn, xs, batch_size=batch_size)
+  if mode == "unroll":
+    n = jax.tree.leaves(xs)[0].shape[0]
+    outs = [fn(jax.tree.map(lambda x: x[i], xs)) for i in range(n)]
+    return jax.tree.map(lambda *o: jnp.stack(o), *outs)
+  raise ValueError(f"mode must be one of {PROBE_MODES}, got {mode!r}.")
+
+
+def line_probes(
+    value_fn: Callable[[Any], jax.Array],
+    params: Any,
+    direction: Any,
+    eta: Any,
+    eps: Any,
+    offsets: Sequence[float] = FIVE_POINT,
+    *,
+    mode: str = "vmap",
+    batch_size: int | None = None,
+) -> jax.Array:
+  """f(η + k ε) = L(w − (η + k ε) u) for every k in ``offsets``, batched.
+
+  The default five offsets (−2, −1, 0, 1, 2) are Ravaut & Gorti's stencil
+  (Eq. 6–10); they are evaluated in one ``jax.vmap`` call by default (see
+  :func:`evaluate_batched` for ``mode``).
+
+  Args:
+    value_fn: params -> scalar loss.
+    params: the point w the line starts from.
+    direction: u, shaped like ``params``.
+    eta: the scalar rate η at the stencil's centre.
+    eps: the scalar step ε.
+    offsets: the multiples k of ε.
+    mode: ``"vmap"``, ``"map"`` or ``"unroll"``.
+    batch_size: slices per iteration for ``mode="map"``.
+
+  Returns:
+    The loss values, shape ``(len(offsets),)``, in the rates' dtype
+    (float32, or wider params').
+  """
+  eta = jnp.asarray(eta)
+  dtype = jnp.promote_types(eta.dtype, jnp.float32)
+  etas = eta.astype(dtype) + jnp.asarray(offsets, dtype) * jnp.asarray(eps, dtype)
+  f = line_fn(value_fn, params, direction)
+  values = evaluate_batched(f, etas, mode=mode, batch_size=batch_size)
+  return values.astype(jnp.promote_types(values.dtype, dtype))
+
+
+# ----------------------------------------------- one line per parameter group --
+def point_on_lines(params: Any, direction: Any, leaf_rates: Any) -> Any:
+  """w − r u with one rate per leaf (``leaf_rates`` shaped like ``params``)."""
+  return jax.tree.map(
+      lambda w, r, u: (w - r * u).astype(w.dtype), params, leaf_rates, direction
+  )
+
+
+def group_line_fn(
+    value_fn: Callable[[Any], jax.Array],
+    params: Any,
+    direction: Any,
+    rates: Any,
+    broadcast: Callable[[Any, Any], Any],
+):
+  """F(r) = L(w − r_j u_j) as a function of the flat vector r of group rates.
+
+  Args:
+    value_fn: params -> scalar loss.
+    params: w.
+    direction: u.
+    rates: the current rates (a pytree: scalar, pytree of scalars or dict).
+    broadcast: ``Granularity.broadcast``: (rates, params) -> per-leaf rates.
+
+  Returns:
+    ``(F, r0, unravel)``: F of a flat vector, r0 = the flat current rates, and
+    ``unravel`` mapping a flat vector back to the rates' structure.
+  """
+  r0, unravel = ravel_pytree(rates)
+
+  def fn(r):
+    return value_fn(point_on_lines(params, direction, broadcast(unravel(r), params)))
+
+  return fn, r0, unravel
+
+
+def group_line_probes(
+    value_fn: Callable[[Any], jax.Array],
+    params: Any,
+    direction: Any,
+    rates: Any,
+    eps: Any,
+    broadcast: Callable[[Any, Any], Any],
+    offsets: Sequence[float] = FIVE_POINT,
+    *,
+    mode: str = "vmap",
+    batch_size: int | None = None,
+) -> jax.Array:
+  """F(r + k ε_j e_j) for every group j and offset k, in one batched call.
+
+  Each group's rate moves alone (the others stay at their current value), so
+  row j is :func:`line_probes` along the group's own line. The centre (k = 0)
+  is shared: ``G·(K−1) + 1`` evaluations for G groups and K offsets.
+
+  Args:
+    value_fn, params, direction: as :func:`line_probes`.
+    rates: the current rates (pytree); ``eps``: ε per group (same structure)
+      or one scalar for all groups.
+    broadcast: ``Granularity.broadcast``.
+    offsets, mode, batch_size: as :func:`line_probes`.
+
+  Returns:
+    Loss values, shape ``(G, len(offsets))``, rows in ``ravel_pytree`` order
+    of ``rates``.
+  """
+  fn, r0, _ = group_line_fn(value_fn, params, direction, rates, broadcast)
+  dtype = jnp.promote_types(r0.dtype, jnp.float32)
+  r0 = r0.astype(dtype)
+  g = r0.shape[0]
+  eps_flat = ravel_pytree(eps)[0].astype(dtype)
+  eps_flat = jnp.broadcast_to(eps_flat, (g,)) if eps_flat.size == 1 else eps_flat
+  nonzero = [k for k in offsets if k != 0]
+  ks = jnp.asarray(nonzero, dtype)
+  # points[j, m] = r0 + ks[m] · eps_j · e_j
+  shifts = ks[None, :, None] * eps_flat[:, None, None] * jnp.eye(g, dtype=dtype)[:, None, :]
+  points = (r0[None, None, :] + shifts).reshape(g * len(nonzero), g)
+  points = jnp.concatenate([r0[None, :], points], axis=0)
+  values = evaluate_batched(fn, points, mode=mode, batch_size=batch_size)
+  values = values.astype(jnp.promote_types(values.dtype, dtype))
+  centre, moved = values[0], values[1:].reshape(g, len(nonzero))
+  cols, m = [], 0
+  for k in offsets:
+    if k == 0:
+      cols.append(jnp.broadcast_to(centre, (g,)))
+    else:
+      cols.append(moved[:, m])
+      m += 1
+  return jnp.stack(cols, axis=1)
+
+
+def group_line_derivatives(
+    value_fn: Callable[[Any], jax.Array],
+    params: Any,
+    direction: Any,
+    rates: Any,
+    broadcast: Callable[[Any, Any], Any],
+    *,
+    mode: str = "vmap",
+    batch_size: int | None = None,
+) -> tuple[jax.Array, Any, Any]:
+  """F, ∂F/∂r_j and ∂²F/∂r_j² for every group j, exact (nested ``jax.jvp``).
+
+  One nested jvp per group along the one-hot tangent e_j (about two forward
+  passes' work each), batched over the groups as :func:`evaluate_batched`.
+
+  Returns:
+    ``(value, slopes, curvatures)``: the scalar F(r) and two pytrees with the
+    rates' structure.
+  """
+  fn, r0, unravel = group_line_fn(value_fn, params, direction, rates, broadcast)
+  g = r0.shape[0]
+
+  def along(tangent):
+    first = lambda r: jax.jvp(fn, (r,), (tangent,))
+    (value, slope), (_, curvature) = jax.jvp(first, (r0,), (tangent,))
+    return value, slope, curvature
+
+  values, slopes, curvatures = evaluate_batched(
+      along, jnp.eye(g, dtype=r0.dtype), mode=mode, batch_size=batch_size)
+  dtype = jnp.promote_types(r0.dtype, jnp.float32)
+  cast = lambda x: x.astype(jnp.promote_types(x.dtype, dtype))
+  return cast(values[0]), unravel(cast(slopes)), unravel(cast(curvatures))

@@ -1,0 +1,307 @@
+"""Trainable Learning Rate: efficient GD-TLR (Alg. 2), global and per-layer.
+
+References:
+  Trainable Learning Rate, anonymous ICLR 2022 submission
+  (``shared/papers/trainable_learning_rate.txt``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from adaptlr import _base
+from adaptlr._granularity import GranularityLike, granularity_from, rate_dtype
+
+
+class TLRState(NamedTuple):
+  """State of :func:`scale_by_tlr`."""
+
+  learning_rate: Any       # α per group (scalar, pytree of scalars, or per element)
+  count: jax.Array         # int32: steps taken (non-finite steps excluded)
+  skipped: jax.Array       # int32: non-finite steps skipped
+  prev_direction: Any      # u_{t−1} (= g_{t−1} for SGD); the previous window's sum when accumulating
+  prev_inner: Any          # ⟨g_{t−1}, u_{t−1}⟩ per group (‖g_{t−1}‖² for SGD), for the safeguard
+  ceiling: Any             # per group: the safeguard's cap after a detected divergence (inf before)
+  grad_sum: Any            # ∑ g over the current window (() unless accumulation_steps > 1)
+  direction_sum: Any       # ∑ u over the current window (() unless accumulating with a direction)
+  direction_state: Any     # state of ``direction`` (() for SGD)
+
+
+def _tlr_rate(rate, ceiling, ip, gu, prev_gu, bound, safeguard, window):
+  """Eq. 7–9 for one group: (α_{t+1}, ceiling) from α_t and the inner products.
+
+  ip = ⟨g_t, u_{t−1}⟩ (−∂L/∂α, Eq. 7), gu = ⟨g_t, u_t⟩ (‖g_t‖², so 4(gu − ip) is
+  α·∂²L/∂α², Eq. 8), prev_gu = ⟨g_{t−1}, u_{t−1}⟩; ``window`` = accumulation steps.
+  """
+  # For SGD gu = ‖g_t‖² ≥ 0, which keeps α_{t+1}/α_t in (3/4, 1 + c]; a direction
+  # can point uphill (gu < 0): floor gu at 0 to keep that range (α stays > 0).
+  gu = jnp.maximum(gu, 0.0)
+  den = jnp.maximum(4.0 * (gu - ip), ip / bound)                    # Eq. 9
+  ratio = jnp.where(den > 0, ip / jnp.where(den > 0, den, 1.0), 0.0)  # 0/0 keeps α
+  new = rate * (1.0 + ratio)                                           # Alg. 2, line 5
+  if safeguard:
+    # Divergence: g_t's component along −u_{t−1} is longer than g_{t−1}'s own,
+    # k = −ip / prev_gu > 1 (1-D: |1 − αλ| > 1). Over a window of K steps the
+    # sums grow by k ≈ r^K for a per-step factor r, and the secant of f′(α)
+    # along u_{t−1} puts the line-search step at α/(1 + r): brake to that
+    # (α/(1+k) for K = 1). With K > 1 a divergence is seen a whole window late
+    # and costs a factor r^K, so the rate also never again exceeds 1.5× the
+    # braked rate (between the line-search step 1/λ and the stability limit 2/λ).
+    k = -ip / jnp.where(prev_gu > 0, prev_gu, 1.0)
+    diverging = (prev_gu > 0) & (k > 1.0)
+    braked = rate / (1.0 + jnp.where(diverging, k, 1.0) ** (1.0 / window))
+    new = jnp.where(diverging, jnp.minimum(new, braked), new)
+    if window > 1:
+      ceiling = jnp.where(diverging, jnp.minimum(ceiling, 1.5 * braked), ceiling)
+      new = jnp.minimum(new, ceiling)
+  return new.astype(rate.dtype), ceiling.astype(rate.dtype)
+
+
+def scale_by_tlr(
+    learning_rate: Any = 0.01,
+    *,
+    bound: Any = 0.25,
+    granularity: GranularityLike = "global",
+    accumulation_steps: int = 1,
+    direction: Optional[optax.GradientTransformation] = None,
+    safeguard: bool = True,
+    min_learning_rate: Any = 0.0,
+    max_learning_rate: Any = jnp.inf,
+) -> optax.GradientTransformationExtraArgs:
+  r"""Scales the search direction by a learning rate trained with GD-TLR.
+
+  The rate is treated as a trainable parameter of the augmented loss
+  :math:`L_\alpha(\alpha) = L(w_t - \alpha g_t)` (Eq. 2) and updated by one
+  bounded Newton step whose derivatives come from consecutive gradients
+  (Eq. 7–9, Alg. 2). Per group of parameters (see ``granularity``):
+
+  .. math::
+
+    \alpha_{t+1} = \alpha_t \Big(1 + \frac{\langle g_t, g_{t-1}\rangle}
+        {\max\big(4\langle g_t, g_t - g_{t-1}\rangle,\;
+                  \langle g_t, g_{t-1}\rangle / c\big)}\Big),
+    \qquad w_{t+1} = w_t - \alpha_{t+1} g_t,
+
+  so :math:`\alpha_{t+1} \le (1 + c)\,\alpha_t`. The first step (no
+  :math:`g_{t-1}`) keeps :math:`\alpha`; so does a zero gradient (no 0/0).
+
+  **Safeguard** (``safeguard=True``, the default). When the iterates diverge,
+  :math:`g_t \approx -k g_{t-1}` with :math:`k > 1` and the paper's rule lowers
+  :math:`\alpha` by only :math:`1/(4(k+1))` per step: the faster the divergence,
+  the weaker the brake. Measured full batch on an 8-D least-squares problem
+  (condition number 100, ``benchmarks/tlr_safeguard.py``): with the paper's rule
+  every initial rate 1e-4 … 1 blows up (loss peaks 1e16 – 1e53 within 100
+  steps) where GD with step 1/L reaches 5e-3. The safeguard acts only on
+  detected divergence, :math:`\langle g_t, u_{t-1}\rangle < 0` and
+  :math:`\langle g_t, u_t\rangle > \langle g_{t-1}, u_{t-1}\rangle`, and then caps
+  :math:`\alpha_{t+1}` at the secant (exact quadratic line-search) step along
+  the previous direction, :math:`\alpha_t \|g_{t-1}\|^2 / (\|g_{t-1}\|^2 -
+  \langle g_t, g_{t-1}\rangle)` (:math:`\alpha_t/(1+k)` above). Elsewhere it is
+  the paper's rule. ``safeguard=False`` is the paper's rule exactly. The
+  measured effect is in the docstring of :func:`tlr`.
+
+  **Minibatches** (Sec. 4, Eq. 10). Consecutive minibatch gradients see
+  different data and their inner product is mostly negative, so the rate would
+  collapse. With ``accumulation_steps=k`` the gradients are summed over windows
+  of ``k`` steps; the rate is updated only at a window's end, from the current
+  and the previous window's sums, and held in between. The paper's default is a
+  third of an epoch: ``k ≈ steps_per_epoch / 3``. Full-batch GD: ``k = 1``.
+
+  **Search direction** (``direction``, the paper's future work). With a
+  direction transformation (``optax.scale_by_adam()``, ``optax.trace(0.9)``) the
+  weights step along :math:`u_t` and the line is :math:`L(w - \alpha u)`, whose
+  slope at :math:`\alpha_t` is :math:`-\langle g_t, u_{t-1}\rangle`. The rule
+  then uses :math:`\langle g_t, u_{t-1}\rangle` in place of
+  :math:`\langle g_t, g_{t-1}\rangle` and :math:`\langle g_t, u_t\rangle` in place
+  of :math:`\|g_t\|^2`: both products keep the units of the SGD rule and reduce
+  to it when :math:`u = g`.
+
+  Args:
+    learning_rate: initial rate :math:`\alpha_0` (> 0).
+    bound: :math:`c > 0` of Eq. 9, the largest relative increase per update
+      (paper: 1/4).
+    granularity: ``"global"`` (sgd_tlr), ``"leaf"`` (sgd_tlr_pl, one rate per
+      tensor, App. D.2), ``"element"``, or labels (a pytree or callable as in
+      ``optax.multi_transform``).
+    accumulation_steps: window length ``k`` of Eq. 10 (``>= 1``).
+    direction: optional optax transformation turning gradients into the
+      search direction; ``None`` is SGD.
+    safeguard: brake on detected divergence (see above); ``False`` is the
+      paper's rule exactly.
+    min_learning_rate: lower clamp of the rates (default 0: never binds).
+    max_learning_rate: upper clamp of the rates (default inf: never binds).
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs`` whose updates are
+    :math:`+\alpha u` (use :func:`tlr` for updates ready for
+    ``optax.apply_updates``). Its state is a :class:`TLRState`; the current
+    rate(s) are ``optax.tree.get(state, "learning_rate")``.
+
+  Raises:
+    ValueError: for a non-positive ``learning_rate`` or ``bound``,
+      ``accumulation_steps < 1``, bad clamps, or an unknown granularity.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, optax, adaptlr
+    >>> opt = optax.chain(adaptlr.scale_by_tlr(0.01), optax.scale(-1.0))
+    >>> params = jnp.array([1.0, -2.0])
+    >>> state = opt.init(params)
+    >>> for _ in range(3):
+    ...   grads = jax.grad(lambda p: jnp.sum(p ** 2))(params)
+    ...   updates, state = opt.update(grads, state, params)
+    ...   params = optax.apply_updates(params, updates)
+    >>> float(optax.tree.get(state, "learning_rate")) > 0.01  # the rate grew
+    True
+
+  References:
+    Trainable Learning Rate, ICLR 2022 submission, Eq. 7–10 and Alg. 2.
+  """
+  _base.check_positive("learning_rate", learning_rate)
+  _base.check_positive("bound", bound)
+  accumulation_steps = _base.check_int("accumulation_steps", accumulation_steps, 1)
+  _base.check_bounds(min_learning_rate, max_learning_rate)
+  groups = granularity_from(granularity)
+  direction = _base.init_direction(direction)
+  k = accumulation_steps
+  accumulate = k > 1
+
+  def init_fn(params):
+    acc_dtype = rate_dtype(params)
+    acc = lambda: jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), acc_dtype), params)
+    dtype = rate_dtype(params)
+    return TLRState(
+        learning_rate=groups.init_rates(params, learning_rate, dtype),
+        count=jnp.zeros([], jnp.int32),
+        skipped=jnp.zeros([], jnp.int32),
+        prev_direction=acc() if accumulate else optax.tree.zeros_like(params),
+        prev_inner=groups.init_rates(params, 0.0, dtype),
+        ceiling=groups.init_rates(params, jnp.inf, dtype),
+        grad_sum=acc() if accumulate else (),
+        direction_sum=acc() if (accumulate and direction is not None) else (),
+        direction_state=direction.init(params) if direction is not None else (),
+    )
+
+  def update_fn(updates, state, params=None, **extra_args):
+    grads = updates
+    u, direction_state = _base.apply_direction(
+        direction, grads, state.direction_state, params, extra_args)
+    if accumulate:                                                     # Eq. 10
+      grad_sum = optax.tree.add(state.grad_sum, grads)
+      direction_sum = optax.tree.add(state.direction_sum, u) if direction is not None else ()
+      window_g = grad_sum
+      window_u = direction_sum if direction is not None else grad_sum
+      window_end = (state.count + 1) % k == 0
+      has_prev = state.count + 1 >= 2 * k
+    else:
+      window_g, window_u = grads, u
+      window_end = jnp.asarray(True)
+      has_prev = state.count >= 1
+
+    dtype = rate_dtype(state.learning_rate)
+    ip = groups.vdot(window_g, state.prev_direction, dtype)           # ⟨g_t, u_{t−1}⟩, Eq. 7
+    gu = groups.vdot(window_g, window_u, dtype)                       # ⟨g_t, u_t⟩
+    pairs = jax.tree.map(
+        lambda r, m, a, b, c: _tlr_rate(r, m, a, b, c, bound, safeguard, k),
+        state.learning_rate, state.ceiling, ip, gu, state.prev_inner)
+    is_pair = lambda x: type(x) is tuple   # not optax's MaskedNode (a NamedTuple)
+    candidate = jax.tree.map(lambda p: p[0], pairs, is_leaf=is_pair)
+    ceiling = jax.tree.map(lambda p: p[1], pairs, is_leaf=is_pair)
+    candidate = _base.clip_rates(candidate, min_learning_rate, max_learning_rate)
+    adapt = window_end & has_prev
+    rate = optax.tree.where(adapt, candidate, state.learning_rate)
+    ceiling = optax.tree.where(adapt, ceiling, state.ceiling)
+
+    if accumulate:
+      prev_direction = optax.tree.where(window_end, window_u, state.prev_direction)
+      prev_inner = optax.tree.where(window_end, gu, state.prev_inner)
+      zero_if_end = lambda t: optax.tree.where(window_end, optax.tree.zeros_like(t), t)
+      grad_sum = zero_if_end(grad_sum)
+      direction_sum = zero_if_end(direction_sum) if direction is not None else ()
+    else:
+      prev_direction = _base.cast_like(u, state.prev_direction)
+      prev_inner, grad_sum, direction_sum = gu, (), ()
+
+    new_updates = groups.scale(rate, u)                                # Alg. 2, line 6
+    new_state = TLRState(
+        learning_rate=rate,
+        count=state.count + 1,
+        skipped=state.skipped,
+        prev_direction=prev_direction,
+        prev_inner=prev_inner,
+        ceiling=ceiling,
+        grad_sum=grad_sum,
+        direction_sum=direction_sum,
+        direction_state=direction_state,
+    )
+    finite = _base.tree_all_finite(grads, extra_args.get("value"))
+    return _base.skip_if_not_finite(finite, new_updates, new_state, state)
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def tlr(
+    learning_rate: Any = 0.01,
+    *,
+    bound: Any = 0.25,
+    granularity: GranularityLike = "global",
+    accumulation_steps: int = 1,
+    direction: Optional[optax.GradientTransformation] = None,
+    safeguard: bool = True,
+    min_learning_rate: Any = 0.0,
+    max_learning_rate: Any = jnp.inf,
+) -> optax.GradientTransformationExtraArgs:
+  r"""SGD with a Trainable Learning Rate (sgd_tlr / sgd_tlr_pl).
+
+  :func:`scale_by_tlr` followed by ``optax.scale(-1)``: updates are ready for
+  ``optax.apply_updates``. See :func:`scale_by_tlr` for the rule (Eq. 7–10,
+  Alg. 2) and every argument.
+
+  Measured effect of the safeguard: MEASURED_SAFEGUARD
+
+  Args:
+    learning_rate: initial rate.
+    bound: c of Eq. 9 (paper: 1/4).
+    granularity: ``"global"`` (sgd_tlr), ``"leaf"`` (sgd_tlr_pl), ``"element"``
+      or labels.
+    accumulation_steps: gradient-accumulation window (Eq. 10); use about
+      ``steps_per_epoch / 3`` for minibatch SGD, 1 for full batch.
+    direction: optional optax transformation for the search direction.
+    safeguard: divergence brake (default); ``False`` is the paper's rule.
+    min_learning_rate: lower clamp of the rates.
+    max_learning_rate: upper clamp of the rates.
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs``.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, optax, adaptlr
+    >>> loss = lambda w: jnp.sum((w - 3.0) ** 2)
+    >>> opt = adaptlr.tlr(learning_rate=1e-3)
+    >>> w = jnp.zeros(4)
+    >>> state = opt.init(w)
+    >>> for _ in range(60):
+    ...   updates, state = opt.update(jax.grad(loss)(w), state, w)
+    ...   w = optax.apply_updates(w, updates)
+    >>> bool(loss(w) < 1e-3)
+    True
+
+  References:
+    Trainable Learning Rate, ICLR 2022 submission, Alg. 2 and App. D.2.
+  """
+  return optax.chain(
+      scale_by_tlr(
+          learning_rate,
+          bound=bound,
+          granularity=granularity,
+          accumulation_steps=accumulation_steps,
+          direction=direction,
+          safeguard=safeguard,
+          min_learning_rate=min_learning_rate,
+          max_learning_rate=max_learning_rate,
+      ),
+      optax.scale(-1.0),
+  )

@@ -1,0 +1,210 @@
+"""Per-step cost of each optimizer relative to optax.sgd, measured interleaved.
+
+The step is a whole jitted training step on a 784-512-10 MLP (ReLU, softmax
+cross-entropy) at batch 128, float32: ``value_and_grad`` + the optimizer's
+update (with ``value``, ``grad``, ``value_fn`` and the batch as extra args) +
+``optax.apply_updates``. Methods run in rounds, in a fresh random order each
+round; each round times ``--steps`` consecutive steps per method and divides by
+``optax.sgd``'s time in the same round, so slow drifts of the machine cancel.
+The reported ratio is the median over rounds (with the interquartile range).
+
+Floors for the probe methods (same step, same machine, measured here too):
+``forward`` is one extra forward pass, ``5 forwards`` five, and ``jvp2`` the
+nested forward-mode pass that gives f, f′, f″ along a line.
+
+Command: python -m benchmarks.overhead [--rounds 15] [--steps 20] [--methods a,b]
+Writes benchmarks/results/overhead.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import sys
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import adaptlr
+from adaptlr import _probes
+
+
+def mlp_init(key, sizes=(784, 512, 10)):
+  params = {}
+  for i, (m, n) in enumerate(zip(sizes[:-1], sizes[1:])):
+    key, sub = jax.random.split(key)
+    params[f"dense{i}"] = {"kernel": jax.random.normal(sub, (m, n)) * jnp.sqrt(2.0 / m),
+                           "bias": jnp.zeros(n)}
+  return params
+
+
+def mlp_loss(params, x, y):
+  h = x
+  layers = sorted(params)
+  for i, name in enumerate(layers):
+    h = h @ params[name]["kernel"] + params[name]["bias"]
+    if i < len(layers) - 1:
+      h = jax.nn.relu(h)
+  return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(h, y))
+
+
+def _maybe(name: str, make: Callable[[], optax.GradientTransformation]):
+  return {name: make} if hasattr(adaptlr, name.split("(")[0].split("-")[0]) else {}
+
+
+def registry() -> dict[str, Callable[[], optax.GradientTransformation]]:
+  """Name -> optimizer factory. Methods that are not in adaptlr yet are skipped."""
+  r = {
+      "optax.sgd": lambda: optax.sgd(0.01),
+      "optax.adam": lambda: optax.adam(1e-3),
+      "tlr": lambda: adaptlr.tlr(0.01),
+      "tlr(leaf)": lambda: adaptlr.tlr(0.01, granularity="leaf"),
+      "tlr(accumulation_steps=10)": lambda: adaptlr.tlr(0.01, accumulation_steps=10),
+      "hypergradient": lambda: adaptlr.hypergradient(0.01),
+      "hypergradient(lookahead)": lambda: adaptlr.hypergradient(0.01, lookahead=True),
+  }
+  # Methods of the other issues join here (keys: the adaptlr name, then options).
+  r.update(_maybe("newton_lr", lambda: adaptlr.newton_lr(0.01)))
+  r.update(_maybe("newton_lr(finite_difference)", lambda: adaptlr.newton_lr(
+      0.01, derivatives="finite_difference")))
+  r.update(_maybe("newton_lr(autodiff)", lambda: adaptlr.newton_lr(0.01, derivatives="autodiff")))
+  r.update(_maybe("probabilistic_lr", lambda: adaptlr.probabilistic_lr(0.01)))
+  r.update(_maybe("vsgd", lambda: adaptlr.vsgd()))
+  r.update(_maybe("smd", lambda: adaptlr.smd()))
+  r.update(_maybe("almeida", lambda: adaptlr.almeida()))
+  return r
+
+
+def floors(params, x, y):
+  """Reference computations that are not optimizers: cost floors for probes."""
+  u = jax.tree.map(jnp.ones_like, params)
+
+  def forward(p, s, x, y):
+    loss, g = jax.value_and_grad(mlp_loss)(p, x, y)
+    extra = mlp_loss(jax.tree.map(lambda a, b: a - 1e-3 * b, p, g), x, y)
+    return optax.apply_updates(p, jax.tree.map(lambda b: -1e-3 * b * extra, g)), s, loss
+
+  def five_forwards(p, s, x, y):
+    loss, g = jax.value_and_grad(mlp_loss)(p, x, y)
+    tot = sum(mlp_loss(jax.tree.map(lambda a, b: a - (1e-3 + 1e-4 * k) * b, p, g), x, y)
+              for k in range(-2, 3))
+    return optax.apply_updates(p, jax.tree.map(lambda b: -1e-3 * b * tot, g)), s, loss
+
+  def jvp2(p, s, x, y):
+    loss, g = jax.value_and_grad(mlp_loss)(p, x, y)
+    _, d1, d2 = _probes.line_derivatives(lambda q: mlp_loss(q, x, y), p, g, 1e-3)
+    return optax.apply_updates(p, jax.tree.map(lambda b: -1e-3 * b * (d1 + d2), g)), s, loss
+
+  return {"floor: +1 forward": forward, "floor: +5 forwards": five_forwards,
+          "floor: +jvp2 (f, f', f'')": jvp2}
+
+
+def make_step(opt):
+  def step(params, state, x, y):
+    value, grad = jax.value_and_grad(mlp_loss)(params, x, y)
+    updates, state = opt.update(grad, state, params, value=value, grad=grad,
+                                value_fn=mlp_loss, x=x, y=y)
+    return optax.apply_updates(params, updates), state, value
+  return step
+
+
+def main(argv=None):
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("--rounds", type=int, default=15)
+  ap.add_argument("--steps", type=int, default=20)
+  ap.add_argument("--batch", type=int, default=128)
+  ap.add_argument("--methods", default="", help="comma-separated subset (default: all)")
+  ap.add_argument("--out", default="benchmarks/results/overhead")
+  args = ap.parse_args(argv)
+
+  key = jax.random.key(0)
+  params = mlp_init(key)
+  x = jax.random.normal(jax.random.key(1), (args.batch, 784))
+  y = jax.random.randint(jax.random.key(2), (args.batch,), 0, 10)
+
+  steps = {}
+  for name, make in registry().items():
+    if args.methods and name not in args.methods.split(",") and name != "optax.sgd":
+      continue
+    opt = make()
+    steps[name] = (jax.jit(make_step(opt)), opt.init(params))
+  if not args.methods:
+    for name, fn in floors(params, x, y).items():
+      steps[name] = (jax.jit(fn), ())
+
+  # Compile and warm up.
+  state_of = {}
+  for name, (fn, st) in steps.items():
+    p, s, _ = fn(params, st, x, y)
+    p, s, _ = fn(p, s, x, y)
+    jax.block_until_ready(p)
+    state_of[name] = (p, s)
+
+  times = {name: [] for name in steps}
+  order = list(steps)
+  for _ in range(args.rounds):
+    random.shuffle(order)
+    for name in order:
+      fn = steps[name][0]
+      p, s = state_of[name]
+      jax.block_until_ready(p)
+      t0 = time.perf_counter()
+      for _ in range(args.steps):
+        p, s, v = fn(p, s, x, y)
+      jax.block_until_ready((p, s, v))
+      times[name].append((time.perf_counter() - t0) / args.steps)
+      state_of[name] = (p, s)
+
+  sgd = np.array(times["optax.sgd"])
+  rows = {}
+  for name, ts in times.items():
+    ratios = np.array(ts) / sgd
+    rows[name] = {
+        "ms_per_step": float(np.median(ts) * 1e3),
+        "ratio_vs_sgd": float(np.median(ratios)),
+        "ratio_iqr": [float(np.percentile(ratios, 25)), float(np.percentile(ratios, 75))],
+    }
+  adam = rows["optax.adam"]["ratio_vs_sgd"] if "optax.adam" in rows else float("nan")
+  for r in rows.values():
+    r["ratio_vs_adam"] = r["ratio_vs_sgd"] / adam
+
+  info = {
+      "command": "python -m benchmarks.overhead " + " ".join(argv or sys.argv[1:]),
+      "machine": platform.platform(), "processor": platform.processor(),
+      "cpu_count": os.cpu_count(), "devices": [str(d) for d in jax.devices()][:1],
+      "python": sys.version.split()[0], "jax": jax.__version__, "optax": optax.__version__,
+      "rounds": args.rounds, "steps_per_round": args.steps, "batch": args.batch,
+      "model": "MLP 784-512-10, float32",
+      "results": rows,
+  }
+  os.makedirs(os.path.dirname(args.out), exist_ok=True)
+  with open(args.out + ".json", "w") as f:
+    json.dump(info, f, indent=1)
+  lines = [
+      "# Per-step cost relative to optax.sgd", "",
+      f"Jitted training step (value_and_grad + update + apply_updates), {info['model']}, "
+      f"batch {args.batch}; {args.rounds} interleaved rounds × {args.steps} steps; "
+      f"median of per-round ratios (IQR). Machine: {info['machine']}, "
+      f"{info['cpu_count']} CPUs, jax {info['jax']}, {info['devices'][0]}.", "",
+      f"Command: `{info['command']}`", "",
+      "| method | ms / step | × optax.sgd (IQR) | × optax.adam |",
+      "|---|---:|---:|---:|",
+  ]
+  for name, r in sorted(rows.items(), key=lambda kv: kv[1]["ratio_vs_sgd"]):
+    lo, hi = r["ratio_iqr"]
+    lines.append(f"| {name} | {r['ms_per_step']:.2f} | {r['ratio_vs_sgd']:.2f} "
+                 f"({lo:.2f}–{hi:.2f}) | {r['ratio_vs_adam']:.2f} |")
+  with open(args.out + ".md", "w") as f:
+    f.write("\n".join(lines) + "\n")
+  print("\n".join(lines))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,86 @@
+"""Independent NumPy readings of TLR (Alg. 2, Eq. 7–10) and the hypergradient rules."""
+
+import numpy as np
+
+
+def _group_sum(x, ids):
+  return np.bincount(ids, weights=x, minlength=ids.max() + 1)
+
+
+def tlr_reference(prob, steps, learning_rate, bound=0.25, granularity="global",
+                  accumulation_steps=1, safeguard=True, momentum=None):
+  """Alg. 2 with the Eq. 10 windows, written out scalar by scalar.
+
+  ``momentum``: the direction is optax.trace(momentum) (u_t = g_t + μ u_{t−1}).
+  """
+  ids = prob.group_ids(granularity)
+  n = ids.max() + 1
+  alpha = np.full(n, float(learning_rate))
+  ceiling = np.full(n, np.inf)
+  w = prob.w0.copy()
+  k = accumulation_steps
+  G = np.zeros_like(w); U = np.zeros_like(w)            # window sums
+  G_prev = None; U_prev = None; prev_gu = None
+  trace = np.zeros_like(w)
+  traj, rates = [], []
+  for t in range(steps):
+    g = prob.grad(w, prob.shift(t))
+    if momentum is None:
+      u = g
+    else:
+      trace = g + momentum * trace
+      u = trace
+    G += g; U += u
+    if (t + 1) % k == 0:
+      gu = _group_sum(G * U, ids)                          # ‖g_t‖² (⟨g_t, u_t⟩ with a direction)
+      if U_prev is not None:
+        ip = _group_sum(G * U_prev, ids)                   # ⟨g_t, g_{t−1}⟩ (Eq. 7)
+        for j in range(n):
+          gu_j = max(gu[j], 0.0)                           # a direction may point uphill
+          den = max(4 * (gu_j - ip[j]), ip[j] / bound)     # Eq. 9
+          ratio = ip[j] / den if den > 0 else 0.0
+          new = alpha[j] * (1 + ratio)
+          if safeguard and prev_gu[j] > 0 and -ip[j] / prev_gu[j] > 1:
+            r = (-ip[j] / prev_gu[j]) ** (1.0 / k)
+            braked = alpha[j] / (1 + r)
+            new = min(new, braked)
+            if k > 1:
+              ceiling[j] = min(ceiling[j], 1.5 * braked)
+          if safeguard and k > 1:
+            new = min(new, ceiling[j])
+          alpha[j] = new
+      U_prev, G_prev, prev_gu = U.copy(), G.copy(), gu
+      G = np.zeros_like(w); U = np.zeros_like(w)
+    w = w - alpha[ids] * u                                  # Alg. 2, line 6
+    traj.append(w.copy()); rates.append(alpha.copy())
+  return np.array(traj), np.array(rates)
+
+
+def hypergradient_reference(prob, steps, learning_rate, hyper_lr=1e-3,
+                            multiplicative=False, lookahead=False,
+                            granularity="global", min_learning_rate=0.0):
+  """Baydin et al. / Ravaut & Gorti Eq. 3–4 / TLR Alg. 1, scalar by scalar."""
+  ids = prob.group_ids(granularity)
+  n = ids.max() + 1
+  eta = np.full(n, float(learning_rate))
+  w = prob.w0.copy()
+  u_prev = np.zeros_like(w)
+  traj, rates = [], []
+  for t in range(steps):
+    s = prob.shift(t)
+    g = prob.grad(w, s)
+    if lookahead:
+      # −∂L(w − α u)/∂α_j at α = η: ⟨∇L(w − η u), u⟩ over group j (TLR Eq. 5).
+      h = _group_sum(prob.grad(w - eta[ids] * g, s) * g, ids)
+      eta = eta + hyper_lr * h
+    elif multiplicative:
+      h = _group_sum(g * u_prev, ids)
+      nrm = np.sqrt(_group_sum(g * g, ids) * _group_sum(u_prev * u_prev, ids))
+      eta = eta * (1 + hyper_lr * np.where(nrm > 0, h / np.where(nrm > 0, nrm, 1), 0))
+    else:
+      eta = eta + hyper_lr * _group_sum(g * u_prev, ids)
+    eta = np.maximum(eta, min_learning_rate)
+    w = w - eta[ids] * g
+    u_prev = g
+    traj.append(w.copy()); rates.append(eta.copy())
+  return np.array(traj), np.array(rates)
