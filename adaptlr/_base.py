@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import optax
 
 # Extra-arg names adaptlr consumes itself; never forwarded to ``value_fn``.
-RESERVED_EXTRA_ARGS = frozenset({"value", "grad", "value_fn", "curvature"})
+RESERVED_EXTRA_ARGS = frozenset({"value", "grad", "value_fn", "curvature", "grad_sq"})
 
 
 # ---------------------------------------------------------------- validation --
@@ -192,6 +192,18 @@ def tree_all_finite(*trees: Any) -> jax.Array:
       if jnp.issubdtype(leaf.dtype, jnp.inexact):
         ok = ok & jnp.all(jnp.isfinite(leaf))
   return ok
+
+
+def finite_from(reductions: Any, *scalars: Any) -> jax.Array:
+  """Finiteness of the gradients read off inner products already computed.
+
+  A non-finite entry of g makes every sum of products with it non-finite (NaN
+  or ±inf, also against zeros: inf·0 = NaN), so the grouped ⟨g, ·⟩ a rule needs
+  anyway tells, without another pass over the gradients. (A finite gradient
+  whose square overflows also counts as non-finite: that step is skipped too.)
+  ``scalars``: e.g. the loss ``value`` (``None`` is ignored).
+  """
+  return tree_all_finite(reductions, *scalars)
 
 
 def skip_if_not_finite(

@@ -185,7 +185,7 @@ def scale_by_hypergradient(
         prev_direction=() if lookahead else _base.cast_like(u, state.prev_direction),
         direction_state=direction_state,
     )
-    finite = _base.tree_all_finite(grads, extra_args.get("value"), new_rate)
+    finite = _base.finite_from((ip, new_rate), extra_args.get("value"))
     return _base.skip_if_not_finite(finite, new_updates, new_state, state)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
