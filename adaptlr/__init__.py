@@ -11,6 +11,21 @@ from adaptlr.hypergradient import scale_by_hypergradient
 from adaptlr.tlr import TLRState
 from adaptlr.tlr import scale_by_tlr
 from adaptlr.tlr import tlr
+from adaptlr.almeida import AlmeidaState
+from adaptlr.almeida import almeida
+from adaptlr.almeida import scale_by_almeida
+from adaptlr.smd import SMDState
+from adaptlr.smd import scale_by_smd
+from adaptlr.smd import smd
+from adaptlr.vsgd import VSGDState
+from adaptlr.vsgd import scale_by_vsgd
+from adaptlr.vsgd import vsgd
+from adaptlr.newton import NewtonLRState
+from adaptlr.newton import newton_lr
+from adaptlr.newton import scale_by_newton_lr
+from adaptlr.probabilistic import ProbabilisticLRState
+from adaptlr.probabilistic import probabilistic_lr
+from adaptlr.probabilistic import scale_by_probabilistic_lr
 
 __version__ = "0.1.0"
 
@@ -22,6 +37,21 @@ __all__ = [
     "scale_by_hypergradient",
     "scale_by_tlr",
     "tlr",
+    "AlmeidaState",
+    "SMDState",
+    "VSGDState",
+    "almeida",
+    "scale_by_almeida",
+    "scale_by_smd",
+    "scale_by_vsgd",
+    "smd",
+    "vsgd",
+    "NewtonLRState",
+    "newton_lr",
+    "scale_by_newton_lr",
+    "ProbabilisticLRState",
+    "probabilistic_lr",
+    "scale_by_probabilistic_lr",
 ]
 
 

@@ -59,6 +59,13 @@ def _maybe(name: str, make: Callable[[], optax.GradientTransformation]):
   return {name: make} if hasattr(adaptlr, name.split("(")[0].split("-")[0]) else {}
 
 
+def _with_free_curvature(opt):
+  """Passes |g| as the ``curvature`` extra arg: a stand-in that costs nothing."""
+  def update(updates, state, params=None, **extra):
+    return opt.update(updates, state, params, curvature=updates, **extra)
+  return optax.GradientTransformationExtraArgs(opt.init, update)
+
+
 def registry() -> dict[str, Callable[[], optax.GradientTransformation]]:
   """Name -> optimizer factory. Methods that are not in adaptlr yet are skipped."""
   r = {
@@ -75,8 +82,19 @@ def registry() -> dict[str, Callable[[], optax.GradientTransformation]]:
   r.update(_maybe("newton_lr(finite_difference)", lambda: adaptlr.newton_lr(
       0.01, derivatives="finite_difference")))
   r.update(_maybe("newton_lr(autodiff)", lambda: adaptlr.newton_lr(0.01, derivatives="autodiff")))
+  r.update(_maybe("newton_lr(finite_difference, probe_mode=map)", lambda: adaptlr.newton_lr(
+      0.01, derivatives="finite_difference", probe_mode="map")))
+  r.update(_maybe("newton_lr(finite_difference, probe_mode=unroll)", lambda: adaptlr.newton_lr(
+      0.01, derivatives="finite_difference", probe_mode="unroll")))
   r.update(_maybe("probabilistic_lr", lambda: adaptlr.probabilistic_lr(0.01)))
   r.update(_maybe("vsgd", lambda: adaptlr.vsgd()))
+  # vSGD's curvature estimators: "hutchinson" (the default, above), vSGD-fd, and a
+  # caller-supplied diagonal ("given"; its cost is the caller's: measured here with a
+  # free stand-in, so the row is vSGD's own bookkeeping).
+  r.update(_maybe("vsgd(finite_difference)",
+                  lambda: adaptlr.vsgd(curvature="finite_difference")))
+  r.update(_maybe("vsgd(given; curvature free)", lambda: _with_free_curvature(
+      adaptlr.vsgd(curvature="given"))))
   r.update(_maybe("smd", lambda: adaptlr.smd()))
   r.update(_maybe("almeida", lambda: adaptlr.almeida()))
   return r

@@ -1,0 +1,173 @@
+"""Almeida & Langlois' per-parameter rates, as Schaul, Zhang & LeCun (2013) §2 state them.
+
+References:
+  L. B. Almeida, T. Langlois, J. D. Amaral, A. Plakhov, Parameter adaptation
+  in stochastic optimization, in On-line Learning in Neural Networks, 1999.
+  T. Schaul, S. Zhang, Y. LeCun, No More Pesky Learning Rates, ICML 2013, §2
+  (``shared/papers/schaul_vsgd_no_more_pesky.txt``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from adaptlr import _base
+from adaptlr._granularity import rate_dtype
+
+
+class AlmeidaState(NamedTuple):
+  """State of :func:`scale_by_almeida`."""
+
+  learning_rate: Any   # η_i per element: the rates of the last step
+  count: jax.Array     # int32: steps taken (non-finite steps excluded)
+  skipped: jax.Array   # int32: non-finite steps skipped
+  prev_grad: Any       # ∇(t−1) per element
+  sq_avg: Any          # v_i ≈ E[∇_i²] (running average, memory τ)
+
+
+def scale_by_almeida(
+    learning_rate: Any = 1e-3,
+    *,
+    tau: Any = 1000.0,
+    min_learning_rate: Any = 0.0,
+    max_learning_rate: Any = jnp.inf,
+) -> optax.GradientTransformationExtraArgs:
+  r"""Scales each gradient component by Almeida's rate (Schaul et al. 2013, §2).
+
+  .. math::
+
+    v_i \leftarrow (1 - \tau^{-1}) v_i + \tau^{-1} \nabla_i(t)^2, \qquad
+    \eta_i(t) = \max\Big(0,\; \eta_0\, \frac{\nabla_i(t)\, \nabla_i(t-1)}{v_i}\Big),
+    \qquad \theta_i \leftarrow \theta_i - \eta_i(t)\, \nabla_i(t).
+
+  A component whose gradient keeps its sign moves with a rate about
+  :math:`\eta_0` (more when the gradient grows); one whose gradient flips
+  (oscillation, noise) stops. Choices where the paper is silent: v is updated
+  with :math:`\nabla(t)` before the rate (as the authors' code orders it); it
+  is the arithmetic mean of the squared gradients for the first τ steps (no
+  bias towards its zero start), then the running average; on the first step
+  :math:`\nabla(t-1) := \nabla(t)`, so that step is SGD with rate
+  :math:`\eta_0`; where :math:`v_i = 0` the rate is 0.
+
+  Args:
+    learning_rate: :math:`\eta_0 > 0` (paper's best on MNIST: 1e-3).
+    tau: time constant :math:`\tau \ge 1` of v (paper's best: 1e3 – 1e4).
+    min_learning_rate: lower clamp of the rates (default 0, the paper's max).
+    max_learning_rate: upper clamp (default inf).
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs`` whose updates are
+    :math:`+\eta \odot \nabla` (use :func:`almeida` for
+    ``optax.apply_updates``). Its state is an :class:`AlmeidaState`; the
+    per-element rates of the last step are its ``learning_rate``.
+
+  Raises:
+    ValueError: for bad hyperparameters.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, optax, adaptlr
+    >>> opt = optax.chain(adaptlr.scale_by_almeida(0.1, tau=10.0), optax.scale(-1.0))
+    >>> w = jnp.array([1.0, -1.0]); state = opt.init(w)
+    >>> updates, state = opt.update(2 * w, state, w)      # first step: SGD with η₀
+    >>> [round(u, 6) for u in updates.tolist()]
+    [-0.2, 0.2]
+
+  References:
+    Schaul, Zhang & LeCun, ICML 2013, §2 and Table 1; Almeida et al. 1999.
+  """
+  _base.check_positive("learning_rate", learning_rate)
+  _base.check_range("tau", tau, 1.0, float("inf"))
+  _base.check_bounds(min_learning_rate, max_learning_rate)
+
+  def init_fn(params):
+    dtype = rate_dtype(params)
+    zeros = lambda: jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), dtype), params)
+    return AlmeidaState(
+        learning_rate=jax.tree.map(lambda p: jnp.full(jnp.shape(p), learning_rate, dtype),
+                                   params),
+        count=jnp.zeros([], jnp.int32),
+        skipped=jnp.zeros([], jnp.int32),
+        prev_grad=zeros(),
+        sq_avg=zeros(),
+    )
+
+  def update_fn(updates, state, params=None, **extra_args):
+    del params
+    grads = updates
+    dtype = rate_dtype(state.learning_rate)
+    g = jax.tree.map(lambda x: x.astype(dtype), grads)
+    frac = jnp.maximum(1.0 / tau, 1.0 / (state.count + 1).astype(dtype))
+    sq_avg = jax.tree.map(lambda v, x: ((1.0 - frac) * v + frac * x * x).astype(dtype),
+                          state.sq_avg, g)
+    first = state.count == 0
+
+    def rate_of(x, prev, v):
+      prev = jnp.where(first, x, prev)
+      r = learning_rate * x * prev / jnp.where(v > 0, v, 1.0)
+      return jnp.where(v > 0, jnp.maximum(r, 0.0), 0.0).astype(dtype)
+
+    rate = jax.tree.map(rate_of, g, state.prev_grad, sq_avg)
+    rate = _base.clip_rates(rate, min_learning_rate, max_learning_rate)
+    new_updates = jax.tree.map(lambda r, x: (r * x).astype(x.dtype), rate, grads)
+    new_state = AlmeidaState(
+        learning_rate=rate,
+        count=state.count + 1,
+        skipped=state.skipped,
+        prev_grad=g,
+        sq_avg=sq_avg,
+    )
+    finite = _base.finite_from(                                      # NaN, inf, or g² overflows
+        sum(jnp.sum(v) for v in jax.tree.leaves(sq_avg)), extra_args.get("value"))
+    return _base.skip_if_not_finite(finite, new_updates, new_state, state)
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def almeida(
+    learning_rate: Any = 1e-3,
+    *,
+    tau: Any = 1000.0,
+    min_learning_rate: Any = 0.0,
+    max_learning_rate: Any = jnp.inf,
+) -> optax.GradientTransformationExtraArgs:
+  r"""SGD with Almeida's per-parameter rates (Schaul et al. 2013, §2).
+
+  :func:`scale_by_almeida` followed by ``optax.scale(-1)``; see there for the
+  rule and every argument.
+
+  Args:
+    learning_rate: :math:`\eta_0`.
+    tau: time constant of the running average of the squared gradient.
+    min_learning_rate: lower clamp of the rates.
+    max_learning_rate: upper clamp of the rates.
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs``.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, optax, adaptlr
+    >>> loss = lambda w: jnp.sum((w - 1.0) ** 2)
+    >>> opt = adaptlr.almeida(0.2, tau=5.0)
+    >>> w = jnp.zeros(3); state = opt.init(w)
+    >>> for _ in range(100):
+    ...   updates, state = opt.update(jax.grad(loss)(w), state, w)
+    ...   w = optax.apply_updates(w, updates)
+    >>> bool(loss(w) < 1e-4)
+    True
+
+  References:
+    Schaul, Zhang & LeCun, ICML 2013, §2; Almeida et al. 1999.
+  """
+  return optax.chain(
+      scale_by_almeida(
+          learning_rate,
+          tau=tau,
+          min_learning_rate=min_learning_rate,
+          max_learning_rate=max_learning_rate,
+      ),
+      optax.scale(-1.0),
+  )
