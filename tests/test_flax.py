@@ -1,0 +1,329 @@
+"""adaptlr.flax: NNX and Linen loops pass value/grad/value_fn correctly.
+
+Each method is trained on a small MLP through the Flax helpers and, step for
+step, through an equivalent pure-functional optax loop on the same params;
+the two must agree (the helpers add nothing and lose nothing), and the loss
+must go down. Methods that have not landed yet join automatically. (The docstring examples
+of adaptlr.flax run in tests/test_docs.py.)
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import adaptlr
+import adaptlr.flax as aflax
+import flax.linen as nn
+from flax import nnx
+from flax.training.train_state import TrainState
+
+STEPS = 25
+
+# name -> (factory, needs value_fn). Later methods join once they exist.
+_METHODS = {
+    "tlr": (lambda: adaptlr.tlr(0.05), False),
+    "hypergradient_lookahead": (
+        lambda: adaptlr.hypergradient(0.05, hyper_lr=1e-3, lookahead=True), True),
+    "tlr_chain_clip": (
+        lambda: optax.chain(optax.clip_by_global_norm(10.0), adaptlr.tlr(0.05)), False),
+}
+if hasattr(adaptlr, "newton_lr"):
+  _METHODS["newton_lr"] = (lambda: adaptlr.newton_lr(0.05), True)
+if hasattr(adaptlr, "probabilistic_lr"):
+  _METHODS["probabilistic_lr"] = (lambda: adaptlr.probabilistic_lr(0.05), True)
+if hasattr(adaptlr, "vsgd"):
+  _METHODS["vsgd"] = (lambda: adaptlr.vsgd(), True)
+METHODS = sorted(_METHODS)
+
+
+def _data(n=128, d=8):
+  kx, kw = jax.random.split(jax.random.key(42))
+  x = jax.random.normal(kx, (n, d))
+  y = jnp.sin(x @ jax.random.normal(kw, (d, 1)) * 0.5)
+  return x, y
+
+
+class NnxMLP(nnx.Module):
+
+  def __init__(self, rngs, d=8, h=32):
+    self.l1 = nnx.Linear(d, h, rngs=rngs)
+    self.l2 = nnx.Linear(h, 1, rngs=rngs)
+
+  def __call__(self, x):
+    return self.l2(nnx.tanh(self.l1(x)))
+
+
+class LinenMLP(nn.Module):
+
+  @nn.compact
+  def __call__(self, x):
+    return nn.Dense(1)(nn.tanh(nn.Dense(32)(x)))
+
+
+def nnx_loss(model, x, y):
+  return jnp.mean((model(x) - y) ** 2)
+
+
+def _functional_run(tx, loss_p, params, x, y, steps=STEPS):
+  """The reference: a plain optax loop on a params pytree, all extra args passed."""
+
+  @jax.jit
+  def step(params, state):
+    value, grad = jax.value_and_grad(loss_p)(params, x, y)
+    updates, state = tx.update(grad, state, params, value=value, grad=grad,
+                               value_fn=loss_p, x=x, y=y)
+    return optax.apply_updates(params, updates), state, value
+
+  state = tx.init(params)
+  losses = []
+  for _ in range(steps):
+    params, state, value = step(params, state)
+    losses.append(float(value))
+  return params, state, losses
+
+
+def _assert_trees_close(a, b, rtol=2e-5, atol=2e-6):
+  la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert len(la) == len(lb)
+  for u, v in zip(la, lb):
+    if jnp.issubdtype(jnp.asarray(u).dtype, jax.dtypes.prng_key):
+      u, v = jax.random.key_data(u), jax.random.key_data(v)
+    np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=rtol, atol=atol)
+
+
+# ------------------------------------------------------------------ packaging --
+def test_import_adaptlr_does_not_import_flax():
+  code = ("import sys, adaptlr; assert 'flax' not in sys.modules, 'flax imported'; "
+          "import adaptlr.flax; assert 'flax.nnx' in sys.modules")
+  subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_lazy_attribute():
+  assert adaptlr.flax is aflax
+
+
+# ------------------------------------------------------------------------ NNX --
+def test_value_fn_matches_optimizer_params():
+  """value_fn takes exactly the tree nnx.Optimizer hands to tx.update."""
+  model = NnxMLP(nnx.Rngs(0))
+  x, y = _data()
+  seen = {}
+
+  def spy_update(updates, state, params=None, **extra):
+    seen["params"], seen["extra"] = params, extra
+    return jax.tree.map(jnp.zeros_like, updates), state
+
+  spy = optax.GradientTransformationExtraArgs(lambda p: optax.EmptyState(), spy_update)
+  optimizer = nnx.Optimizer(model, spy, wrt=nnx.Param)
+  loss = aflax.nnx_train_step(optimizer, model, nnx_loss, x=x, y=y)
+  extra = seen["extra"]
+  assert set(extra) == {"value", "grad", "value_fn", "x", "y"}
+  value_fn = extra["value_fn"]
+  np.testing.assert_allclose(value_fn(seen["params"], x=x, y=y), loss, rtol=1e-6)
+  assert jax.tree.structure(extra["grad"]) == jax.tree.structure(seen["params"])
+  # The explicit builder gives the same function of the same tree.
+  vf = aflax.nnx_value_fn(model, nnx_loss)
+  np.testing.assert_allclose(vf(seen["params"], x, y), loss, rtol=1e-6)
+  # Its signature names the batch args, so adaptlr/optax forward them.
+  import inspect
+  assert list(inspect.signature(vf).parameters) == ["params", "x", "y"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_nnx_loop_matches_functional(method):
+  make, _ = _METHODS[method]
+  x, y = _data()
+  model = NnxMLP(nnx.Rngs(0))
+  graphdef, params0, rest = nnx.split(model, nnx.Param, ...)
+  params0, rest = nnx.as_pure(params0), nnx.as_pure(rest)
+  optimizer = nnx.Optimizer(model, make(), wrt=nnx.Param)
+
+  @nnx.jit
+  def train_step(model, optimizer, x, y):
+    return aflax.nnx_train_step(optimizer, model, nnx_loss, x=x, y=y)
+
+  losses = [float(train_step(model, optimizer, x, y)) for _ in range(STEPS)]
+  assert np.all(np.isfinite(losses))
+  assert losses[-1] < 0.7 * losses[0], losses
+
+  loss_p = lambda p, x, y: nnx_loss(nnx.merge(graphdef, p, rest), x, y)
+  params_ref, state_ref, losses_ref = _functional_run(make(), loss_p, params0, x, y)
+  np.testing.assert_allclose(losses, losses_ref, rtol=2e-5)
+  _assert_trees_close(nnx.as_pure(nnx.state(model, nnx.Param)), params_ref)
+  _assert_trees_close(nnx.as_pure(optimizer.opt_state), state_ref)
+
+
+def test_nnx_explicit_value_fn_equals_train_step():
+  """The spelled-out loop (nnx_value_fn + nnx.value_and_grad + update) is the same step."""
+  make, _ = _METHODS["hypergradient_lookahead"]
+  x, y = _data()
+  m1, m2 = NnxMLP(nnx.Rngs(0)), NnxMLP(nnx.Rngs(0))
+  o1 = nnx.Optimizer(m1, make(), wrt=nnx.Param)
+  o2 = nnx.Optimizer(m2, make(), wrt=nnx.Param)
+
+  @nnx.jit
+  def explicit(model, optimizer, x, y):
+    value_fn = aflax.nnx_value_fn(model, nnx_loss)
+    loss, grads = nnx.value_and_grad(nnx_loss)(model, x, y)
+    optimizer.update(model, grads, value=loss, grad=grads, value_fn=value_fn, x=x, y=y)
+    return loss
+
+  helper = nnx.jit(lambda m, o, x, y: aflax.nnx_train_step(o, m, nnx_loss, x=x, y=y))
+  for _ in range(5):
+    explicit(m1, o1, x, y)
+    helper(m2, o2, x, y)
+  _assert_trees_close(nnx.state(m1, nnx.Param), nnx.state(m2, nnx.Param))
+
+
+def test_nnx_value_fn_is_required():
+  """Without value_fn a probing method says what to pass (the plain update path)."""
+  x, y = _data()
+  model = NnxMLP(nnx.Rngs(0))
+  optimizer = nnx.Optimizer(model, adaptlr.hypergradient(0.05, lookahead=True), wrt=nnx.Param)
+  grads = nnx.grad(nnx_loss)(model, x, y)
+  with pytest.raises(ValueError, match="value_fn"):
+    optimizer.update(model, grads)
+
+
+class StatefulNet(nnx.Module):
+  """BatchNorm statistics, a dropout RNG stream, and a frozen first layer."""
+
+  def __init__(self, rngs):
+    self.frozen = nnx.Linear(8, 16, rngs=rngs)
+    self.bn = nnx.BatchNorm(16, rngs=rngs)
+    self.drop = nnx.Dropout(0.3, rngs=rngs)
+    self.head = nnx.Linear(16, 1, rngs=rngs)
+
+  def __call__(self, x):
+    return self.head(self.drop(self.bn(nnx.relu(self.frozen(x)))))
+
+
+@pytest.mark.parametrize("graph", [True, False])
+def test_nnx_stateful_model_and_wrt_subset(graph):
+  """Only the `wrt` params move; BatchNorm stats and RNG counters advance as with nnx.grad."""
+  x, y = _data()
+  wrt = nnx.All(nnx.Param, nnx.Any(nnx.PathContains("head"), nnx.PathContains("bn")))
+  tx = adaptlr.hypergradient(0.05, lookahead=True)
+  m1, m2 = StatefulNet(nnx.Rngs(0)), StatefulNet(nnx.Rngs(0))
+  o1 = nnx.Optimizer(m1, tx, wrt=wrt, graph=graph)
+  o2 = nnx.Optimizer(m2, tx, wrt=wrt, graph=graph)
+  frozen0 = np.asarray(m1.frozen.kernel[...])
+
+  @nnx.jit
+  def helper(model, optimizer, x, y):
+    return aflax.nnx_train_step(optimizer, model, nnx_loss, x=x, y=y)
+
+  @nnx.jit
+  def explicit(model, optimizer, x, y):
+    value_fn = aflax.nnx_value_fn(model, nnx_loss, wrt=wrt, graph=graph)
+    diff = nnx.DiffState(0, wrt)
+    loss, grads = nnx.value_and_grad(nnx_loss, argnums=diff)(model, x, y)
+    # Same dropout mask: value_fn (a snapshot from before the gradient) gives the same loss.
+    same = jnp.allclose(value_fn(nnx.as_pure(nnx.state(model, wrt)), x, y), loss, rtol=1e-6)
+    optimizer.update(model, grads, value=loss, grad=grads, value_fn=value_fn, x=x, y=y)
+    return loss, same
+
+  if graph:  # nnx.value_and_grad with a DiffState needs graph mode
+    for _ in range(4):
+      l1 = helper(m1, o1, x, y)
+      l2, same = explicit(m2, o2, x, y)
+      np.testing.assert_allclose(l1, l2, rtol=1e-6)
+      assert bool(same)
+    _assert_trees_close(nnx.state(m1), nnx.state(m2))
+  else:
+    for _ in range(4):
+      helper(m1, o1, x, y)
+  np.testing.assert_array_equal(m1.frozen.kernel[...], frozen0)
+  assert float(jnp.abs(m1.bn.mean[...]).sum()) > 0  # running stats moved
+
+
+def test_nnx_plain_optax_optimizer():
+  """nnx_train_step also drives an optax peer without extra-args support."""
+  x, y = _data()
+  model = NnxMLP(nnx.Rngs(0))
+  plain = optax.GradientTransformation(optax.sgd(0.1).init, optax.sgd(0.1).update)
+  optimizer = nnx.Optimizer(model, plain, wrt=nnx.Param)
+  step = nnx.jit(lambda m, o, x, y: aflax.nnx_train_step(o, m, nnx_loss, x=x, y=y))
+  first = step(model, optimizer, x, y)
+  for _ in range(10):
+    last = step(model, optimizer, x, y)
+  assert last < first
+
+
+def test_nnx_has_aux_and_learning_rate():
+  x, y = _data()
+  model = NnxMLP(nnx.Rngs(0))
+  optimizer = nnx.Optimizer(model, adaptlr.hypergradient(0.05, lookahead=True), wrt=nnx.Param)
+
+  def loss_aux(model, x, y):
+    pred = model(x)
+    return jnp.mean((pred - y) ** 2), {"mae": jnp.mean(jnp.abs(pred - y))}
+
+  step = nnx.jit(lambda m, o, x, y: aflax.nnx_train_step(o, m, loss_aux, has_aux=True, x=x, y=y))
+  loss, aux = step(model, optimizer, x, y)
+  assert set(aux) == {"mae"}
+  assert np.isfinite(float(aflax.learning_rate(optimizer)))
+  assert float(aflax.learning_rate(optimizer)) != 0.05  # the rate moved
+
+
+# ---------------------------------------------------------------------- Linen --
+# The Linen step is a thin wrapper (apply_gradients); its equivalence with the
+# functional loop is checked for one method of each kind, to keep the file fast.
+LINEN_REFERENCE = ("tlr", "hypergradient_lookahead")
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "tlr_chain_clip"])
+def test_linen_loop_matches_functional(method):
+  make, _ = _METHODS[method]
+  x, y = _data()
+  model = LinenMLP()
+  params0 = model.init(jax.random.key(0), x)["params"]
+  loss_p = lambda params, x, y: jnp.mean((model.apply({"params": params}, x) - y) ** 2)
+  state = TrainState.create(apply_fn=model.apply, params=params0, tx=make())
+
+  @jax.jit
+  def train_step(state, x, y):
+    return aflax.linen_train_step(state, loss_p, x=x, y=y)
+
+  losses = []
+  for _ in range(STEPS):
+    state, loss = train_step(state, x, y)
+    losses.append(float(loss))
+  assert np.all(np.isfinite(losses))
+  assert losses[-1] < 0.7 * losses[0], losses
+  assert int(state.step) == STEPS
+  assert np.isfinite(float(jnp.ravel(jnp.asarray(jax.tree.leaves(aflax.learning_rate(state))[0]))[0]))
+  if method not in LINEN_REFERENCE:
+    return
+
+  params_ref, state_ref, losses_ref = _functional_run(make(), loss_p, params0, x, y)
+  np.testing.assert_allclose(losses, losses_ref, rtol=2e-5)
+  _assert_trees_close(state.params, params_ref)
+  _assert_trees_close(state.opt_state, state_ref)
+
+
+def test_linen_apply_gradients_keeps_subclass_fields():
+  class StateWithStats(TrainState):
+    batch_stats: dict
+
+  x, y = _data()
+  model = LinenMLP()
+  params = model.init(jax.random.key(0), x)["params"]
+  loss_p = lambda params, x, y: jnp.mean((model.apply({"params": params}, x) - y) ** 2)
+  state = StateWithStats.create(apply_fn=model.apply, params=params,
+                                tx=adaptlr.hypergradient(0.05, lookahead=True),
+                                batch_stats={"m": jnp.ones(3)})
+  loss, grads = jax.value_and_grad(loss_p)(state.params, x, y)
+  new = aflax.apply_gradients(state, grads, value=loss, value_fn=loss_p, x=x, y=y)
+  assert isinstance(new, StateWithStats) and int(new.step) == 1
+  np.testing.assert_array_equal(new.batch_stats["m"], jnp.ones(3))
+  # Plain TrainState.apply_gradients cannot pass value_fn: the method says so.
+  with pytest.raises(ValueError, match="value_fn"):
+    state.apply_gradients(grads=grads)
