@@ -128,6 +128,8 @@ REF_CASES = [
     RefCase("tlr-accumulate-leaf-safeguard", adaptlr.tlr,
             {"learning_rate": 0.3, "accumulation_steps": 3, "granularity": "leaf"},
             tlr_reference, steps=60),
+    RefCase("tlr-even-window", adaptlr.tlr, {"learning_rate": 0.3, "accumulation_steps": 2},
+            tlr_reference, steps=60),   # the aliased-divergence test fires here
     RefCase("tlr-momentum", adaptlr.tlr, {"learning_rate": 0.01, "direction": optax.trace(0.5)},
             tlr_reference, ref_kwargs={"learning_rate": 0.01, "momentum": 0.5}),
     RefCase("hypergradient", adaptlr.hypergradient, {"learning_rate": 0.01, "hyper_lr": 1e-3},

@@ -40,8 +40,10 @@ def tlr_reference(prob, steps, learning_rate, bound=0.25, granularity="global",
           den = max(4 * (gu_j - ip[j]), ip[j] / bound)     # Eq. 9
           ratio = ip[j] / den if den > 0 else 0.0
           new = alpha[j] * (1 + ratio)
-          if safeguard and prev_gu[j] > 0 and -ip[j] / prev_gu[j] > 1:
-            r = (-ip[j] / prev_gu[j]) ** (1.0 / k)
+          ratio_k = ip[j] / prev_gu[j] if prev_gu[j] > 0 else 0.0
+          # divergence: −ip/prev_gu > 1, or (even windows) ip/prev_gu > 2
+          if safeguard and prev_gu[j] > 0 and (-ratio_k > 1 or (k % 2 == 0 and ratio_k > 2)):
+            r = abs(ratio_k) ** (1.0 / k)
             braked = alpha[j] / (1 + r)
             new = min(new, braked)
             if k > 1:

@@ -154,3 +154,31 @@ def test_real_data_digits_matches_best_tuned_sgd():
   assert np.all(tlr <= 1.1 * best), (tlr, best)
   # Fixed-rate SGD is not tuning-free on the same grid.
   assert np.sum(sgd <= 1.1 * best) <= 2
+
+
+def test_safeguard_sees_divergence_through_even_windows():
+  """Summed over an even window, an oscillation g, −r·g, r²·g, … gives window sums
+  of one sign: the rule reads "speed up" while the iterates blow up (seen on
+  DeepOBS quadratic_deep with accumulation_steps=2). Full-batch least squares,
+  condition number 100, windows of 2 and 4 steps."""
+  with jax.enable_x64(True):
+    a, b = map(jnp.asarray, _ill_conditioned_least_squares(seed=3))
+    loss = lambda w: 0.5 * jnp.mean((a @ w - b) ** 2)
+    fopt = float(loss(jnp.linalg.lstsq(a, b)[0]))
+
+    def run(k, safeguard, lr):
+      opt = adaptlr.tlr(lr, accumulation_steps=k, safeguard=safeguard)
+      def step(carry, _):
+        w, s = carry
+        u, s = opt.update(jax.grad(loss)(w), s, w)
+        w = optax.apply_updates(w, u)
+        return (w, s), loss(w) - fopt
+      w0 = jnp.zeros(8)
+      return jax.lax.scan(step, (w0, opt.init(w0)), None, length=300)[1]
+
+    rates = jnp.asarray([1e-3, 1e-2])
+    for k in (2, 4):
+      paper = jax.vmap(lambda lr: run(k, False, lr))(rates)
+      guarded = jax.vmap(lambda lr: run(k, True, lr))(rates)
+      assert np.all(np.nanmax(np.where(np.isfinite(paper), paper, np.inf), axis=1) > 1e6), k
+      assert np.all(np.isfinite(guarded)) and np.all(guarded[:, -1] < 1e-2), (k, guarded[:, -1])
