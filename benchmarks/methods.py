@@ -1,0 +1,214 @@
+"""The methods the benchmarks compare: optax baselines and peers, and adaptlr.
+
+``registry() -> dict[name, Method]``. Each :class:`Method` builds its optimizer
+from an initial rate (a traced scalar: the harness ``jax.vmap``s over it) and
+the problem; methods with ``swept=False`` have no initial rate and run once
+per seed.
+
+Every update receives the same extra args (``value``, ``grad``, ``value_fn``
+and the batch as ``x=``, ``y=``); a method ignores what it does not need.
+
+adaptlr methods are found by name: every entry of ``ADAPTLR_METHODS`` that
+``hasattr(adaptlr, name)`` is included, called with ``learning_rate`` (if its
+signature has one) and the problem-dependent paper defaults below; the rest of
+its arguments keep the library's defaults, which are the papers' defaults.
+So ``newton_lr``, ``probabilistic_lr``, ``vsgd``, ``smd`` and ``almeida`` join
+the benchmark as soon as they land, with no change here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+from optax import contrib
+
+import adaptlr
+
+# Baselines for the tuning-freedom threshold: best final training loss of these
+# over the whole rate grid.
+BASELINES = ("sgd", "sgd_momentum", "sgd_multistep", "adam")
+
+# adaptlr entry points, in report order; included when present.
+ADAPTLR_METHODS = ("tlr", "tlr_pl", "hypergradient", "newton_lr", "probabilistic_lr",
+                   "probabilistic_lr_adam", "vsgd", "smd", "almeida")
+# benchmark names that are a variant of another adaptlr entry point
+_VARIANT_OF = {"tlr_pl": "tlr", "probabilistic_lr_adam": "probabilistic_lr"}
+# adaptlr methods whose ``learning_rate`` is a factor on an estimated rate, not an
+# initial rate (vSGD: "There is no initial rate to tune"): run once, at the default.
+NOT_AN_INITIAL_RATE = ("vsgd",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  name: str
+  family: str                      # "baseline" | "peer" | "adaptlr"
+  make: Callable[[Any, Any], optax.GradientTransformation]   # (rate, problem) -> opt
+  swept: bool = True               # takes an initial rate (vmapped over the grid)
+  lr_reader: Optional[Callable[[Any], Any]] = None   # state -> current rate(s)
+  description: str = ""
+  only: Optional[tuple[str, ...]] = None   # run on these problems only (None: all)
+
+  def applies_to(self, problem) -> bool:
+    if problem.methods is not None and self.name not in problem.methods:
+      return False
+    return self.only is None or problem.name in self.only
+
+
+def _tree_get(name):
+  def read(state):
+    return optax.tree.get(state, name)
+  return read
+
+
+def _read_injected(state):
+  """The rate of an ``optax.inject_hyperparams`` state (schedules included)."""
+  return optax.tree.get(state, "hyperparams")["learning_rate"]
+
+
+def _read_dog(state):
+  s = optax.tree.get(state, "max_dist")
+  g = optax.tree.get(state, "sum_sq_norm_grads")
+  return s / jnp.sqrt(g + 1e-8)
+
+
+def _read_mechanic(state):
+  return jnp.sum(optax.tree.get(state, "s"))
+
+
+def _multistep(rate, problem):
+  steps = problem.steps
+  sched = optax.piecewise_constant_schedule(
+      rate, {int(0.5 * steps): 0.1, int(0.75 * steps): 0.1})
+  return optax.inject_hyperparams(optax.sgd)(learning_rate=sched)
+
+
+def _sls(rate, problem):
+  del rate
+  # Armijo backtracking (Vaswani et al. 2019's SLS): c = 0.1, step ≤ 10, grows
+  # by 1.5 after each accepted step (optax's default reset), ≤ 30 halvings·0.8.
+  return optax.chain(
+      optax.scale(-1.0),
+      optax.scale_by_backtracking_linesearch(
+          max_backtracking_steps=30, slope_rtol=0.1, max_learning_rate=10.0))
+
+
+def _optax_methods():
+  inj = optax.inject_hyperparams
+  lr_state = _read_injected
+  return [
+      Method("sgd", "baseline", lambda r, p: inj(optax.sgd)(learning_rate=r),
+             lr_reader=lr_state, description="optax.sgd, fixed rate"),
+      Method("sgd_momentum", "baseline",
+             lambda r, p: inj(optax.sgd)(learning_rate=r, momentum=0.9),
+             lr_reader=lr_state, description="optax.sgd, momentum 0.9"),
+      Method("sgd_multistep", "baseline", _multistep, lr_reader=lr_state,
+             description="optax.sgd, rate × 0.1 at 50% and 75% of the budget (TLR's sgd_mstep)"),
+      Method("sgd_inverse_time", "peer",
+             lambda r, p: inj(optax.sgd)(learning_rate=lambda t: r / (1.0 + t)),
+             lr_reader=lr_state, only=("noisy_quadratic", "nonstationary_quadratic"),
+             description="optax.sgd with the cooling schedule η₀/(1 + t) (vSGD Figs. 1–2)"),
+      Method("adam", "baseline", lambda r, p: inj(optax.adam)(learning_rate=r),
+             lr_reader=lr_state, description="optax.adam, defaults"),
+      Method("polyak_sgd", "peer", lambda r, p: optax.polyak_sgd(),
+             swept=False, description="optax.polyak_sgd (SPS, f* = 0, max rate 1)"),
+      Method("sls", "peer", _sls, swept=False, lr_reader=_tree_get("learning_rate"),
+             description="optax.scale_by_backtracking_linesearch on −g: Armijo c = 0.1, "
+                         "max rate 10, ×1.5 reset"),
+      Method("dog", "peer", lambda r, p: contrib.dog(), swept=False, lr_reader=_read_dog,
+             description="optax.contrib.dog, defaults"),
+      Method("prodigy", "peer", lambda r, p: contrib.prodigy(), swept=False,
+             lr_reader=_tree_get("estim_lr"), description="optax.contrib.prodigy, defaults (rate read: d)"),
+      Method("mechanize", "peer", lambda r, p: contrib.mechanize(optax.adam(1.0)), swept=False,
+             lr_reader=_read_mechanic,
+             description="optax.contrib.mechanize(optax.adam(1.0)) (rate read: Σ s)"),
+      Method("dadapt_adamw", "peer", lambda r, p: contrib.dadapt_adamw(), swept=False,
+             lr_reader=_tree_get("estim_lr"), description="optax.contrib.dadapt_adamw, defaults (rate read: d)"),
+      Method("momo", "peer", lambda r, p: contrib.momo(learning_rate=r),
+             description="optax.contrib.momo, swept over its rate (the method's cap)"),
+      Method("momo_adam", "peer", lambda r, p: contrib.momo_adam(learning_rate=r),
+             description="optax.contrib.momo_adam, swept over its rate"),
+  ]
+
+
+def _adaptlr_paper_kwargs(name: str, problem) -> dict:
+  """Problem-dependent paper defaults for adaptlr methods."""
+  if name in ("tlr", "tlr_pl"):
+    # TLR Sec. 4: accumulate over a third of an epoch; 1 for full batch.
+    kw = {"accumulation_steps": problem.tlr_window}
+    if name == "tlr_pl":
+      kw["granularity"] = "leaf"
+    return kw
+  if name == "hypergradient":
+    return {"hyper_lr": 1e-3}     # Baydin et al.'s β for SGD-HD
+  if name == "probabilistic_lr":
+    # de Roos et al. §4: SGD with momentum 0.5 ("β of 0.5 for both optimizers")
+    return {"direction": optax.trace(0.5)}
+  if name == "probabilistic_lr_adam":
+    return {"direction": optax.scale_by_adam(b1=0.5)}
+  return {}
+
+
+def _adaptlr_method(name: str) -> Optional[Method]:
+  attr = _VARIANT_OF.get(name, name)
+  if not hasattr(adaptlr, attr):
+    return None
+  fn = getattr(adaptlr, attr)
+  try:
+    params = inspect.signature(fn).parameters
+  except (TypeError, ValueError):
+    params = {}
+  swept = "learning_rate" in params and name not in NOT_AN_INITIAL_RATE
+
+  def make(rate, problem, fn=fn, name=name, params=params):
+    kw = {k: v for k, v in _adaptlr_paper_kwargs(name, problem).items()
+          if k in params or not params}
+    if swept:
+      kw["learning_rate"] = rate
+    return fn(**kw)
+
+  desc = {
+      "tlr": "adaptlr.tlr, global rate, accumulation = ⅓ epoch (1 full batch)",
+      "tlr_pl": "adaptlr.tlr(granularity='leaf') (sgd_tlr_pl)",
+      "hypergradient": "adaptlr.hypergradient, additive, β = 1e-3 (Baydin et al.)",
+      "probabilistic_lr": "adaptlr.probabilistic_lr on SGD with momentum 0.5 (de Roos et al.)",
+      "probabilistic_lr_adam": "adaptlr.probabilistic_lr on Adam with β₁ = 0.5 (de Roos et al.)",
+  }.get(name, f"adaptlr.{name}, library (paper) defaults")
+  return Method(name, "adaptlr", make, swept=swept, lr_reader=_tree_get("learning_rate"),
+                description=desc)
+
+
+def registry() -> dict[str, Method]:
+  """Every available method by name (adaptlr methods only if they exist)."""
+  methods = {m.name: m for m in _optax_methods()}
+  for name in ADAPTLR_METHODS:
+    m = _adaptlr_method(name)
+    if m is not None:
+      methods[name] = m
+  return methods
+
+
+def missing_adaptlr() -> list[str]:
+  """adaptlr methods the benchmark knows about that do not exist yet."""
+  return [n for n in ADAPTLR_METHODS if not hasattr(adaptlr, _VARIANT_OF.get(n, n))]
+
+
+def read_rate(method: Method, state) -> jax.Array:
+  """The method's current rate as one scalar (the mean over groups); NaN if none."""
+  if method.lr_reader is None:
+    return jnp.asarray(jnp.nan, jnp.float32)
+  try:
+    value = method.lr_reader(state)
+  except (KeyError, ValueError, TypeError, AttributeError):
+    return jnp.asarray(jnp.nan, jnp.float32)
+  if value is None:
+    return jnp.asarray(jnp.nan, jnp.float32)
+  leaves = [jnp.ravel(jnp.asarray(v, jnp.float32)) for v in jax.tree.leaves(value)]
+  if not leaves:
+    return jnp.asarray(jnp.nan, jnp.float32)
+  return jnp.mean(jnp.concatenate(leaves))

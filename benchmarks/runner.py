@@ -1,0 +1,206 @@
+"""Runs a benchmark profile: problems × methods, reproductions, outputs.
+
+``run_profile(profile, problems=None, methods=None, out_dir=None)`` runs every
+(problem, method) pair as one compiled ``vmap``-over-rates-and-seeds run (see
+:mod:`benchmarks.harness`), computes the metrics and the tuning-freedom table,
+runs the reproduction studies, and writes ``out_dir`` (default
+``benchmarks/results/<profile>/``): ``results.json`` (every number, machine
+info, versions, the command), ``report.md`` and PNG plots.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import pathlib
+import platform
+import sys
+import time
+from typing import Optional, Sequence
+
+import numpy as np
+
+from benchmarks import data as data_lib
+from benchmarks import harness
+from benchmarks import methods as methods_lib
+from benchmarks import problems as problems_lib
+
+RESULTS_ROOT = pathlib.Path(__file__).resolve().parent / "results"
+
+
+def _progress(total, enabled, desc):
+  try:
+    from tqdm.auto import tqdm
+  except ImportError:               # tqdm is optional
+    tqdm = None
+  if tqdm is None or not enabled:
+    class _Null:
+      def update(self, n=1): pass
+      def set_postfix_str(self, s): pass
+      def close(self): pass
+      def write(self, s): print(s, file=sys.stderr)
+    return _Null()
+  bar = tqdm(total=total, desc=desc, unit="run", dynamic_ncols=True)
+  bar.write = lambda s: tqdm.write(s, file=sys.stderr)
+  return bar
+
+
+def machine_info() -> dict:
+  import flax
+  import jax
+  import optax
+
+  import adaptlr
+
+  info = {
+      "platform": platform.platform(),
+      "machine": platform.machine(),
+      "processor": platform.processor(),
+      "python": sys.version.split()[0],
+      "cpu_count": os.cpu_count(),
+      "affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+      "jax_backend": jax.default_backend(),
+      "jax_devices": [str(d) for d in jax.devices()],
+      "versions": {"jax": jax.__version__, "jaxlib": getattr(jax.lib, "__version__", None) or
+                   __import__("jaxlib").__version__, "optax": optax.__version__,
+                   "flax": flax.__version__, "numpy": np.__version__,
+                   "adaptlr": adaptlr.__version__},
+  }
+  try:
+    info["loadavg_at_start"] = os.getloadavg()
+  except OSError:
+    pass
+  return info
+
+
+def _clean(x):
+  """JSON-safe: NaN/inf -> None, NumPy -> Python, floats to 6 significant digits."""
+  if isinstance(x, dict):
+    return {str(k): _clean(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_clean(v) for v in x]
+  if isinstance(x, np.ndarray):
+    return _clean(x.tolist())
+  if isinstance(x, (np.floating, float)):
+    x = float(x)
+    return float(f"{x:.6g}") if np.isfinite(x) else None
+  if isinstance(x, (np.integer,)):
+    return int(x)
+  if isinstance(x, np.bool_):
+    return bool(x)
+  return x
+
+
+def _method_record(res: dict, problem, target, sgd_sps) -> dict:
+  """``sgd_sps``: optax.sgd's seconds per step per run at the same vmap width."""
+  seed_mean = lambda a: np.mean(np.asarray(a, np.float64), axis=0)
+  rec = {
+      "family": res["family"],
+      "swept": res["swept"],
+      "rates": [float(f"{r:.6g}") for r in res["rates"]] if res["swept"] else [None],
+      "per_rate": harness.summarize(res, problem, target),
+      "final_per_seed": res["final"],
+      "curves": {k: seed_mean(v) for k, v in res["curves"].items()},   # [rates, rounds]
+      "initial": {k: seed_mean(v) for k, v in res["init"].items()},
+      "compile_s": res["compile_s"],
+      "run_s": res["run_s"],
+      "sec_per_step": res["sec_per_step"],
+      "time_vs_sgd": (res["sec_per_step"] / sgd_sps) if sgd_sps else None,
+  }
+  return rec
+
+
+def run_problem(problem, method_objs, bar=None) -> dict:
+  results = {}
+  for m in method_objs:
+    if bar is not None:
+      bar.set_postfix_str(f"{problem.name} / {m.name}")
+    results[m.name] = harness.run_method(problem, m)
+    if bar is not None:
+      bar.update(1)
+  return results
+
+
+def run_profile(profile: str = "quick", problems: Optional[Sequence[str]] = None,
+                methods: Optional[Sequence[str]] = None, out_dir=None,
+                progress: bool = True, studies: Optional[bool] = None,
+                plots: bool = True, command: Optional[list] = None) -> dict:
+  """Runs the profile and writes its outputs; returns the results dict."""
+  from benchmarks import report, studies as studies_lib
+
+  t_start = time.perf_counter()
+  reg = methods_lib.registry()
+  problem_names = list(problems or problems_lib.PROFILES[profile])
+  for p in problem_names:
+    if p not in problems_lib.NAMES:
+      raise ValueError(f"unknown problem {p!r}; known: {list(problems_lib.NAMES)}.")
+  method_names = list(methods or reg)
+  unknown = [m for m in method_names if m not in reg]
+  if unknown:
+    missing = set(unknown) & set(methods_lib.ADAPTLR_METHODS)
+    hint = (f" ({sorted(missing)} not in this adaptlr yet)" if missing else "")
+    raise ValueError(f"unknown methods {unknown}{hint}; available: {list(reg)}.")
+  # the baselines define the tuning-freedom threshold and the timing reference
+  for b in reversed(methods_lib.BASELINES):
+    if b not in method_names:
+      method_names.insert(0, b)
+  out_dir = pathlib.Path(out_dir or RESULTS_ROOT / profile)
+  out_dir.mkdir(parents=True, exist_ok=True)
+
+  built, skipped = {}, {}
+  for name in problem_names:
+    try:
+      built[name] = problems_lib.build(name, profile)
+    except data_lib.DataNotFoundError as e:
+      skipped[name] = str(e)
+      print(f"[benchmarks] skipping {name}: {e}", file=sys.stderr)
+
+  pairs = [(p, [reg[m] for m in method_names if reg[m].applies_to(p)]) for p in built.values()]
+  bar = _progress(sum(len(ms) for _, ms in pairs), progress, f"benchmarks [{profile}]")
+  out = {
+      "profile": profile,
+      "command": command if command is not None else [sys.executable, *sys.argv],
+      "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+      "machine": machine_info(),
+      "tolerance": harness.TOLERANCE,
+      "methods": {n: {"family": reg[n].family, "swept": reg[n].swept,
+                      "description": reg[n].description} for n in method_names},
+      "adaptlr_missing": methods_lib.missing_adaptlr(),
+      "skipped_problems": skipped,
+      "problems": {},
+  }
+  raw = {}
+  for problem, method_objs in pairs:
+    results = run_problem(problem, method_objs, bar)
+    raw[problem.name] = results
+    tf = harness.tuning_freedom(results, problem)
+    tf_raw = harness.tuning_freedom(results, problem, excess=False)
+    target = tf["threshold"]
+    # timing reference: optax.sgd at the same vmap width (rates × seeds for swept
+    # methods; seeds only for rate-free ones, from one extra single-rate sgd run)
+    sgd_sps = {True: results["sgd"]["sec_per_step"] if "sgd" in results else None, False: None}
+    if "sgd" in results and any(not r["swept"] for r in results.values()):
+      mid = problem.rates[len(problem.rates) // 2]
+      sgd_sps[False] = harness.run_method(problem, reg["sgd"], rates=(mid,))["sec_per_step"]
+    out["problems"][problem.name] = {
+        "spec": problem.describe(),
+        "threshold": target,
+        "tuning_freedom": tf["methods"],
+        "threshold_raw": tf_raw["threshold"],
+        "tuning_freedom_raw": tf_raw["methods"],
+        "methods": {n: _method_record(r, problem, target, sgd_sps[r["swept"]])
+                    for n, r in results.items()},
+        "sgd_sec_per_step": {"swept_width": sgd_sps[True], "seeds_width": sgd_sps[False]},
+        "steps": results[next(iter(results))]["steps"],
+    }
+  bar.close()
+
+  run_studies = studies if studies is not None else profile == "full"
+  out["reproductions"] = studies_lib.reproductions(out, built, raw, profile,
+                                                   run_extra=run_studies,
+                                                   progress=progress)
+  out["wall_s"] = time.perf_counter() - t_start
+  out["finished"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+  out = _clean(out)
+  report.write_all(out, out_dir, plots=plots)
+  return out
