@@ -125,9 +125,9 @@ def scale_by_newton_lr(
   passes. ``"finite_difference"``: the five probes
   :math:`f(\eta_k + j\epsilon)`, :math:`j = -2 \dots 2`, in one batched call
   (``probe_mode``). Measured per step on a jitted 784-512-10 MLP at batch 128
-  (CPU, two runs of ``benchmarks/overhead.py``): 1.9–2.2× ``optax.sgd`` for
-  ``"autodiff"`` (floor: the nested jvp alone, 2.0×) and 3.4–3.9× for the
-  probes (floor: five extra forward passes, 3.4–3.6×).
+  (2 CPU cores, ``benchmarks/results/overhead.md``): 2.15× ``optax.sgd`` for
+  ``"autodiff"`` (floor: the nested jvp alone, 2.06×) and 3.4–3.5× for the
+  probes (floor: five extra forward passes, 3.33×).
 
   **Why ε is relative by default.** The paper's ε = 1e-5 (§6.1) makes the
   denominator :math:`4\epsilon^2 f'' \approx 10^{-10} f''`, far below the
@@ -232,8 +232,8 @@ def scale_by_newton_lr(
       default: what a GPU/TPU runs at about the cost of one), ``"map"``
       (``jax.lax.map``: one parameter copy at a time, for large models) or
       ``"unroll"`` (separate calls in one graph: no batched matmuls, which
-      XLA:CPU runs slower: on CPU ``"map"`` costs 3.4–3.6×, ``"unroll"``
-      3.6–3.7× and ``"vmap"`` 3.7–3.9× an SGD step). With ``"autodiff"`` it
+      XLA:CPU runs slower: on CPU ``"unroll"`` costs 3.43×, ``"map"``
+      3.47× and ``"vmap"`` 3.51× an SGD step). With ``"autodiff"`` it
       batches the per-group jvps.
     min_learning_rate: lower clamp of the rates (default 0; Eq. 13's δ
       applies as well).

@@ -116,9 +116,9 @@ def scale_by_probabilistic_lr(
   constant, or, with ``relative_noise=True``, ``noise_variance`` ×
   :math:`|f_i|` (App. A uses :math:`R_i = 0.05 f_i`).
 
-  **Cost.** One extra forward pass per step (:math:`f_+`): 1.4–1.7×
-  ``optax.sgd`` per step on a jitted 784-512-10 MLP at batch 128 (CPU, two
-  runs of ``benchmarks/overhead.py``; its floor, one extra forward: 1.5×; the
+  **Cost.** One extra forward pass per step (:math:`f_+`): 1.6×
+  ``optax.sgd`` per step on a jitted 784-512-10 MLP at batch 128 (2 CPU
+  cores, ``benchmarks/results/overhead.md``; its floor, one extra forward: 1.53×; the
   paper reports +41% per epoch, §4.2). ``adapt_every=k``
   adapts η only every k-th step and skips that forward on the others (inside
   ``jax.lax.cond``; under ``jax.vmap`` both branches run); a callable

@@ -116,11 +116,11 @@ def scale_by_vsgd(
   steps the d/10 overestimate (C = 785 on M0, 9,500 on M1) lasts about
   :math:`C n_0` steps, most of the run.
 
-  **Cost** (``benchmarks/results/overhead_vsgd.md``: a jitted training step of
+  **Cost** (``benchmarks/results/overhead.md``: a jitted training step of
   a 784-512-10 MLP at batch 128 on 2 CPU cores, relative to ``optax.sgd``):
-  3.7× with ``"hutchinson"``, 3.4× with ``"finite_difference"``, 2.6× with
+  3.6× with ``"hutchinson"``, 3.7× with ``"finite_difference"``, 2.6× with
   ``"given"`` (vSGD's own work: five per-element statistics, memory-bound on
-  CPU; the caller's curvature comes on top); ``optax.adam`` 1.3×. The
+  CPU; the caller's curvature comes on top); ``optax.adam`` 1.4×. The
   paper's "about 2×" counts only the bbprop pass of a per-sample step.
 
   **Minibatches**. By default :math:`\bar v` averages the square of the

@@ -1,19 +1,17 @@
 """The notebooks run, on small settings, and match their generator.
 
 Each notebook in ``notebooks/`` is executed with nbclient and
-``ADAPTLR_NB_SMALL=1`` (the notebooks read it to shrink their settings). The
-target is < 60 s per notebook on 2 CPU cores; the test fails above
-``ADAPTLR_NB_BUDGET`` seconds (default 90: 60 s plus headroom for a shared
-machine). The committed notebooks must be what ``notebooks/_build.py``
-generates (cell sources) and must carry outputs without errors.
+``ADAPTLR_NB_SMALL=1`` (the notebooks read it to shrink their settings; the
+target is < 60 s per notebook on 2 CPU cores — a target, not an assertion:
+speed lives in benchmarks, and `pytest --durations` shows it). The committed
+notebooks must be what ``notebooks/_build.py`` generates (cell sources) and must
+carry outputs without errors.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
 import pathlib
-import time
 
 import pytest
 
@@ -22,7 +20,6 @@ nbclient = pytest.importorskip("nbclient")
 
 NB_DIR = pathlib.Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NB_DIR.glob("[0-9]*.ipynb"))
-BUDGET_S = float(os.environ.get("ADAPTLR_NB_BUDGET", "90"))
 
 
 def _builder():
@@ -53,9 +50,8 @@ def test_notebook_runs_small(path, monkeypatch):
   monkeypatch.setenv("ADAPTLR_NB_SMALL", "1")
   monkeypatch.setenv("XLA_FLAGS", "")  # not the 8 simulated devices of conftest.py
   nb = nbformat.read(path, as_version=4)
-  start = time.perf_counter()
-  nbclient.NotebookClient(
+  nbclient.NotebookClient(   # raises CellExecutionError if a cell (or its asserts) fails
       nb, timeout=600, kernel_name="python3",
       resources={"metadata": {"path": str(NB_DIR)}}).execute()
-  elapsed = time.perf_counter() - start
-  assert elapsed < BUDGET_S, f"{path.name} took {elapsed:.0f} s on small settings"
+  code = [c for c in nb.cells if c.cell_type == "code"]
+  assert all(c.get("execution_count") for c in code)

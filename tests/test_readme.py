@@ -1,0 +1,16 @@
+"""The README's self-contained example runs and trains."""
+
+import pathlib
+import re
+
+README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_readme_usage_example_runs(capsys):
+  blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+  usage = next(b for b in blocks if "import jax, jax.numpy as jnp, optax, adaptlr" in b)
+  namespace = {}
+  exec(compile(usage, "README.md", "exec"), namespace)
+  loss = float(namespace["loss_fn"](namespace["params"], namespace["x"], namespace["y"]))
+  assert loss < 1e-3, loss
+  assert "learning rate" in capsys.readouterr().out
