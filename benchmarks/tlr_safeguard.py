@@ -26,9 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-jax.config.update("jax_enable_x64", True)
-
-import adaptlr  # noqa: E402
+import adaptlr
 
 RATES = [1e-4, 1e-3, 1e-2, 1e-1, 1.0]
 
@@ -113,6 +111,7 @@ def plot(out, path):
 
 
 def main():
+  jax.config.update("jax_enable_x64", True)   # the whole study runs in float64
   out = {"rates": RATES, "problems": {}, "machine": platform.platform(),
          "python": sys.version.split()[0], "jax": jax.__version__,
          "command": "python -m benchmarks.tlr_safeguard"}
