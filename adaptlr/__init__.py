@@ -5,27 +5,29 @@ Every method is a pure ``optax.GradientTransformationExtraArgs``: it drops into
 """
 
 from adaptlr._granularity import Granularity
-from adaptlr.hypergradient import HypergradientState
-from adaptlr.hypergradient import hypergradient
-from adaptlr.hypergradient import scale_by_hypergradient
-from adaptlr.tlr import TLRState
-from adaptlr.tlr import scale_by_tlr
-from adaptlr.tlr import tlr
-from adaptlr.almeida import AlmeidaState
-from adaptlr.almeida import almeida
-from adaptlr.almeida import scale_by_almeida
-from adaptlr.smd import SMDState
-from adaptlr.smd import scale_by_smd
-from adaptlr.smd import smd
-from adaptlr.vsgd import VSGDState
-from adaptlr.vsgd import scale_by_vsgd
-from adaptlr.vsgd import vsgd
-from adaptlr.newton import NewtonLRState
-from adaptlr.newton import newton_lr
-from adaptlr.newton import scale_by_newton_lr
-from adaptlr.probabilistic import ProbabilisticLRState
-from adaptlr.probabilistic import probabilistic_lr
-from adaptlr.probabilistic import scale_by_probabilistic_lr
+from adaptlr._hypergradient import HypergradientState
+from adaptlr._hypergradient import hypergradient
+from adaptlr._hypergradient import scale_by_hypergradient
+from adaptlr._tlr import TLRState
+from adaptlr._tlr import scale_by_tlr
+from adaptlr._tlr import tlr
+from adaptlr._almeida import AlmeidaState
+from adaptlr._almeida import almeida
+from adaptlr._almeida import scale_by_almeida
+from adaptlr._smd import SMDState
+from adaptlr._smd import scale_by_smd
+from adaptlr._smd import smd
+from adaptlr._vsgd import VSGDState
+from adaptlr._vsgd import scale_by_vsgd
+from adaptlr._vsgd import vsgd
+from adaptlr._newton import NewtonLRState
+from adaptlr._newton import newton_lr
+from adaptlr._newton import scale_by_newton_lr
+from adaptlr._probabilistic import ProbabilisticLRState
+from adaptlr._probabilistic import probabilistic_lr
+from adaptlr._probabilistic import scale_by_probabilistic_lr
+
+from adaptlr import registry
 
 __version__ = "0.1.0"
 

@@ -37,7 +37,7 @@ import numpy as np
 import optax
 
 import adaptlr
-from adaptlr import _probes
+from adaptlr import probes as _probes
 from benchmarks import harness
 from benchmarks import methods as methods_lib
 from benchmarks import problems as problems_lib

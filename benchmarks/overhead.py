@@ -33,7 +33,7 @@ import numpy as np
 import optax
 
 import adaptlr
-from adaptlr import _probes
+from adaptlr import probes as _probes
 
 
 def mlp_init(key, sizes=(784, 512, 10)):

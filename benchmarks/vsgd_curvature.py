@@ -25,7 +25,7 @@ import numpy as np
 import optax
 
 import adaptlr
-from adaptlr import _curvature
+from adaptlr import curvature as _curvature
 from benchmarks import vsgd_mnist as V
 
 

@@ -42,7 +42,7 @@ import numpy as np
 import optax
 
 import adaptlr
-from adaptlr import _curvature
+from adaptlr import curvature as _curvature
 
 MODELS = {"M0": (784, 10), "M1": (784, 120, 10), "M2": (784, 500, 300, 10)}
 L2 = 1e-4

@@ -499,7 +499,7 @@ def probes():
 jax.config.update("jax_enable_x64", True)   # for the float64 references; everything else is explicit
 from flax import nnx
 import adaptlr.flax
-from adaptlr import _probes
+from adaptlr import probes as _probes
 
 F32, F64 = jnp.float32, jnp.float64
 REPS = 5 if SMALL else 50

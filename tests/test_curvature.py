@@ -1,4 +1,4 @@
-"""Diagonal curvature estimators and Hessian-vector products (adaptlr._curvature).
+"""Diagonal curvature estimators and Hessian-vector products (adaptlr.curvature).
 
 Each estimator is checked on quadratics whose Hessian is known: exact where the
 docstring says exact, unbiased (Monte-Carlo mean within a CLT bound) where it
@@ -11,7 +11,7 @@ import numpy as np
 import optax
 import pytest
 
-from adaptlr import _curvature
+from adaptlr import curvature as _curvature
 
 from _problems import flat
 

@@ -15,7 +15,7 @@ MODULES = sorted(m.name for m in pkgutil.iter_modules(adaptlr.__path__, "adaptlr
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
   importlib.import_module(name)
-  module = sys.modules[name]   # adaptlr.tlr the attribute is the function; the module is here
+  module = sys.modules[name]   # the module object itself, not a same-named attribute
   result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE,
                            verbose=False)
   assert result.failed == 0

@@ -14,7 +14,7 @@ import optax
 import pytest
 
 import adaptlr
-from adaptlr import _probes
+from adaptlr import probes as _probes
 
 
 def _steps(opt, loss, w, n, jit=True, **extra):

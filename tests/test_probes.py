@@ -1,11 +1,11 @@
-"""adaptlr._probes: batched loss probes along a line, per-group lines, jvp derivatives."""
+"""adaptlr.probes: batched loss probes along a line, per-group lines, jvp derivatives."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from adaptlr import _probes
+from adaptlr import probes as _probes
 from adaptlr._granularity import granularity_from
 from _problems import REF, flat, ref_loss, ref_params
 

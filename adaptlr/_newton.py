@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-from adaptlr import _base, _probes
+from adaptlr import _base, probes as _probes
 from adaptlr._granularity import GranularityLike, granularity_from, rate_dtype
 
 DERIVATIVES = ("autodiff", "finite_difference")

@@ -52,6 +52,14 @@ def line_derivatives(
 
   Exact derivatives along the line by forward-mode autodiff: ``order=1`` is one
   ``jax.jvp``; ``order=2`` nests two (about two forward passes' work).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from adaptlr import probes
+    >>> loss = lambda w: jnp.sum(w ** 2)          # f(η) = (1 − η)² ‖w‖² along u = w
+    >>> w = jnp.array([1.0, 2.0])
+    >>> [round(float(v), 4) for v in probes.line_derivatives(loss, w, w, 0.5)]
+    [1.25, -5.0, 10.0]
   """
   if order not in (1, 2):
     raise ValueError(f"order must be 1 or 2, got {order!r}.")

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adaptlr import _base, _probes
+from adaptlr import _base, probes as _probes
 from adaptlr._granularity import GranularityLike, granularity_from, rate_dtype
 
 

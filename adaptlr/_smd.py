@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adaptlr import _base, _curvature
+from adaptlr import _base, curvature as _curvature
 from adaptlr._granularity import GranularityLike, granularity_from, rate_dtype
 
 

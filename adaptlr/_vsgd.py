@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adaptlr import _base, _curvature
+from adaptlr import _base, curvature as _curvature
 from adaptlr._granularity import GranularityLike, granularity_from, rate_dtype
 
 _METHOD = "vsgd"
@@ -82,7 +82,7 @@ def scale_by_vsgd(
     on the first step), same batch; one more gradient per step.
   * ``"given"``: the ``curvature`` extra arg (a pytree like the params, e.g.
     a Gauss-Newton diagonal such as the paper's bbprop, or
-    ``adaptlr._curvature.softmax_gauss_newton_diagonal``); its absolute value
+    ``adaptlr.curvature.softmax_gauss_newton_diagonal``); its absolute value
     is averaged.
 
   Measured on MNIST M1 (``benchmarks/results/vsgd_curvature.md``, reference:

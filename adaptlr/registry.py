@@ -1,0 +1,88 @@
+"""The one list of adaptlr's methods.
+
+Tests, benchmarks, the Flax helpers and the README tables read this registry;
+a new method is added by writing its module and one :class:`MethodSpec` entry
+below (see ``CONTRIBUTING.md``).
+
+Example:
+  >>> import adaptlr
+  >>> spec = adaptlr.registry.METHODS["tlr"]
+  >>> spec.optimizer is adaptlr.tlr, spec.needs_value_fn
+  (True, False)
+  >>> sorted(adaptlr.registry.METHODS)[:3]
+  ['almeida', 'hypergradient', 'newton_lr']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from adaptlr import _almeida, _hypergradient, _newton, _probabilistic, _smd, _tlr, _vsgd
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodSpec:
+  """What the rest of the project needs to know about one method.
+
+  Attributes:
+    name: the public name, ``adaptlr.<name>`` is :attr:`optimizer`.
+    optimizer: the user-facing alias (updates ready for ``optax.apply_updates``).
+    scale_by: its ``scale_by_*`` building block (updates are ``+rate * direction``).
+    state: the NamedTuple state class of :attr:`scale_by`.
+    needs_value_fn: ``update`` raises without the ``value_fn`` extra arg.
+    needs_value: ``update`` raises without the ``value`` extra arg.
+    initial_rate: ``learning_rate`` is an initial rate that the method adapts
+      (``False`` for vSGD, where it is a factor on the estimated rate).
+    consumes: extra-arg names the method reads itself besides optax's
+      ``value``, ``grad`` and ``value_fn``; never forwarded to ``value_fn``.
+    paper: the reference, by title and venue.
+  """
+
+  name: str
+  optimizer: Callable[..., Any]
+  scale_by: Callable[..., Any]
+  state: type
+  needs_value_fn: bool = False
+  needs_value: bool = False
+  initial_rate: bool = True
+  consumes: frozenset[str] = frozenset()
+  paper: str = ""
+
+
+_TLR = "Trainable Learning Rate, ICLR 2022 submission (OpenReview)"
+_RG = ("Ravaut & Gorti, Gradient descent revisited via an adaptive online learning rate, "
+       "arXiv:1801.09136")
+_VSGD = "Schaul, Zhang & LeCun, No More Pesky Learning Rates, ICML 2013, arXiv:1206.1106"
+
+METHODS: Mapping[str, MethodSpec] = {
+    s.name: s
+    for s in (
+        MethodSpec("tlr", _tlr.tlr, _tlr.scale_by_tlr, _tlr.TLRState, paper=_TLR),
+        MethodSpec(
+            "hypergradient", _hypergradient.hypergradient,
+            _hypergradient.scale_by_hypergradient, _hypergradient.HypergradientState,
+            paper=_RG + "; Baydin et al., Online Learning Rate Adaptation with "
+            "Hypergradient Descent, ICLR 2018, arXiv:1703.04782"),
+        MethodSpec(
+            "newton_lr", _newton.newton_lr, _newton.scale_by_newton_lr, _newton.NewtonLRState,
+            needs_value_fn=True, paper=_RG),
+        MethodSpec(
+            "probabilistic_lr", _probabilistic.probabilistic_lr,
+            _probabilistic.scale_by_probabilistic_lr, _probabilistic.ProbabilisticLRState,
+            needs_value_fn=True,
+            needs_value=True,
+            paper="de Roos, Jidling, Wills, Schön & Hennig, A Probabilistically Motivated "
+            "Learning Rate Adaptation for Stochastic Optimization, arXiv:2102.10880"),
+        MethodSpec(
+            "vsgd", _vsgd.vsgd, _vsgd.scale_by_vsgd, _vsgd.VSGDState,
+            needs_value_fn=True, initial_rate=False,
+            consumes=frozenset({"curvature", "grad_sq"}), paper=_VSGD),
+        MethodSpec("smd", _smd.smd, _smd.scale_by_smd, _smd.SMDState,
+                   needs_value_fn=True, consumes=frozenset({"curvature"}),
+                   paper=_VSGD + ", App. C (Schraudolph's SMD)"),
+        MethodSpec("almeida", _almeida.almeida, _almeida.scale_by_almeida,
+                   _almeida.AlmeidaState, paper=_VSGD + ", §2 (Almeida et al.)"),
+    )
+}
