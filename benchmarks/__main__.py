@@ -25,9 +25,6 @@ def _list():
   print("methods:")
   for name, m in methods.registry().items():
     print(f"  {name:18s} [{m.family}{'' if m.swept else ', rate-free'}] {m.description}")
-  missing = methods.missing_adaptlr()
-  if missing:
-    print(f"  (adaptlr methods not available yet: {', '.join(missing)})")
   print("data sets:")
   for name in data.NAMES:
     info = data.info(name)

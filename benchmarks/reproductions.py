@@ -118,7 +118,7 @@ def vsgd_nonstationary(out) -> dict:
                                   0 if rate is None else m["rates"].index(rate)]}
   m = p["methods"].get("vsgd")
   if m is None:
-    rep["vsgd"] = "adaptlr.vsgd not available"
+    rep["vsgd"] = "vsgd not run (not among --methods)"
     return rep
   steps = np.asarray(p["steps"])
   lr = np.asarray([np.nan if v is None else v for v in m["curves"]["lr"][0]], float)
@@ -145,9 +145,8 @@ def deroos_robustness(out) -> dict:
                    "(Adam, β₁ = 0.5) vs Adam (β₁ = 0.9)",
          "problems": {}}
   if "probabilistic_lr" not in out["methods"]:
-    return {"status": "adaptlr.probabilistic_lr not available when this ran",
-            "how": "python -m benchmarks run --profile " + out["profile"] +
-                   " (it is included automatically once adaptlr.probabilistic_lr exists)"}
+    return {"status": "probabilistic_lr not run (not among --methods)",
+            "how": "python -m benchmarks run --profile " + out["profile"]}
   for pname, p in out["problems"].items():
     row = {}
     for adapted, base in (("probabilistic_lr", "sgd"), ("probabilistic_lr_adam", "adam")):
@@ -238,7 +237,7 @@ def reproductions(out, built, raw, profile, run_extra=False, progress=True) -> d
       "vsgd_nonstationary": _safe(vsgd_nonstationary, out),
       "deroos_robustness": _safe(deroos_robustness, out),
   }
-  if run_extra and "tlr" in methods_lib.registry():
+  if run_extra:
     rep["tlr_fig1"] = _safe(tlr_fig1, profile, progress)
   else:
     rep["tlr_fig1"] = {"status": "not run in this profile",

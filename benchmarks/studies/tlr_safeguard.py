@@ -10,16 +10,14 @@ Three problems, initial rates 1e-4 … 1, float64:
     batch 64, 20 epochs, accumulation k = steps_per_epoch / 3; reference: best
     fixed-rate SGD.
 
-Writes benchmarks/results/tlr_safeguard.{json,md}.
-Command: python -m benchmarks.tlr_safeguard
+Writes benchmarks/results/tlr_safeguard.{json,md,png} (or ``--out``).
+Command: python -m benchmarks.studies.tlr_safeguard
 """
 
 from __future__ import annotations
 
-import json
+import argparse
 import os
-import platform
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +25,7 @@ import numpy as np
 import optax
 
 import adaptlr
+from benchmarks import io
 
 RATES = [1e-4, 1e-3, 1e-2, 1e-1, 1.0]
 
@@ -85,7 +84,8 @@ def summarize(losses, offset):
   }
 
 
-def plot(out, path):
+def plot(out):
+  """The loss-gap curves per problem (columns) and rule (rows), as a Figure."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -107,14 +107,16 @@ def plot(out, path):
     axes[1, j].set_xlabel("step")
   axes[0, 0].legend(fontsize=7)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  return fig
 
 
-def main():
+def main(argv=None):
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("--out", default="benchmarks/results/tlr_safeguard")
+  args = ap.parse_args(argv)
   jax.config.update("jax_enable_x64", True)   # the whole study runs in float64
-  out = {"rates": RATES, "problems": {}, "machine": platform.platform(),
-         "python": sys.version.split()[0], "jax": jax.__version__,
-         "command": "python -m benchmarks.tlr_safeguard"}
+  out = {"rates": RATES, "problems": {}, "machine": io.machine_info(),
+         "command": io.command_line("benchmarks.studies.tlr_safeguard", argv)}
 
   def tlr_opt(safeguard, k):
     return lambda lr: adaptlr.tlr(lr, safeguard=safeguard, accumulation_steps=k)
@@ -164,11 +166,9 @@ def main():
     res[name] = summarize(train(tlr_opt(sg, k), xent, p0, x, y, 64, 20), 0.0)
   out["problems"]["digits_softmax"] = res
 
-  os.makedirs("benchmarks/results", exist_ok=True)
-  with open("benchmarks/results/tlr_safeguard.json", "w") as f:
-    json.dump(out, f, indent=1)
   lines = ["# TLR: paper rule vs safeguarded default", "",
-           f"Command: `{out['command']}` · machine: {out['machine']} · jax {out['jax']} · float64", "",
+           f"Command: `{out['command']}` · machine: {io.machine_line(out['machine'])} · float64",
+           "",
            "Loss gaps to the optimum (least squares) or losses (digits); initial rates "
            + ", ".join(f"{r:g}" for r in RATES) + ".", ""]
   for pname, res in out["problems"].items():
@@ -179,10 +179,10 @@ def main():
       cells = [f"{p:.3g} / {f:.3g}" for p, f in zip(res[name]["peak"], res[name]["final"])]
       lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
-  lines += ["![loss curves](tlr_safeguard.png)", ""]
-  with open("benchmarks/results/tlr_safeguard.md", "w") as f:
-    f.write("\n".join(lines))
-  plot(out, "benchmarks/results/tlr_safeguard.png")
+  stem = os.path.basename(args.out)
+  lines += [f"![loss curves]({stem}.png)", ""]
+  io.write_results(stem, out, "\n".join(lines), figure=plot(out),
+                   out_dir=os.path.dirname(args.out))
   print("\n".join(lines))
 
 

@@ -1,6 +1,6 @@
 """How close each of vSGD's curvature estimates is to the diagonal Hessian, on MNIST M1.
 
-The network of benchmarks/vsgd_mnist.py (784-120-10 tanh, cross-entropy + L2 1e-4),
+The network of benchmarks/studies/vsgd_mnist.py (784-120-10 tanh, cross-entropy + L2 1e-4),
 at its Glorot init and after one epoch of vSGD-l, on one minibatch of 128 real MNIST
 images. Reference |diag H|: the mean of 4,000 signed Hutchinson draws z ⊙ Hz (unbiased
 for diag H; its standard error is reported). Per estimator, one draw (as vSGD sees it
@@ -9,15 +9,11 @@ converges to): the median over parameters of |est − ref| / ref (parameters who
 reference exceeds 3 standard errors and 10 λ: the L2 term alone gives λ), the
 error weighted by curvature Σ|est − ref| / Σ ref, and the ratio of the sums.
 
-Command: python -m benchmarks.vsgd_curvature
+Command: python -m benchmarks.studies.vsgd_curvature
 Writes benchmarks/results/vsgd_curvature.{json,md}.
 """
 
 from __future__ import annotations
-
-import json
-import os
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +22,8 @@ import optax
 
 import adaptlr
 from adaptlr import curvature as _curvature
-from benchmarks import vsgd_mnist as V
+from benchmarks import io
+from benchmarks.studies import vsgd_mnist as V
 
 
 def _flat(tree):
@@ -96,16 +93,15 @@ def main(argv=None):
   p = params0
   for i in range(128, xtr.shape[0] - 128, 128):
     p, state = step(p, state, xtr[i:i + 128], ytr[i:i + 128])
-  out = {"command": "python -m benchmarks.vsgd_curvature " + " ".join(argv or sys.argv[1:]),
-         "data": desc, "model": "M1 784-120-10 tanh, CE + L2 1e-4, batch of 128", "points": {}}
+  out = {"command": io.command_line("benchmarks.studies.vsgd_curvature", argv),
+         "machine": io.machine_info(), "data": desc,
+         "model": "M1 784-120-10 tanh, CE + L2 1e-4, batch of 128", "points": {}}
   for label, params in (("init", params0), ("after 1 epoch of vSGD-l", p)):
     rows, meta = measure(params, x, y, jax.random.PRNGKey(1))
     out["points"][label] = {"meta": meta, "estimators": rows}
-  os.makedirs("benchmarks/results", exist_ok=True)
-  with open("benchmarks/results/vsgd_curvature.json", "w") as f:
-    json.dump(out, f, indent=1)
   lines = ["# vSGD curvature estimates against |diag H| (MNIST M1)", "", __doc__.split("\n\n")[1],
-           "", f"Command: `{out['command']}`. Data: {desc}.", ""]
+           "", f"Command: `{out['command']}`. Data: {desc}. "
+           f"Machine: {io.machine_line(out['machine'])}.", ""]
   for label, pt in out["points"].items():
     m = pt["meta"]
     lines += [f"## {label}", "",
@@ -119,8 +115,7 @@ def main(argv=None):
                    f"{r['weighted_rel_err']:.3f} | {r['sum_ratio']:.3f} | "
                    f"{r['frac_below_half']:.3f} |")
     lines.append("")
-  with open("benchmarks/results/vsgd_curvature.md", "w") as f:
-    f.write("\n".join(lines) + "\n")
+  io.write_results("vsgd_curvature", out, "\n".join(lines))
   print("\n".join(lines))
 
 
