@@ -21,7 +21,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-
 from _cases import CASES, REF_CASES
 from _problems import CONVERGENCE, REF, flat, mixed_quadratic, run_ref, scan_train
 
@@ -160,7 +159,7 @@ def test_partition(case):
 def test_vmap_over_hyperparameters(case):
   loss, init, _ = CONVERGENCE["mixed_pytree"]
   for name, values in case.hparams.items():
-    run = lambda v: scan_train(_opt(case, **{name: v}), loss, init(), 25)[2]
+    run = lambda v, name=name: scan_train(_opt(case, **{name: v}), loss, init(), 25)[2]
     batched = jax.jit(jax.vmap(run))(jnp.asarray(values, jnp.float32))
     for i, v in enumerate(values):
       single = jax.jit(run)(jnp.float32(v))
@@ -240,7 +239,8 @@ def test_non_finite_step_is_skipped(case, bad):
     value, grad = jax.value_and_grad(loss)(w, x, y)
     u, state = step(w, state, x, y, value, grad)
     w = optax.apply_updates(w, u)
-  assert all(np.all(np.isfinite(r)) for r in jax.tree.leaves(optax.tree.get(state, "learning_rate")))
+  rates = jax.tree.leaves(optax.tree.get(state, "learning_rate"))
+  assert all(np.all(np.isfinite(r)) for r in rates)
   assert float(loss(w, x, y)) < before
 
 
@@ -249,7 +249,8 @@ def test_non_finite_step_is_skipped(case, bad):
 def test_sharded_equals_single_device(case):
   if len(jax.devices()) < 8:
     pytest.skip("needs --xla_force_host_platform_device_count=8 (tests/conftest.py)")
-  from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+  from jax.sharding import Mesh, NamedSharding
+  from jax.sharding import PartitionSpec as P
 
   loss, x, y, w = _linreg(n=64, d=16, k=8)
   mesh = Mesh(np.array(jax.devices()[:8]), ("d",))

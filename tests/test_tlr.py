@@ -1,11 +1,13 @@
 """adaptlr.tlr: the rule's invariants, the safeguard, accumulation, real data."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import adaptlr
 
@@ -178,7 +180,7 @@ def test_safeguard_sees_divergence_through_even_windows():
 
     rates = jnp.asarray([1e-3, 1e-2])
     for k in (2, 4):
-      paper = jax.vmap(lambda lr: run(k, False, lr))(rates)
-      guarded = jax.vmap(lambda lr: run(k, True, lr))(rates)
+      paper = jax.vmap(functools.partial(run, k, False))(rates)
+      guarded = jax.vmap(functools.partial(run, k, True))(rates)
       assert np.all(np.nanmax(np.where(np.isfinite(paper), paper, np.inf), axis=1) > 1e6), k
       assert np.all(np.isfinite(guarded)) and np.all(guarded[:, -1] < 1e-2), (k, guarded[:, -1])
