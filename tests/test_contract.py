@@ -53,7 +53,12 @@ def test_matches_numpy_reference(case):
 
 # ------------------------------------------------------------------------ 2 --
 # Every method's main case solves all three; variants list the problems they exercise.
-_CONVERGE = [(c, p) for c in CASES for p in sorted(CONVERGENCE) if p in c.converge]
+# Runs of 1,000 steps or more (Rosenbrock) carry the `slow` marker: `-m "not slow"` skips them.
+_CONVERGE = [
+    pytest.param(c, p, id=f"{p}-{c.id}",
+                 marks=[pytest.mark.slow] if c.converge[p][0] >= 1000 else [])
+    for c in CASES for p in sorted(CONVERGENCE) if p in c.converge
+]
 
 
 def test_every_method_is_checked_on_every_problem():
@@ -62,8 +67,7 @@ def test_every_method_is_checked_on_every_problem():
     assert covered == set(CONVERGENCE), f"{make.__name__} misses {set(CONVERGENCE) - covered}"
 
 
-@pytest.mark.parametrize("case,problem", _CONVERGE,
-                         ids=[f"{p}-{c.id}" for c, p in _CONVERGE])
+@pytest.mark.parametrize("case,problem", _CONVERGE)
 def test_converges(case, problem):
   steps, tol, *overrides = case.converge[problem]
   overrides = overrides[0] if overrides else {}

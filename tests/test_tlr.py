@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -122,6 +123,7 @@ def _softmax_loss(p, x, y):
   return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(x @ p["w"] + p["b"], y))
 
 
+@pytest.mark.slow
 def test_real_data_digits_matches_best_tuned_sgd():
   """Contract item 11: sklearn digits (1797 × 64), softmax regression, batch 64, 40 epochs.
 
