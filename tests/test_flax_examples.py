@@ -167,6 +167,7 @@ def test_nnx_mnist_tutorial(method, mnist):
   assert int(rngs.default.count[...]) == 2 * STEPS  # one key per dropout layer and step, as with nnx.value_and_grad
 
 
+@pytest.mark.slow  # two more compilations of the tutorial step
 def test_nnx_mnist_tutorial_helper_is_the_same_step(mnist):
   """adaptlr.flax.nnx_train_step(..., rngs=rngs) is the tutorial's step, spelled out above."""
   runs = [train_nnx("newton_lr", *mnist, step_fn=fn, steps=20)
