@@ -273,8 +273,8 @@ def _probe_spy():
   """An optimizer whose state records value_fn(params) - value: 0 iff the probes see the gradient's masks."""
 
   def update(updates, state, params=None, **extra):
-    value_fn = adaptlr._base.get_value_fn(extra, "spy")
-    diff = value_fn(params) - extra["value"]
+    batch = {k: extra[k] for k in ("rngs", "batch") if k in extra}  # forwarded, or bound in value_fn
+    diff = extra["value_fn"](params, **batch) - extra["value"]
     return jax.tree.map(jnp.zeros_like, updates), {"diff": diff}
 
   return optax.GradientTransformationExtraArgs(lambda p: {"diff": jnp.zeros(())}, update)
