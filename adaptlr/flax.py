@@ -77,17 +77,17 @@ try:
   from flax import nnx
 except ImportError as e:  # pragma: no cover - exercised in a subprocess test
   raise ImportError(
-      "adaptlr.flax needs Flax, an optional dependency of adaptlr: install it with "
-      "`pip install adaptlr[flax]` (or `pip install flax`). The optimizers themselves "
-      "(`import adaptlr`) do not need it."
+    "adaptlr.flax needs Flax, an optional dependency of adaptlr: install it with "
+    "`pip install adaptlr[flax]` (or `pip install flax`). The optimizers themselves "
+    "(`import adaptlr`) do not need it."
   ) from e
 
 __all__ = [
-    "apply_gradients",
-    "learning_rate",
-    "linen_train_step",
-    "nnx_train_step",
-    "nnx_value_fn",
+  "apply_gradients",
+  "learning_rate",
+  "linen_train_step",
+  "nnx_train_step",
+  "nnx_value_fn",
 ]
 
 
@@ -101,8 +101,9 @@ def _loss_only(out: Any, has_aux: bool) -> Any:
     return out[0]
   if isinstance(out, (tuple, list)):
     raise TypeError(
-        f"loss_fn returned a {type(out).__name__} of length {len(out)}, not a scalar "
-        "loss: if it returns (loss, aux), pass has_aux=True.")
+      f"loss_fn returned a {type(out).__name__} of length {len(out)}, not a scalar "
+      "loss: if it returns (loss, aux), pass has_aux=True."
+    )
   return out
 
 
@@ -145,14 +146,18 @@ def _fresh_rngs(tree: Any) -> Any:
 
 def _advance_rngs(tree: Any, after: Any) -> None:
   """Write the ``nnx.Rngs`` states in ``after`` (a snapshot) back to those in ``tree``."""
-  for r, a in zip(jax.tree.leaves(tree, is_leaf=_is_rngs), jax.tree.leaves(after, is_leaf=_is_rngs)):
+  for r, a in zip(
+    jax.tree.leaves(tree, is_leaf=_is_rngs), jax.tree.leaves(after, is_leaf=_is_rngs)
+  ):
     if _is_rngs(r):
       for name, s in r.items():
         s.key.set_value(a[name].key)
         s.count.set_value(a[name].count)
 
 
-def _with_params_signature(fn: Callable[..., Any], loss_fn: Callable[..., Any]) -> Callable[..., Any]:
+def _with_params_signature(
+  fn: Callable[..., Any], loss_fn: Callable[..., Any]
+) -> Callable[..., Any]:
   """``fn`` advertising the signature of ``loss_fn`` with its first argument named ``params``.
 
   adaptlr (``_base.value_fn_kwargs``) and optax's line searches forward to
@@ -180,13 +185,13 @@ def _is_extra_args(tx: Any) -> bool:
 
 # ------------------------------------------------------------------------ NNX --
 def nnx_value_fn(
-    model: nnx.Module,
-    loss_fn: Callable[..., Any],
-    *batch_args: Any,
-    wrt: Any = nnx.Param,
-    has_aux: bool = False,
-    graph: bool | None = None,
-    **batch_kwargs: Any,
+  model: nnx.Module,
+  loss_fn: Callable[..., Any],
+  *batch_args: Any,
+  wrt: Any = nnx.Param,
+  has_aux: bool = False,
+  graph: bool | None = None,
+  **batch_kwargs: Any,
 ) -> Callable[..., jax.Array]:
   """The loss as a function of the params that ``nnx.Optimizer`` hands to optax.
 
@@ -270,12 +275,12 @@ def _merged_value_fn(graphdef, rest, loss_fn, has_aux):
 
 
 def nnx_train_step(
-    optimizer: nnx.Optimizer,
-    model: nnx.Module,
-    loss_fn: Callable[..., Any],
-    *,
-    has_aux: bool = False,
-    **batch: Any,
+  optimizer: nnx.Optimizer,
+  model: nnx.Module,
+  loss_fn: Callable[..., Any],
+  *,
+  has_aux: bool = False,
+  **batch: Any,
 ) -> Any:
   """One NNX training step: loss, gradient, and ``optimizer.update`` with extra args.
 
@@ -340,8 +345,9 @@ def nnx_train_step(
     _, _, new_rest = nnx.split(merged, wrt, ..., **gkw)
     return loss, (aux, nnx.as_pure(new_rest), _rngs_snapshot(local))
 
-  (loss, (aux, new_rest, batch_after)), grads = jax.value_and_grad(
-      loss_and_state, has_aux=True)(params)
+  (loss, (aux, new_rest, batch_after)), grads = jax.value_and_grad(loss_and_state, has_aux=True)(
+    params
+  )
   nnx.update(model, new_rest)
   _advance_rngs(batch, batch_after)  # the caller's Rngs move on, as with nnx.value_and_grad
 
@@ -422,11 +428,11 @@ def apply_gradients(state: Any, grads: Any, *, has_aux: bool = False, **extra_ar
 
 
 def linen_train_step(
-    state: Any,
-    loss_fn: Callable[..., Any],
-    *,
-    has_aux: bool = False,
-    **batch: Any,
+  state: Any,
+  loss_fn: Callable[..., Any],
+  *,
+  has_aux: bool = False,
+  **batch: Any,
 ) -> tuple[Any, Any]:
   """One Linen training step: ``(new_state, loss)`` with every extra arg passed.
 
@@ -465,8 +471,9 @@ def linen_train_step(
   grad_fn = jax.value_and_grad(loss_fn if has_aux else checked, has_aux=has_aux)
   out, grads = grad_fn(state.params, **batch)
   loss = out[0] if has_aux else out
-  state = apply_gradients(state, grads, has_aux=has_aux, value=loss, grad=grads,
-                          value_fn=loss_fn, **batch)
+  state = apply_gradients(
+    state, grads, has_aux=has_aux, value=loss, grad=grads, value_fn=loss_fn, **batch
+  )
   return state, out
 
 

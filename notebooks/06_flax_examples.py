@@ -44,35 +44,36 @@
 
 # %%
 import os
+import sys
 import time
 from functools import partial
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
-import flax.linen as nn
 from flax import nnx
 from flax.training import train_state
 
 import adaptlr
 import adaptlr.flax
 
-import sys
 sys.path.insert(0, os.path.abspath(".."))  # the repository root, for benchmarks.data
 from benchmarks import data
 
 SMALL = os.environ.get("ADAPTLR_NB_SMALL") == "1"  # the test suite's quick settings
-WIDTHS = (8, 16, 64) if SMALL else (32, 64, 256)   # (32, 64, 256): the examples' own
+WIDTHS = (8, 16, 64) if SMALL else (32, 64, 256)  # (32, 64, 256): the examples' own
 TRAIN_STEPS = 150 if SMALL else 400
-BATCH_SIZE = 32                                     # as in the NNX tutorial
+BATCH_SIZE = 32  # as in the NNX tutorial
 METHODS = ("tlr", "newton_lr", "probabilistic_lr")
 OPTIONS = {"newton_lr": {"max_learning_rate": 1.0}}
 
 
 def make_optimizer(method):
   return adaptlr.registry.METHODS[method].optimizer(**OPTIONS.get(method, {}))
+
 
 xtr, ytr = data.load("mnist_small", "train")
 xte, yte = data.load("mnist_small", "test")
@@ -93,14 +94,17 @@ def batches(ds, steps, batch_size, seed=0):
       yield {k: v[perm] for k, v in ds.items()}
 
 
-print(f"train {train_ds['image'].shape}, test {test_ds['image'].shape}; widths {WIDTHS}, "
-      f"{TRAIN_STEPS} steps of {BATCH_SIZE}")
+print(
+  f"train {train_ds['image'].shape}, test {test_ds['image'].shape}; widths {WIDTHS}, "
+  f"{TRAIN_STEPS} steps of {BATCH_SIZE}"
+)
 
 # %% [markdown]
 # ## NNX: the MNIST tutorial
 #
 # The model, `loss_fn` and `eval_step` are the tutorial's. In `train_step` one line is added
 # (`value_fn`) and `optimizer.update` gets `value` and `value_fn`.
+
 
 # %%
 class CNN(nnx.Module):
@@ -130,13 +134,15 @@ class CNN(nnx.Module):
 def loss_fn(model: CNN, rngs: nnx.Rngs, batch):
   logits = model(batch["image"], rngs)
   loss = optax.softmax_cross_entropy_with_integer_labels(
-      logits=logits, labels=batch["label"]).mean()
+    logits=logits, labels=batch["label"]
+  ).mean()
   return loss, logits
 
 
 @nnx.jit
-def train_step(model: CNN, optimizer: nnx.Optimizer, metrics: nnx.MultiMetric, rngs: nnx.Rngs,
-               batch):
+def train_step(
+  model: CNN, optimizer: nnx.Optimizer, metrics: nnx.MultiMetric, rngs: nnx.Rngs, batch
+):
   """Train for a single step."""
   value_fn = adaptlr.flax.nnx_value_fn(model, loss_fn, rngs, batch, has_aux=True)  # adaptlr
   grad_fn = nnx.value_and_grad(loss_fn, has_aux=True)
@@ -165,7 +171,7 @@ def train_nnx(method):
   metrics.reset()
   model.eval()
   for start in range(0, len(test_ds["image"]), 500):
-    eval_step(model, metrics, {k: v[start:start + 500] for k, v in test_ds.items()})
+    eval_step(model, metrics, {k: v[start : start + 500] for k, v in test_ds.items()})
   return np.array(losses), np.array(rates), float(metrics.compute()["accuracy"])
 
 
@@ -174,8 +180,10 @@ for method in METHODS:
   t0 = time.time()
   nnx_runs[method] = train_nnx(method)
   losses, rates, acc = nnx_runs[method]
-  print(f"NNX   {method:17s} train loss {losses[:20].mean():.3f} -> {losses[-20:].mean():.3f}, "
-        f"rate {rates[0]:.3g} -> {rates[-1]:.3g}, test accuracy {acc:.3f} ({time.time() - t0:.0f} s)")
+  print(
+    f"NNX   {method:17s} train loss {losses[:20].mean():.3f} -> {losses[-20:].mean():.3f}, "
+    f"rate {rates[0]:.3g} -> {rates[-1]:.3g}, test accuracy {acc:.3f} ({time.time() - t0:.0f} s)"
+  )
 
 # %% [markdown]
 # ## Linen: `examples/mnist/train.py`
@@ -183,6 +191,7 @@ for method in METHODS:
 # `CNN`, `apply_model` and `create_train_state` are the example's; its `loss_fn(params)` is a
 # closure over the batch inside `apply_model`, so it moves out (taking the batch as arguments)
 # to be passed to `update_model` as `value_fn`.
+
 
 # %%
 class LinenCNN(nn.Module):
@@ -225,8 +234,8 @@ def apply_model(state, images, labels):
 @jax.jit
 def update_model(state, grads, loss, images, labels):  # adaptlr: + loss and the batch
   return adaptlr.flax.apply_gradients(  # adaptlr: was state.apply_gradients(grads=grads)
-      state, grads, has_aux=True, value=loss, value_fn=linen_loss_fn, images=images,
-      labels=labels)
+    state, grads, has_aux=True, value=loss, value_fn=linen_loss_fn, images=images, labels=labels
+  )
 
 
 def create_train_state(rng, tx):
@@ -253,8 +262,10 @@ for method in METHODS:
   t0 = time.time()
   linen_runs[method] = train_linen(method)
   losses, rates, acc = linen_runs[method]
-  print(f"Linen {method:17s} train loss {losses[:20].mean():.3f} -> {losses[-20:].mean():.3f}, "
-        f"rate {rates[0]:.3g} -> {rates[-1]:.3g}, test accuracy {acc:.3f} ({time.time() - t0:.0f} s)")
+  print(
+    f"Linen {method:17s} train loss {losses[:20].mean():.3f} -> {losses[-20:].mean():.3f}, "
+    f"rate {rates[0]:.3g} -> {rates[-1]:.3g}, test accuracy {acc:.3f} ({time.time() - t0:.0f} s)"
+  )
 
 # %% [markdown]
 # ## Loss and learned rate
@@ -271,8 +282,10 @@ for row, (api, runs) in enumerate((("NNX", nnx_runs), ("Linen", linen_runs))):
     axes[row, 1].plot(rates, label=method)
   axes[row, 0].set(title=f"{api}: training loss", ylabel="cross-entropy", yscale="log")
   axes[row, 1].set(title=f"{api}: learning rate", yscale="log")
-  axes[row, 0].legend(); axes[row, 1].legend()
-axes[1, 0].set_xlabel("step"); axes[1, 1].set_xlabel("step")
+  axes[row, 0].legend()
+  axes[row, 1].legend()
+axes[1, 0].set_xlabel("step")
+axes[1, 1].set_xlabel("step")
 fig.tight_layout()
 plt.show()
 
@@ -282,7 +295,10 @@ plt.show()
 
 # %%
 for api, runs in (("NNX", nnx_runs), ("Linen", linen_runs)):
-  for method, (losses, rates, acc) in runs.items():
-    assert np.isfinite(losses).all() and losses[-20:].mean() < 0.5 * losses[:20].mean(), (api, method)
+  for method, (losses, _, acc) in runs.items():
+    assert np.isfinite(losses).all() and losses[-20:].mean() < 0.5 * losses[:20].mean(), (
+      api,
+      method,
+    )
     assert acc > 0.6, (api, method, acc)
 print("all runs: loss at least halved, test accuracy > 0.6")

