@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -42,9 +42,9 @@ class Method:
   family: str                      # "baseline" | "peer" | "adaptlr"
   make: Callable[[Any, Any], optax.GradientTransformation]   # (rate, problem) -> opt
   swept: bool = True               # takes an initial rate (vmapped over the grid)
-  lr_reader: Optional[Callable[[Any], Any]] = None   # state -> current rate(s)
+  lr_reader: Callable[[Any], Any] | None = None   # state -> current rate(s)
   description: str = ""
-  only: Optional[tuple[str, ...]] = None   # run on these problems only (None: all)
+  only: tuple[str, ...] | None = None   # run on these problems only (None: all)
 
   def applies_to(self, problem) -> bool:
     if problem.methods is not None and self.name not in problem.methods:

@@ -18,8 +18,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
 from benchmarks import harness
@@ -38,7 +36,7 @@ def _rerun_hint(problem):
   return f"python -m benchmarks run --profile full --problems {problem}"
 
 
-def _best(per_rate: dict, key: str, rates) -> tuple[Optional[float], Optional[float]]:
+def _best(per_rate: dict, key: str, rates) -> tuple[float | None, float | None]:
   vals = [v if v is not None else np.inf for v in per_rate.get(key, [])]
   if not vals or not np.isfinite(min(vals)):
     return None, None
@@ -161,7 +159,7 @@ def deroos_robustness(out) -> dict:
           "base_reached": p["tuning_freedom"][base]["reached"], "of": len(m["rates"]),
           # rates at which the adaptation ends lower than its fixed-rate base
           "improves_at": sum(1 for a, c in zip(m["per_rate"]["final_train_loss"],
-                                               b["per_rate"]["final_train_loss"])
+                                               b["per_rate"]["final_train_loss"], strict=True)
                              if a is not None and (c is None or a < c)),
       }
     if row:

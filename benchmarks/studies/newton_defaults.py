@@ -118,12 +118,17 @@ def precision_table(rates=(1e-3, 1e-2, 1e-1), eps_list=(1e-5, 1e-3, "rel 0.01", 
   with jax.enable_x64(True):
     p64 = init(jax.random.key(0), jnp.float64)
     x64, y64 = jnp.asarray(x, jnp.float64), jnp.asarray(y)
-    f64 = lambda p: loss(p, x64, y64)
+    def f64(p):
+      return loss(p, x64, y64)
+
     g64 = jax.grad(f64)(p64)
     exact = {r: [float(v) for v in _probes.line_derivatives(f64, p64, g64, r)] for r in rates}
   p32 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), p64)
   g32 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), g64)
-  f32 = lambda p: loss(p, jnp.asarray(x), jnp.asarray(y))
+
+  def f32(p):
+    return loss(p, jnp.asarray(x), jnp.asarray(y))
+
   for r in rates:
     _, d1, d2 = exact[r]
     newton = r - d1 / d2

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import os
 import random
 import time
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -38,7 +39,7 @@ from benchmarks import io
 
 def mlp_init(key, sizes=(784, 512, 10)):
   params = {}
-  for i, (m, n) in enumerate(zip(sizes[:-1], sizes[1:])):
+  for i, (m, n) in enumerate(itertools.pairwise(sizes)):
     key, sub = jax.random.split(key)
     params[f"dense{i}"] = {"kernel": jax.random.normal(sub, (m, n)) * jnp.sqrt(2.0 / m),
                            "bias": jnp.zeros(n)}
@@ -76,7 +77,7 @@ class Row:
   label: str
   method: str
   kwargs: dict = dataclasses.field(default_factory=dict)
-  wrap: Optional[Callable[[Any], optax.GradientTransformation]] = None
+  wrap: Callable[[Any], optax.GradientTransformation] | None = None
 
 
 # Every registered method gets a row at its defaults, labelled by its name; this
@@ -133,8 +134,6 @@ def registry() -> dict[str, Callable[[], optax.GradientTransformation]]:
 
 def floors(params, x, y):
   """Reference computations that are not optimizers: cost floors for probes."""
-  u = jax.tree.map(jnp.ones_like, params)
-
   def forward(p, s, x, y):
     loss, g = jax.value_and_grad(mlp_loss)(p, x, y)
     extra = mlp_loss(jax.tree.map(lambda a, b: a - 1e-3 * b, p, g), x, y)
@@ -142,7 +141,7 @@ def floors(params, x, y):
 
   def five_forwards(p, s, x, y):
     loss, g = jax.value_and_grad(mlp_loss)(p, x, y)
-    tot = sum(mlp_loss(jax.tree.map(lambda a, b: a - (1e-3 + 1e-4 * k) * b, p, g), x, y)
+    tot = sum(mlp_loss(jax.tree.map(lambda a, b, c=1e-3 + 1e-4 * k: a - c * b, p, g), x, y)
               for k in range(-2, 3))
     return optax.apply_updates(p, jax.tree.map(lambda b: -1e-3 * b * tot, g)), s, loss
 

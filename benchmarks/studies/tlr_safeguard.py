@@ -96,9 +96,10 @@ def plot(out):
     res = out["problems"][pname]
     for i, rule in enumerate(("paper", "safeguard")):
       ax = axes[i, j]
-      for lr, curve in zip(out["rates"], res[rule]["curve"]):
+      for lr, curve in zip(out["rates"], res[rule]["curve"], strict=True):
         c = np.asarray(curve, float)
-        ax.semilogy(np.arange(len(c)) * res[rule]["curve_stride"], np.where(np.isfinite(c) & (c > 0), c, np.nan), label=f"α₀={lr:g}")
+        ax.semilogy(np.arange(len(c)) * res[rule]["curve_stride"],
+                    np.where(np.isfinite(c) & (c > 0), c, np.nan), label=f"α₀={lr:g}")
       ax.axhline(res["reference_final"], color="k", ls="--", lw=1, label="reference")
       ax.set_ylim(1e-9, 1e12)
       ax.set_title(f"{pname}: {rule}", fontsize=9)
@@ -123,7 +124,10 @@ def main(argv=None):
 
   # Full-batch least squares.
   a, b = least_squares(64)
-  ls = lambda w, x, y: 0.5 * jnp.mean((x @ w - y) ** 2)
+
+  def ls(w, x, y):
+    return 0.5 * jnp.mean((x @ w - y) ** 2)
+
   fopt = float(ls(jnp.linalg.lstsq(a, b)[0], a, b))
   lmax = float(jnp.linalg.eigvalsh(a.T @ a / a.shape[0]).max())
   w0 = jnp.zeros(8)
@@ -153,7 +157,10 @@ def main(argv=None):
 
   # Digits softmax regression with accumulation.
   x, y = digits()
-  xent = lambda w, xb, yb: jnp.mean(optax.softmax_cross_entropy(xb @ w["w"] + w["b"], yb))
+
+  def xent(w, xb, yb):
+    return jnp.mean(optax.softmax_cross_entropy(xb @ w["w"] + w["b"], yb))
+
   p0 = {"w": jnp.zeros((64, 10)), "b": jnp.zeros(10)}
   k = (1797 // 64) // 3
   res = {"epochs": 20, "batch": 64, "accumulation_steps": k, "loss_offset": 0.0,
@@ -172,11 +179,13 @@ def main(argv=None):
            "Loss gaps to the optimum (least squares) or losses (digits); initial rates "
            + ", ".join(f"{r:g}" for r in RATES) + ".", ""]
   for pname, res in out["problems"].items():
-    lines += [f"## {pname}", "", f"reference ({res['reference']}): final {res['reference_final']:.3g}", "",
+    lines += [f"## {pname}", "",
+              f"reference ({res['reference']}): final {res['reference_final']:.3g}", "",
               "| rule | " + " | ".join(f"α₀={r:g} peak / final" for r in RATES) + " |",
               "|---|" + "---|" * len(RATES)]
     for name in ("paper", "safeguard"):
-      cells = [f"{p:.3g} / {f:.3g}" for p, f in zip(res[name]["peak"], res[name]["final"])]
+      cells = [f"{p:.3g} / {f:.3g}"
+               for p, f in zip(res[name]["peak"], res[name]["final"], strict=True)]
       lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
   stem = os.path.basename(args.out)

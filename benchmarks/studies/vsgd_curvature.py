@@ -10,10 +10,13 @@ reference exceeds 3 standard errors and 10 λ: the L2 term alone gives λ), the
 error weighted by curvature Σ|est − ref| / Σ ref, and the ratio of the sums.
 
 Command: python -m benchmarks.studies.vsgd_curvature
-Writes benchmarks/results/vsgd_curvature.{json,md}.
+Writes benchmarks/results/vsgd_curvature.{json,md} (or ``--out``).
 """
 
 from __future__ import annotations
+
+import argparse
+import os
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +34,9 @@ def _flat(tree):
 
 
 def measure(params, x, y, key, ref_draws=4000, draws=200):
-  loss = lambda p: V.loss_fn(p, x, y)
+  def loss(p):
+    return V.loss_fn(p, x, y)
+
   grad = jax.grad(loss)(params)
   keys = jax.random.split(key, ref_draws + 3 * draws)
 
@@ -39,8 +44,9 @@ def measure(params, x, y, key, ref_draws=4000, draws=200):
     f = jax.jit(jax.vmap(fn))
     return np.concatenate([np.asarray(f(ks[i:i + chunk])) for i in range(0, len(ks), chunk)])
 
-  hutch = lambda absolute: (lambda k: _flat_j(
-      _curvature.hutchinson_diagonal(loss, params, k, absolute=absolute)))
+  def hutch(absolute):
+    return lambda k: _flat_j(_curvature.hutchinson_diagonal(loss, params, k, absolute=absolute))
+
   signed = batched(hutch(False), keys[:ref_draws])
   ref, se = np.abs(signed.mean(0)), signed.std(0) / np.sqrt(ref_draws)
   # Elements whose curvature is more than the L2 term's λ (border pixels etc. have
@@ -49,7 +55,10 @@ def measure(params, x, y, key, ref_draws=4000, draws=200):
   hut = batched(hutch(True), keys[ref_draws:ref_draws + draws])
   gns = batched(lambda k: _flat_j(V.gauss_newton_curvature(params, x, k)),
                 keys[ref_draws + draws:ref_draws + 2 * draws])
-  fd = lambda d: _flat(_curvature.finite_difference_diagonal(loss, params, grad, d))
+
+  def fd(d):
+    return _flat(_curvature.finite_difference_diagonal(loss, params, grad, d))
+
   ests = {
       "hutchinson |z⊙Hz|, one draw": hut[0],
       "hutchinson |z⊙Hz|, mean of 200": hut.mean(0),
@@ -76,7 +85,11 @@ def _flat_j(tree):
 
 
 def main(argv=None):
-  xtr, ytr, _, _, desc = V.load_mnist("mnist")
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("--data", default="mnist", help="benchmarks.data set (default: full MNIST)")
+  ap.add_argument("--out", default="benchmarks/results/vsgd_curvature")
+  args = ap.parse_args(argv)
+  xtr, ytr, _, _, desc = V.load_mnist(args.data)
   sizes = V.MODELS["M1"]
   params0 = V.init_params(jax.random.PRNGKey(0), sizes)
   x, y = xtr[:128], ytr[:128]
@@ -115,7 +128,8 @@ def main(argv=None):
                    f"{r['weighted_rel_err']:.3f} | {r['sum_ratio']:.3f} | "
                    f"{r['frac_below_half']:.3f} |")
     lines.append("")
-  io.write_results("vsgd_curvature", out, "\n".join(lines))
+  io.write_results(os.path.basename(args.out), out, "\n".join(lines),
+                   out_dir=os.path.dirname(args.out))
   print("\n".join(lines))
 
 

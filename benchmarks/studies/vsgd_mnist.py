@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import operator
 import os
 import time
 from collections.abc import Callable
@@ -100,7 +101,7 @@ def load_mnist(name: str = "mnist", train_limit: int | None = None):
 def init_params(key, sizes):
   """Glorot-uniform weights, zero biases."""
   params = {}
-  for i, (m, n) in enumerate(zip(sizes[:-1], sizes[1:])):
+  for i, (m, n) in enumerate(itertools.pairwise(sizes)):
     key, sub = jax.random.split(key)
     s = np.sqrt(6.0 / (m + n))
     params[f"layer{i}"] = {"w": jax.random.uniform(sub, (m, n), minval=-s, maxval=s),
@@ -133,7 +134,7 @@ def bbprop_curvature(params, x):
   """
   names = sorted(params)
   hs = [x]
-  for i, name in enumerate(names[:-1]):
+  for name in names[:-1]:
     hs.append(jnp.tanh(hs[-1] @ params[name]["w"] + params[name]["b"]))
   z = hs[-1] @ params[names[-1]]["w"] + params[names[-1]]["b"]
   p = jax.nn.softmax(z, axis=-1)
@@ -198,7 +199,10 @@ def methods(grid: str, model: str, batch: int, n_train: int) -> dict[str, dict]:
     alm_grid = _grid(eta0=[1e-4, 3e-4, 1e-3, 3e-3, 1e-2], tau=[1e2, 1e3, 1e4])
   one = {"unused": np.zeros(1, np.float32)}
   skip = M2_SKIP if (model == "M2" and not paper) else ()
-  v = lambda **kw: (lambda unused: adaptlr.vsgd(**kw))
+
+  def v(**kw):
+    return lambda unused: adaptlr.vsgd(**kw)
+
   table = {
       "sgd": {"make": lambda eta0, gamma: optax.sgd(_decay(eta0, gamma, batch, n_train)),
               "grid": _grid(eta0=etas, gamma=gammas)},
@@ -270,7 +274,7 @@ def train_grid(make: Callable[..., Any], grid: dict, sizes, data, epochs: int, b
   evaluate = jax.jit(lambda p: (error_rate(p, xtr, ytr), error_rate(p, xte, yte),
                                 loss_fn(p, xtr[:10000], ytr[:10000])))
   for i in range(rows):
-    p = jax.tree.map(lambda a: a[i], params)
+    p = jax.tree.map(operator.itemgetter(i), params)
     tr, te, lo = evaluate(p)
     out.append({"hp": {k: float(v[i]) for k, v in grid.items() if k != "unused"},
                 "train_err": float(tr) * 100, "test_err": float(te) * 100,
