@@ -218,15 +218,16 @@ def verdict(out: dict) -> str:
     extra = r[MAP_ROW]["temp_P"] - r[FLOOR_ONE]["temp_P"]
     vmap = r[PROBE_ROWS[0]]["temp_P"] - r[FLOOR_ONE]["temp_P"]
     over_sgd = r[MAP_ROW]["peak_P"] - r["optax.sgd"]["peak_P"]
+    floor_over_sgd = r[FLOOR_ONE]["peak_P"] - r["optax.sgd"]["peak_P"]
     parts.append(
         f"{m}: `{MAP_ROW}` holds {extra:+.2f} P of scratch beyond the one-probe floor "
-        f"(vmap: {vmap:+.2f} P), has {r[MAP_ROW]['state_P']:.4f} P of state, and its "
-        f"peak is {over_sgd:+.2f} P over optax.sgd's "
-        f"({r[MAP_ROW]['peak_P']:.2f} P vs {r['optax.sgd']['peak_P']:.2f} P): "
+        f"(vmap: {vmap:+.2f} P), so "
         + ("one probe point at a time" if extra < 0.5 else "MORE than one probe point at a time")
-        + (", within one extra parameter copy of optax.sgd." if over_sgd <= 1.0 else
-           f", but {over_sgd:.2f} > 1 extra parameter copy over optax.sgd (the gradient is "
-           "held across the probes, and the probe point on top of it)."))
+        + f"; state {r[MAP_ROW]['state_P']:.4f} P; peak {r[MAP_ROW]['peak_P']:.2f} P against "
+        f"optax.sgd's {r['optax.sgd']['peak_P']:.2f} P: {over_sgd:+.2f} P, "
+        + ("within" if over_sgd <= 1.0 else "NOT within")
+        + f" one extra parameter copy (the one-probe floor itself is {floor_over_sgd:+.2f} P "
+        "over optax.sgd).")
   return "**Verdict.** " + " ".join(parts)
 
 
