@@ -258,7 +258,29 @@ def markdown(out: dict) -> str:
     for label, r in rows.items():
       if r.get("ms_per_step_8") is not None:
         lines.append(f"| {label} | {r['ms_per_step_8']:.0f} | {r['ms_per_step_1']:.0f} |")
-  lines += ["", out["summary"]]
+  if not any("ms_per_step_8" in r for r in rows.values()):
+    lines += ["", "No times: run without `--time` (the machine was shared with other jobs, and "
+              "simulated devices say nothing about real speed anyway)."]
+  ours = max((max(r["params_max_rel_diff"], r["state_max_rel_diff"])
+              for label, r in rows.items() if label in METHODS and "error" not in r),
+             default=float("nan"))
+  lines += ["", out["summary"], "", "Notes:", "",
+            "- XLA's all-reduce combiner merges the per-leaf partial sums of one update into "
+            "one or two tuple all-reduces (the bytes column: a few dozen float32 scalars), so "
+            "the count is per update, not per inner product.",
+            "- The whole step's all-gathers and all-to-alls are the model's (optax.sgd has the "
+            "same); none is larger than one parameter leaf.",
+            "- Δ params of optax.adam (and Δ state of the per-element methods) is larger than "
+            "float32 rounding: a per-element rule that divides by |g| (Adam's first step is "
+            "≈ lr · sign(g)) turns the reduction-order noise of a near-zero gradient element "
+            "into a step-sized difference. The largest Δ params or Δ state of adaptlr's "
+            f"methods: {ours:.1e}.",
+            "- `init` of almeida, smd and vsgd builds per-element state with "
+            "`jnp.zeros(shape)` / `jnp.full(shape)`, not `zeros_like(params)`: on sharded "
+            "params it returns a state whole on one device, which the first jitted step "
+            "reshards (the compiled step's inputs above are sharded because jit chose so). "
+            "`tests/test_sharded_transformer.py::test_init_state_is_sharded_like_params` "
+            "records it (strict xfail)."]
   return "\n".join(lines)
 
 
