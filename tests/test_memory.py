@@ -16,7 +16,7 @@ import pytest
 
 import adaptlr
 from benchmarks.studies import memory
-from benchmarks.studies.sharded_transformer import collectives, collective_counts
+from benchmarks.studies.sharded_transformer import collective_counts, collectives
 
 PARAMS = {"w": jnp.ones((7, 5)), "b": jnp.ones(5)}
 P = 40 * 4   # 40 float32 numbers

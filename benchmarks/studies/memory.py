@@ -104,9 +104,9 @@ def _model(name: str):
     params = transformer_lib.init(jax.random.key(0))
     x, y = transformer_lib.batch(jax.random.key(1), 8, transformer_lib.CONFIG.context)
     c = transformer_lib.CONFIG
-    return (f"causal transformer ({c.depth} blocks, width {c.width}, "
+    return ((f"causal transformer ({c.depth} blocks, width {c.width}, "
             f"{transformer_lib.num_params(params):,} params), batch 8 × {c.context} tokens, "
-            "float32", params, transformer_lib.make_loss(), (x, y))
+            "float32"), params, transformer_lib.make_loss(), (x, y))
   raise ValueError(f"unknown model {name!r}; pass mlp or transformer")
 
 
@@ -173,14 +173,14 @@ def markdown(out: dict) -> str:
   models = list(out["models"])
   lines = [
       "# Memory per method, in parameter copies P", "",
-      "State: bytes of `opt.init(params)` / P (exact). Peak: XLA's buffer assignment of the "
+      ("State: bytes of `opt.init(params)` / P (exact). Peak: XLA's buffer assignment of the "
       "jitted training step (value_and_grad + update + apply_updates, params and state "
       "donated): (argument + output + temp − alias) / P, batch included. Temp: the step's "
       "scratch beyond its inputs and outputs / P. See the module docstring of "
-      "`benchmarks/studies/memory.py` for why these quantities.", "",
-      f"Command: `{out['command']}` · machine: {io.machine_line(out['machine'])} "
+      "`benchmarks/studies/memory.py` for why these quantities."), "",
+      (f"Command: `{out['command']}` · machine: {io.machine_line(out['machine'])} "
       "(memory analysis is a property of the compiled program, not a measurement "
-      "of this machine's load).", "",
+      "of this machine's load)."), "",
   ]
   for m in models:
     o = out["models"][m]
@@ -196,9 +196,9 @@ def markdown(out: dict) -> str:
                     f" {out['models'][m]['rows'][label]['temp_P']:.2f} |" for m in models)
     lines.append(f"| {label} | {state} |{cells}")
   lines += ["", "## `probe_mode=\"map\"`: at most one extra parameter copy?", "",
-            "Extra copies held by the probes = temp(row) − temp(`floor: +1 forward`), the "
+            ("Extra copies held by the probes = temp(row) − temp(`floor: +1 forward`), the "
             "floor being the gradient held plus one loss evaluation at one probe point "
-            "w − ηg (so one probe point's copy is already in the floor).", "",
+            "w − ηg (so one probe point's copy is already in the floor)."), "",
             "| row |" + "".join(f" {m}: temp − floor (P) |" for m in models),
             "|---|" + "---:|" * len(models)]
   for label in PROBE_ROWS:

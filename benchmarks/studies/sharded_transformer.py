@@ -45,7 +45,7 @@ import json
 import re
 import time
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -140,7 +140,7 @@ def shard_bytes(tree: Any) -> int:
 
 
 def run(label: str, make, *, steps: int, batch: int, length: int, timed: bool,
-        compiler_options: Optional[dict] = None) -> dict:
+        compiler_options: dict | None = None) -> dict:
   """One row: sharded vs single-device trajectory, memory, collectives (and times)."""
   mesh = T.mesh(8)
   params = T.init(jax.random.key(0))
@@ -207,19 +207,19 @@ def markdown(out: dict) -> str:
   mb = lambda b: f"{b / 1e6:.1f}"
   lines = [
       "# Every method on a sharded 13M-parameter transformer (8 simulated CPU devices)", "",
-      f"Model: {out['model']}. FSDP: every parameter split along one axis over a 1-D mesh "
+      (f"Model: {out['model']}. FSDP: every parameter split along one axis over a 1-D mesh "
       f"of 8 devices, batch ({out['batch']} × {out['length']} tokens) split along its "
-      f"first axis. {out['steps']} steps, sharded vs single device, same batches.", "",
-      f"Command: `{out['command']}` · machine: {io.machine_line(out['machine'])}. The 8 "
+      f"first axis. {out['steps']} steps, sharded vs single device, same batches."), "",
+      (f"Command: `{out['command']}` · machine: {io.machine_line(out['machine'])}. The 8 "
       "devices are simulated on the same CPU cores: this checks correctness, memory and "
-      "communication, not speed.", "",
+      "communication, not speed."), "",
       "## Trajectory and per-device memory", "",
-      "Max relative difference sharded vs single device: of the per-step losses, and of the "
+      ("Max relative difference sharded vs single device: of the per-step losses, and of the "
       "params and float state after the last step (max |Δ| over the tree / max |single| over "
       "the tree). Memory from the compiled step's `memory_analysis()` per device, in MB "
-      "(8 devices / 1 device).", "",
-      "| method | compiles | Δ loss | Δ params | Δ state | params sharded 1/8 | "
-      "argument MB | output MB | temp MB |",
+      "(8 devices / 1 device)."), "",
+      ("| method | compiles | Δ loss | Δ params | Δ state | params sharded 1/8 | "
+      "argument MB | output MB | temp MB |"),
       "|---|---|---:|---:|---:|---|---:|---:|---:|",
   ]
   for label, r in rows.items():
@@ -234,13 +234,13 @@ def markdown(out: dict) -> str:
         f"{mb(m1['output'])} | {mb(m8['temp'])} / {mb(m1['temp'])} |")
   lines += [
       "", "## Collectives in the compiled HLO (per device program)", "",
-      "Whole step: counts of all-reduce / all-gather / other collectives, and the largest "
+      ("Whole step: counts of all-reduce / all-gather / other collectives, and the largest "
       "all-gather against the largest parameter leaf "
       f"({mb(next(iter(rows.values())).get('largest_param_leaf_bytes', 0))} MB). Update alone "
       "(sharded gradients and params, separable `value_fn`): every collective, and the "
-      "bytes each all-reduce carries.", "",
-      "| method | step: all-reduce | step: all-gather | step: other | largest all-gather MB |"
-      " update: all-reduce | update: all-gather | update: other | update all-reduce bytes |",
+      "bytes each all-reduce carries."), "",
+      ("| method | step: all-reduce | step: all-gather | step: other | largest all-gather MB |"
+      " update: all-reduce | update: all-gather | update: other | update all-reduce bytes |"),
       "|---|---:|---:|---:|---:|---:|---:|---:|---|",
   ]
   for label, r in rows.items():
@@ -259,28 +259,28 @@ def markdown(out: dict) -> str:
       if r.get("ms_per_step_8") is not None:
         lines.append(f"| {label} | {r['ms_per_step_8']:.0f} | {r['ms_per_step_1']:.0f} |")
   if not any("ms_per_step_8" in r for r in rows.values()):
-    lines += ["", "No times: run without `--time` (the machine was shared with other jobs, and "
-              "simulated devices say nothing about real speed anyway)."]
+    lines += ["", ("No times: run without `--time` (the machine was shared with other jobs, and "
+              "simulated devices say nothing about real speed anyway).")]
   ours = max((max(r["params_max_rel_diff"], r["state_max_rel_diff"])
               for label, r in rows.items() if label in METHODS and "error" not in r),
              default=float("nan"))
   lines += ["", out["summary"], "", "Notes:", "",
-            "- XLA's all-reduce combiner merges the per-leaf partial sums of one update into "
+            ("- XLA's all-reduce combiner merges the per-leaf partial sums of one update into "
             "one or two tuple all-reduces (the bytes column: a few dozen float32 scalars), so "
-            "the count is per update, not per inner product.",
-            "- The whole step's all-gathers and all-to-alls are the model's (optax.sgd has the "
-            "same); none is larger than one parameter leaf.",
-            "- Δ params of optax.adam (and Δ state of the per-element methods) is larger than "
+            "the count is per update, not per inner product."),
+            ("- The whole step's all-gathers and all-to-alls are the model's (optax.sgd has the "
+            "same); none is larger than one parameter leaf."),
+            ("- Δ params of optax.adam (and Δ state of the per-element methods) is larger than "
             "float32 rounding: a per-element rule that divides by |g| (Adam's first step is "
             "≈ lr · sign(g)) turns the reduction-order noise of a near-zero gradient element "
             "into a step-sized difference. The largest Δ params or Δ state of adaptlr's "
-            f"methods: {ours:.1e}.",
-            "- `init` of almeida, smd and vsgd builds per-element state with "
+            f"methods: {ours:.1e}."),
+            ("- `init` of almeida, smd and vsgd builds per-element state with "
             "`jnp.zeros(shape)` / `jnp.full(shape)`, not `zeros_like(params)`: on sharded "
             "params it returns a state whole on one device, which the first jitted step "
             "reshards (the compiled step's inputs above are sharded because jit chose so). "
             "`tests/test_sharded_transformer.py::test_init_state_is_sharded_like_params` "
-            "records it (strict xfail)."]
+            "records it (strict xfail).")]
   return "\n".join(lines)
 
 
@@ -346,7 +346,7 @@ def main(argv=None):
     except Exception as e:  # noqa: BLE001 - a method that fails is a finding, reported
       out["rows"][label] = {"error": f"{type(e).__name__}: {e}"[:300]}
     print(label, {k: v for k, v in out["rows"][label].items()
-                  if k.endswith("diff") or k.endswith("collectives") or k == "error"},
+                  if k.endswith(("diff", "collectives")) or k == "error"},
           flush=True)
   out["summary"] = summary(out["rows"])
   md = markdown(out)
