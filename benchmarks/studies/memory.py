@@ -22,15 +22,16 @@ it reports, in units of one parameter copy P (the bytes of the params pytree):
   liveness (buffers whose live ranges do not overlap share bytes), so it is the
   step's transient high-water mark; params and state are donated as a training
   loop does, so their outputs reuse the inputs' buffers (``alias``). The batch
-  is included (0.25 P for the MLP, 0.0003 P for the transformer).
+  is included (0.25 P for the MLP, 0.0001 P for the transformer).
 * **temp**: ``temp`` / P alone: what the step needs beyond its inputs and
   outputs (the gradient, activations, probe points, the update before it is
   added). ``optax.sgd``'s gradient is fused into its update, so its temp is
   activations only; any method that reads the gradient twice (an inner
   product, then the update) holds it: one P.
 
-``memory_analysis().peak_memory_in_bytes`` is not used: on XLA:CPU it equals
-argument + output and leaves temp out (checked on the rows here).
+``memory_analysis().peak_memory_in_bytes`` is not used: on XLA:CPU (jax 0.10)
+it equalled argument + output, leaving temp out (seen on the MLP's newton_lr
+rows, whose temp is 1.4–5.8 P).
 
 The check of issue 13: ``probe_mode="map"`` keeps a probe method at no more than
 one extra parameter copy. The floor ``floor: +1 forward`` (the gradient held +
