@@ -18,8 +18,9 @@ Plus a precision table: on the 784-1000-10 MLP (mnist_small), the relative
 error of f″ and of the Newton step from the five-point stencil at several ε, in
 float32, against the exact float64 values (nested jvp), at several rates.
 
-Command: python -m benchmarks.newton_defaults [--problems a,b] [--configs "a;b"]
-Writes benchmarks/results/newton_defaults.{json,md}.
+Command: python -m benchmarks.studies.newton_defaults [--problems a,b] [--configs "a;b"]
+[--merge]. Writes benchmarks/results/newton_defaults.{json,md}; with ``--merge``
+only the given configs are recomputed and spliced into the existing JSON.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 
@@ -153,6 +155,9 @@ def main(argv=None):
   ap.add_argument("--configs", default="", help="semicolon-separated subset of CONFIGS")
   ap.add_argument("--out", default="benchmarks/results/newton_defaults")
   ap.add_argument("--no-precision", action="store_true")
+  ap.add_argument("--merge", action="store_true",
+                  help="keep the other configs' rows (and the precision table) of the "
+                       "existing <out>.json; recompute only --configs")
   args = ap.parse_args(argv)
   configs = {k: v for k, v in CONFIGS.items()
              if not args.configs or k in args.configs.split(";")}
@@ -172,21 +177,47 @@ def main(argv=None):
       results[pname]["configs"][cname] = _summary(res, problem, best_sgd)
     print(f"{pname}: {time.perf_counter() - t0:.0f}s", flush=True)
 
-  precision = [] if args.no_precision else precision_table()
+  precision = [] if (args.no_precision or args.merge) else precision_table()
+  command = shlex.join(["python", "-m", "benchmarks.studies.newton_defaults",
+                        *(argv if argv is not None else sys.argv[1:])])
   info = {
-      "command": "python -m benchmarks.newton_defaults " + " ".join(argv or sys.argv[1:]),
+      "command": command,
       "machine": platform.platform(), "cpu_count": os.cpu_count(),
       "jax": jax.__version__, "optax": optax.__version__, "dtype": "float32",
       "rates": list(RATES), "configs": {k: {kk: vv for kk, vv in v.items()}
                                         for k, v in configs.items()},
       "results": results, "precision": precision,
   }
+  if args.merge:
+    info = _merge(args.out + ".json", info)
   os.makedirs(os.path.dirname(args.out), exist_ok=True)
   with open(args.out + ".json", "w") as f:
     json.dump(info, f, indent=1)
   with open(args.out + ".md", "w") as f:
     f.write(report(info))
   print(report(info))
+
+
+def _merge(path, new):
+  """``new`` spliced into the results at ``path``: its configs replace theirs.
+
+  The other configs' rows, the precision table and the earlier command are
+  kept; ``commands`` lists every command that produced a part, in order.
+  """
+  with open(path) as f:
+    old = json.load(f)
+  for pname, r in new["results"].items():
+    kept = old["results"].setdefault(pname, r)
+    for key in ("best_sgd", "f_star", "init_loss", "sgd_final"):
+      kept[key] = r[key]
+    order = list(CONFIGS)
+    merged = {**kept["configs"], **r["configs"]}
+    kept["configs"] = {c: merged[c] for c in sorted(merged, key=order.index)}
+  old["configs"] = {c: CONFIGS[c] for c in CONFIGS
+                    if any(c in r["configs"] for r in old["results"].values())}
+  old["commands"] = old.get("commands", [old["command"]]) + [new["command"]]
+  old["command"] = " && ".join(old["commands"])
+  return old
 
 
 def _fmt(v):

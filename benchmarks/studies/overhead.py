@@ -88,7 +88,7 @@ def registry() -> dict[str, Callable[[], optax.GradientTransformation]]:
       0.01, derivatives="finite_difference", probe_mode="unroll")))
   r.update(_maybe("probabilistic_lr", lambda: adaptlr.probabilistic_lr(0.01)))
   r.update(_maybe("vsgd", lambda: adaptlr.vsgd()))
-  # vSGD's curvature estimators: "hutchinson" (the default, above), vSGD-fd, and a
+  # vSGD's curvature estimators: "hutchinson" (the default, above), finite differences, and a
   # caller-supplied diagonal ("given"; its cost is the caller's: measured here with a
   # free stand-in, so the row is vSGD's own bookkeeping).
   r.update(_maybe("vsgd(finite_difference)",

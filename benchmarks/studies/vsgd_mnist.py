@@ -31,6 +31,7 @@ import itertools
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -224,6 +225,18 @@ def methods(grid: str, model: str, batch: int, n_train: int) -> dict[str, dict]:
       "vsgd-l bbprop C=d/10": {"make": v(curvature="given", slow_start="d/10"), "grid": one,
                                "curvature": "bbprop"},
   }
+  # The memory τ the averages use right after the slow start (start_memory): n₀ (adaptlr
+  # before issue 9), 2 (py-optim) or 2 − vpart₀ (vsgd-bb.m); and vSGD-fd's rate h̄/v̄_h.
+  for g, gran in (("l", "element"), ("b", "leaf"), ("g", "global")):
+    for tag, mem in (("n₀", "init_samples"), ("2", 2.0), ("2−v₀", "adapted")):
+      table[f"vsgd-{g} τ₀={tag}"] = {"make": v(granularity=gran, start_memory=mem),
+                                     "grid": one}
+  for tag, mem in (("n₀", "init_samples"), ("2", 2.0)):
+    table[f"vsgd-l fd τ₀={tag}"] = {"make": v(curvature="finite_difference",
+                                              start_memory=mem), "grid": one}
+    table[f"vsgd-l fd h̄/v̄_h τ₀={tag}"] = {
+        "make": v(curvature="finite_difference", curvature_variance=True, start_memory=mem),
+        "grid": one}
   return {k: spec for k, spec in table.items() if k not in skip}
 
 
@@ -349,8 +362,8 @@ def main(argv=None):
   xtr, ytr, xte, yte, desc = load_mnist(args.data, args.train_limit or None)
   data = (xtr, ytr, xte, yte)
   info = {
-      "command": "python -m benchmarks.vsgd_mnist " + " ".join(argv if argv is not None
-                                                                 else sys.argv[1:]),
+      "command": shlex.join(["python", "-m", "benchmarks.studies.vsgd_mnist",
+                            *(argv if argv is not None else sys.argv[1:])]),
       "data": desc, "batch": args.batch, "epochs": args.epochs, "seed": args.seed,
       "grid": args.grid, "machine": platform.platform(), "cpu_count": os.cpu_count(),
       "jax": jax.__version__, "optax": optax.__version__, "results": {},
