@@ -69,7 +69,7 @@ def vsgd_reference(prob, steps, learning_rate=1.0, granularity="element",
     den = sq_avg if batch_size is None else sq_avg / batch_size + (batch_size - 1) / batch_size * num
     vpart = np.clip(np.where(den > 0, num / np.where(den > 0, den, 1), 0.0), 0, 1)
     if curvature_variance:                      # vSGDfd: vpart · h̄ / v̄_h
-      hpart = np.array([min(hbar[i] / vhbar[i] if hbar[i] > 0 else np.inf
+      hpart = np.array([min(min(hbar[i] / vhbar[i], 1 / hbar[i]) if hbar[i] > 0 else np.inf
                             for i in np.flatnonzero(ids == j)) for j in range(ng)])
       hplus = np.maximum(1 / hpart, min_curvature)
     else:
