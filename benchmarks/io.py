@@ -19,7 +19,7 @@ import platform
 import shlex
 import sys
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import Any
 
 RESULTS_DIR = "benchmarks/results"
 
@@ -88,7 +88,7 @@ def machine_line(machine: Any) -> str:
           f"jax {versions.get('jax')} on {machine.get('jax_backend')}")
 
 
-def command_line(module: str, argv: Optional[Sequence[str]] = None) -> str:
+def command_line(module: str, argv: Sequence[str] | None = None) -> str:
   """The shell command that runs ``python -m <module>`` with ``argv``.
 
   Args:

@@ -17,12 +17,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-
-import adaptlr
 from _problems import REF, REF_LABELS, run_ref
 from _ref_newton import newton_reference
 from _ref_tlr import hypergradient_reference, tlr_reference
 from _ref_vsgd import vsgd_reference
+
+import adaptlr
 
 _FD_PAPER = dict(derivatives="finite_difference", eps=1e-5, max_change=None, safeguard=False)
 

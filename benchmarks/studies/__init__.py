@@ -1,4 +1,4 @@
-"""One-off studies behind adaptlr's defaults and claims; each writes ``benchmarks/results/<name>.*``.
+"""One-off studies behind adaptlr's defaults and claims, each writing ``results/<name>.*``.
 
 Run one with ``python -m benchmarks.studies.<name>``; what each result answers,
 and the command that regenerates it, is indexed in ``benchmarks/results/README.md``.

@@ -118,18 +118,20 @@ def main():
     init_gap = float(pb["loss"](pb["params"], pb["x"], pb["y"])) - pb["offset"]
     res = {"accumulation_steps": pb["k"], "batch": pb["batch"], "epochs": pb["epochs"],
            "loss_offset": pb["offset"], "initial_gap": init_gap, "configs": {}}
-    plain, _ = train(lambda r: adaptlr.tlr(r, accumulation_steps=pb["k"]), *common)
+    k = pb["k"]
+    plain, _ = train(lambda r, k=k: adaptlr.tlr(r, accumulation_steps=k), *common)
     res["tlr_no_momentum_final"] = [float(v) for v in _finite(plain[:, -1] - pb["offset"])]
     for mname, mkw in MOMENTA.items():
-      sgd, _ = train(_sgd_rates(lambda learning_rate: optax.sgd(learning_rate, **mkw)), *common)
+      sgd, _ = train(_sgd_rates(lambda learning_rate, mkw=mkw: optax.sgd(learning_rate, **mkw)),
+                     *common)
       sgd_final = _finite(sgd[:, -1] - pb["offset"])
       ref = float(np.min(sgd_final))
       block = {"sgd_final": [float(v) for v in sgd_final], "reference_final": ref,
                "sgd_diverged": [r for r, v in zip(RATES, sgd_final) if v > init_gap]}
       lrs = {}
       for form in FORMS:
-        losses, lr = train(lambda r: adaptlr.tlr(r, accumulation_steps=pb["k"],
-                                                 inner_products=form, **mkw), *common)
+        losses, lr = train(lambda r, k=k, form=form, mkw=mkw: adaptlr.tlr(
+            r, accumulation_steps=k, inner_products=form, **mkw), *common)
         gap = losses - pb["offset"]
         final = _finite(gap[:, -1])
         block[form] = {
