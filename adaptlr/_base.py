@@ -125,9 +125,22 @@ def check_one_of(name: str, value: Any, options: tuple[Any, ...]) -> None:
     raise ValueError(f"{name} must be one of {options}, got {value!r}.")
 
 
-def check_bounds(min_value: Any, max_value: Any, name: str = "learning_rate") -> None:
-  """Raises ``ValueError`` for a bad ``[min_<name>, max_<name>]`` clamp."""
-  check_positive(f"min_{name}", min_value, allow_zero=True)
+def check_bounds(min_value: Any, max_value: Any, name: str = "learning_rate", *,
+                 signed_min: bool = False) -> None:
+  """Raises ``ValueError`` for a bad ``[min_<name>, max_<name>]`` clamp.
+
+  ``signed_min``: the minimum may be any number, −inf included (not NaN);
+  otherwise it must be >= 0.
+  """
+  if signed_min:
+    lo = _concrete(min_value)
+    if lo is not None:
+      import numpy as np
+
+      if np.any(np.isnan(np.asarray(lo))):
+        raise ValueError(f"min_{name} must be a number (or None), got {min_value!r}.")
+  else:
+    check_positive(f"min_{name}", min_value, allow_zero=True)
   check_positive(f"max_{name}", max_value)
   lo, hi = _concrete(min_value), _concrete(max_value)
   if lo is not None and hi is not None:
