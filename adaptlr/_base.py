@@ -210,25 +210,30 @@ def get_value_fn(
   return _loss_only(fn, bool(extra_args.get("value_fn_has_aux", False)), method)
 
 
-def _loss_only(fn: Callable[..., Any], has_aux: bool, method: str) -> Callable[..., Any]:
-  """``fn`` returning only its loss: ``out[0]`` with ``has_aux``; a tuple without it is an error."""
+def loss_from(out: Any, has_aux: bool, who: str, flag: str = "value_fn_has_aux") -> Any:
+  """The loss in a loss function's output: ``out[0]`` with ``has_aux``, else ``out``.
 
-  def loss(params):
-    out = fn(params)
-    if has_aux:
-      if not (isinstance(out, (tuple, list)) and len(out) == 2):
-        raise TypeError(
-            f"{method}: value_fn_has_aux=True but value_fn returned "
-            f"{type(out).__name__}, not a (loss, aux) pair.")
-      return out[0]
-    if isinstance(out, (tuple, list)):
+  A ``(loss, aux)`` pair without ``has_aux``, or anything but a pair with it, is a
+  ``TypeError`` that names ``flag`` (the option the caller spells ``has_aux``).
+  """
+  if has_aux:
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
       raise TypeError(
-          f"{method}: value_fn returned a {type(out).__name__} of length {len(out)}, "
-          "not a scalar loss. If it returns (loss, aux), pass value_fn_has_aux=True "
-          "to the update (in adaptlr.flax helpers: has_aux=True).")
-    return out
+          f"{who}: {flag}=True but the loss function returned "
+          f"{type(out).__name__}, not a (loss, aux) pair.")
+    return out[0]
+  if isinstance(out, (tuple, list)):
+    raise TypeError(
+        f"{who}: the loss function returned a {type(out).__name__} of length {len(out)}, "
+        f"not a scalar loss. If it returns (loss, aux), pass {flag}=True "
+        "(value_fn_has_aux=True to an optimizer's update; has_aux=True to the "
+        "adaptlr.flax helpers).")
+  return out
 
-  return loss
+
+def _loss_only(fn: Callable[..., Any], has_aux: bool, method: str) -> Callable[..., Any]:
+  """``fn`` returning only its loss (see :func:`loss_from`)."""
+  return lambda params: loss_from(fn(params), has_aux, method)
 
 
 def get_value(extra_args: dict[str, Any], method: str) -> jax.Array:

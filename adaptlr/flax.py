@@ -73,6 +73,8 @@ from typing import Any
 import jax
 import optax
 
+from adaptlr import _base
+
 try:
   from flax import nnx
 except ImportError as e:  # pragma: no cover - exercised in a subprocess test
@@ -97,14 +99,7 @@ def _graph_kwargs(graph: bool | None) -> dict[str, Any]:
 
 
 def _loss_only(out: Any, has_aux: bool) -> Any:
-  if has_aux:
-    return out[0]
-  if isinstance(out, (tuple, list)):
-    raise TypeError(
-      f"loss_fn returned a {type(out).__name__} of length {len(out)}, not a scalar "
-      "loss: if it returns (loss, aux), pass has_aux=True."
-    )
-  return out
+  return _base.loss_from(out, has_aux, "adaptlr.flax", flag="has_aux")
 
 
 def _strip_aux(loss_fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -180,7 +175,14 @@ def _with_params_signature(
 
 
 def _is_extra_args(tx: Any) -> bool:
-  return isinstance(tx, optax.GradientTransformationExtraArgs)
+  """Whether ``tx.update`` takes extra args (e.g. ``optax.MultiSteps``'s does, untyped)."""
+  if isinstance(tx, optax.GradientTransformationExtraArgs):
+    return True
+  try:
+    params = inspect.signature(tx.update).parameters.values()
+  except (TypeError, ValueError):
+    return False
+  return any(p.kind is p.VAR_KEYWORD for p in params)
 
 
 # ------------------------------------------------------------------------ NNX --
@@ -412,6 +414,7 @@ def apply_gradients(state: Any, grads: Any, *, has_aux: bool = False, **extra_ar
   grads_opt = grads["params"] if owg else grads
   params_opt = state.params["params"] if owg else state.params
   if has_aux:
+    extra_args.pop("value_fn_has_aux", None)   # has_aux=True already strips the aux
     if extra_args.get("value_fn") is not None:
       extra_args["value_fn"] = _strip_aux(extra_args["value_fn"])
     if isinstance(extra_args.get("value"), (tuple, list)):

@@ -403,6 +403,30 @@ def test_linen_apply_gradients_has_aux():
   state, (loss2, pred) = aflax.linen_train_step(make(), loss_fn, has_aux=True, x=x, y=y)
   np.testing.assert_allclose(loss2, loss, rtol=1e-6)
   _assert_trees_close(state.params, ref.params, rtol=1e-6, atol=1e-8)
+  # has_aux spelled both ways (the helper's and the optimizer's own flag): one strip, same step.
+  both = aflax.apply_gradients(make(), grads, has_aux=True, value_fn_has_aux=True, value=loss,
+                               value_fn=loss_fn, x=x, y=y)
+  _assert_trees_close(both.params, ref.params, rtol=1e-6, atol=1e-8)
+  # has_aux=True with a scalar loss: an error that names has_aux, not an IndexError.
+  model = NnxMLP(nnx.Rngs(0))
+  optimizer = nnx.Optimizer(model, adaptlr.newton_lr(0.05), wrt=nnx.Param)
+  with pytest.raises(TypeError, match="has_aux=True but the loss function returned"):
+    aflax.nnx_train_step(optimizer, model, nnx_loss, has_aux=True, x=x, y=y)
+
+
+def test_linen_helpers_forward_extra_args_through_multisteps():
+  """optax.MultiSteps' transformation is untyped but takes extra args: the helpers pass them."""
+  x, y = _data()
+  model = LinenMLP()
+  params = model.init(jax.random.key(0), x)["params"]
+  loss_fn = lambda params, x, y: jnp.mean((model.apply({"params": params}, x) - y) ** 2)
+  tx = optax.MultiSteps(adaptlr.newton_lr(0.05), every_k_schedule=2).gradient_transformation()
+  state = TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+  losses = []
+  for _ in range(6):
+    state, loss = aflax.linen_train_step(state, loss_fn, x=x, y=y)
+    losses.append(float(loss))
+  assert losses[-1] < losses[0], losses
 
 
 class StatefulNet(nnx.Module):
