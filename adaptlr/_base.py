@@ -334,7 +334,10 @@ def map_rule(rule: Callable[..., tuple[Any, ...]], *trees: Any) -> tuple[Any, ..
   out = jax.tree.map(rule, *trees)
   is_output = lambda x: type(x) is tuple
   first = jax.tree.leaves(out, is_leaf=is_output)
-  n = len(first[0]) if first else 0
+  if first:
+    n = len(first[0])
+  else:  # every group masked out: n from the rule's signature of outputs, no computation
+    n = len(jax.eval_shape(rule, *(jax.ShapeDtypeStruct((), jnp.float32) for _ in trees)))
   return tuple(jax.tree.map(lambda o, i=i: o[i], out, is_leaf=is_output) for i in range(n))
 
 

@@ -77,3 +77,13 @@ def test_leaf_granularity_inside_optax_masked(name):
     params = optax.apply_updates(params, updates)
   assert float(params["b"][0]) == 3.0                     # masked out: untouched
   assert np.all(np.isfinite(np.asarray(params["a"])))
+  # every group masked out (a multi_transform label that no leaf carries): a no-op, no error
+  if METHODS[name].needs_value_fn:
+    return   # the loss of fully masked params: tests/test_optax_conventions.py (issue 10, masks)
+  opt = optax.multi_transform(
+      {"x": METHODS[name].optimizer(**kwargs, granularity="leaf"), "y": optax.sgd(0.1)},
+      {"a": "y", "b": "y"})
+  state = opt.init(params)
+  value, grads = jax.value_and_grad(loss)(params)
+  updates, state = opt.update(grads, state, params, value=value, value_fn=loss)
+  np.testing.assert_allclose(updates["a"], -0.1 * grads["a"])
