@@ -69,8 +69,7 @@ def scale_by_almeida(
   def init_fn(params: optax.Params) -> AlmeidaState:
     dtype = rate_dtype(params)
     return AlmeidaState(
-        learning_rate=jax.tree.map(lambda p: jnp.full(jnp.shape(p), learning_rate, dtype),
-                                   params),
+        learning_rate=optax.tree.full_like(params, learning_rate, dtype=dtype),
         **_base.counters(),
         prev_grad=_base.zeros(params, dtype),
         sq_avg=_base.zeros(params, dtype),
