@@ -24,12 +24,12 @@ def vsgd_reference(prob, steps, learning_rate=1.0, granularity="element",
   vSGD-fd with δ = ḡ. ``grad_sq(w, shift)``: per-sample second moments for the
   minibatch-corrected variant (with ``batch_size``).
 
-  ``curvature_every`` k (default 10 for "hutchinson", else 1): the curvature is
+  ``curvature_every`` k (default 10 for element-wise "hutchinson", else 1): the curvature is
   sampled on every slow-start step and then on steps n₀, n₀ + k, n₀ + 2k, …;
   a sample after the slow start enters h̄ with weight 1/τ (k = 1) or
   min(½, 1 − (1 − 1/τ)^k) (k > 1); between samples h̄ is kept.
   """
-  k = curvature_every or (10 if curvature == "hutchinson" else 1)
+  k = curvature_every or (10 if curvature == "hutchinson" and granularity == "element" else 1)
   ids = prob.group_ids(granularity)
   ng = ids.max() + 1
   n0 = init_samples

@@ -20,8 +20,9 @@ def _softmax_regression(seed=0, n=6, d=3, k=4):
 
 
 def _gn_diagonal_numpy(x, params):
-  """diag of G = (1/N) Σ_n J_nᵀ (diag p_n − p_n p_nᵀ) J_n for logits x W + b, in closed form:
-  ∂z_nk/∂W_dk = x_nd, so G_(dk),(dk) = (1/N) Σ_n x_nd² p_nk (1 − p_nk); b: (1/N) Σ_n p_nk(1 − p_nk)."""
+  """diag of G = (1/N) Σ_n J_nᵀ (diag p_n − p_n p_nᵀ) J_n for logits x W + b, in closed
+  form: ∂z_nk/∂W_dk = x_nd, so G_(dk),(dk) = (1/N) Σ_n x_nd² p_nk (1 − p_nk); b: the mean
+  of p_nk (1 − p_nk)."""
   z = x @ params["w"] + params["b"]
   p = np.exp(z - z.max(1, keepdims=True))
   p /= p.sum(1, keepdims=True)
@@ -86,10 +87,11 @@ def test_curvature_every_is_the_documented_schedule(k, n0):
   state = opt.init(params)
   hbar, refreshed = 0.0, []
   for t in range(14):
-    g = jax.tree.map(lambda p: p + 0.05 * np.sin(t + jnp.arange(p.size).reshape(p.shape)), params)
+    g = jax.tree.map(lambda p, t=t: p + 0.05 * np.sin(t + jnp.arange(p.size).reshape(p.shape)),
+                     params)
     tau_before = np.asarray(state.tau["a"])
     _, state = opt.update(g, state, params,
-                          curvature=jax.tree.map(lambda p: jnp.full_like(p, t + 1.0), params))
+                          curvature=jax.tree.map(lambda p, t=t: jnp.full_like(p, t + 1.0), params))
     warm = t < n0
     refresh = warm or (t - n0) % k == 0
     if refresh:

@@ -111,7 +111,7 @@ ROWS = (
     # bookkeeping).
     Row("vsgd(curvature_every=1)", "vsgd", {"curvature_every": 1}),
     Row("vsgd(gauss_newton)", "vsgd", {"curvature": "gauss_newton"}, wrap=_with_logits_fn),
-    Row("vsgd(gauss_newton, curvature_every=1)", "vsgd",
+    Row("vsgd(gauss_newton; curvature_every=1)", "vsgd",
         {"curvature": "gauss_newton", "curvature_every": 1}, wrap=_with_logits_fn),
     Row("vsgd(finite_difference)", "vsgd", {"curvature": "finite_difference"}),
     Row("vsgd(given; curvature free)", "vsgd", {"curvature": "given"},
