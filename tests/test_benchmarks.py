@@ -252,7 +252,7 @@ def test_write_results_json_markdown_png(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["newton_defaults", "overhead", "tlr_safeguard",
-                                  "vsgd_curvature", "vsgd_mnist"])
+                                  "vsgd_cost", "vsgd_curvature", "vsgd_mnist"])
 def test_studies_import_from_their_package(name):
   module = importlib.import_module(f"benchmarks.studies.{name}")
   assert callable(module.main)

@@ -106,3 +106,23 @@ def test_curvature_every_is_the_documented_schedule(k, n0):
 def test_bad_curvature_every():
   with pytest.raises(ValueError, match="curvature_every"):
     adaptlr.vsgd(curvature_every=0)
+
+
+def test_element_whose_square_overflows_keeps_its_statistics():
+  """vSGD-l reads finiteness off Σ g; an element with a finite g whose g² overflows
+  (float32) keeps its averages and takes no step, the others update."""
+  params = jnp.array([1.0, -2.0, 0.5])
+  opt = adaptlr.scale_by_vsgd(curvature="given", init_samples=2)
+  state = opt.init(params)
+  for t in range(3):
+    g = jnp.array([0.3, -0.1, 0.2]) * (1 + 0.1 * t)
+    _, state = opt.update(g, state, params, curvature=jnp.ones(3))
+  before = state
+  u, state = opt.update(jnp.array([0.3, 1e30, 0.2]), state, params, curvature=jnp.ones(3))
+  assert int(state.count) == int(before.count) + 1 and int(state.skipped) == 0
+  assert float(u[1]) == 0.0 and np.all(np.isfinite(np.asarray(u)))
+  for field in ("grad_avg", "sq_avg", "tau", "learning_rate"):
+    new, old = np.asarray(getattr(state, field)), np.asarray(getattr(before, field))
+    assert new[1] == old[1], field
+    assert np.all(np.isfinite(new)), field
+  assert not np.allclose(np.asarray(state.grad_avg)[[0, 2]], np.asarray(before.grad_avg)[[0, 2]])
