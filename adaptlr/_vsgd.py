@@ -399,45 +399,32 @@ def vsgd(
   **Refresh** (``curvature_every`` = k; the paper's "could be skipped in all
   but a fraction of the updates"). The curvature is sampled on every
   slow-start update and then on updates :math:`n_0, n_0 + k, n_0 + 2k, \dots`
-  (counting the steps taken); in between :math:`\bar h` is kept and no
-  estimate is computed (``jax.lax.cond``). A sample after the slow start
-  enters :math:`\bar h` with weight :math:`1/\tau` for k = 1 (Alg. 1) and
-  :math:`\min(\tfrac12, 1 - (1 - 1/\tau)^k)` for k > 1: the weight a sample
-  held for k steps of memory τ would get, but at most half. Default: 10 for
-  vSGD-l (``granularity="element"``) with "hutchinson" or "gauss_newton";
-  1 for "finite_difference", "given" and the grouped rates (vSGD-b/-g: one
-  stale :math:`h^+ = \max \bar h` sets the step of a whole group). Without
-  gradient noise :math:`\bar g^2 / \bar v \approx 1`, τ ≈ 1 and the rates are
-  Newton steps :math:`1/\bar h`, which a curvature a few steps old overshoots:
-  on the (deterministic) Rosenbrock function k = 2 and 10 failed for vSGD-l
-  (k = 5 converged) and every k > 1 for vSGD-g, where k = 1 converges; pass
-  ``curvature_every=1`` there.
+  (steps taken); in between :math:`\bar h` is kept and no estimate is
+  computed (``jax.lax.cond``). A sample after the slow start enters
+  :math:`\bar h` with weight :math:`1/\tau` for k = 1 (Alg. 1) and
+  :math:`\min(\tfrac12, 1 - (1 - 1/\tau)^k)` for k > 1 (what a sample held
+  for k steps of memory τ would get, at most half). Default k: 10 for vSGD-l
+  with "hutchinson" or "gauss_newton", else 1 (a grouped rate rests on one
+  :math:`h^+ = \max \bar h`). Without gradient noise the rates are Newton
+  steps :math:`1/\bar h` that a stale curvature overshoots: pass
+  ``curvature_every=1`` for deterministic problems.
 
-  Measured (``benchmarks/results/vsgd_cost.md``; MNIST M0/M1 2 epochs,
-  quadratic_deep, held-out Fashion-MNIST): Hutchinson every 10 steps reaches
-  the losses of every step (M1 0.1385 against 0.1376); the earlier attempt
-  (weight 1/τ, τ counting updates: a memory of kτ steps, one sample in the
-  slow start) diverged, and so does weight min(1, k/τ) (one |z ⊙ Hz| draw
-  replaces :math:`\bar h` when τ ≤ k). "gauss_newton" leaves :math:`\bar h =
-  0` where only the L2 term has curvature and diverged on M0 and M1. On dense
-  layers "hutchinson" overestimates :math:`|\mathrm{diag}\,H|` several-fold
-  (``vsgd_curvature.md``), so the rates err small and vSGD-l stays stable.
+  Measured (``benchmarks/results/vsgd_cost.md``): k = 10 reaches the losses of
+  k = 1 on MNIST M0/M1, quadratic_deep and held-out Fashion-MNIST (within
+  1 %); weighting a sample 1/τ (memory kτ steps) or min(1, k/τ) diverged;
+  "gauss_newton" has no curvature where only an L2 term curves and diverged.
+  "hutchinson" overestimates :math:`|\mathrm{diag}\,H|` on dense layers
+  (``vsgd_curvature.md``), so the rates err small.
 
-  **Cost** (``benchmarks/results/overhead.md``: the 784-512-10 MLP step,
-  relative to ``optax.sgd``). Element-wise (vSGD-l) the rule is fused into
-  one loop per array it writes, 5 beyond SGD's update (:math:`\bar g`,
-  :math:`\bar v`, :math:`\bar h`, τ, the rate; the update itself fuses into
-  ``optax.apply_updates``), plus one read of the gradient for the finiteness
-  check: each array is state the step must return, XLA:CPU emits no loop with
-  several outputs, and a divide shared by two outputs would be written out as
-  an array of its own, so each output computes its own (12 loops before).
-  Between refreshes :math:`\bar h` is a copy. Granularities with groups need
-  their reductions (Σ ḡ², max h̄) first and take the unfused path. With
-  ``min_learning_rate``/``max_learning_rate`` the clamped rate is written
-  once more. Measured interleaved on a loaded 2-core CPU (CPU time and
-  fastest rounds, ``benchmarks/results/vsgd_cost.md``): the default 1.9×
-  ``optax.sgd`` (3.5–3.8× before: Hutchinson every step, unfused), the rule
-  alone with a free curvature 1.7–2.0× (2.2–2.7×).
+  **Cost**. vSGD-l makes one loop over the params per array it writes: the
+  state's :math:`\bar g, \bar v, \bar h`, τ and rate, 5 beyond SGD's update
+  (which fuses into ``optax.apply_updates``), plus one read of the gradient
+  for the finiteness check. Fewer is not possible for this state without
+  buffer donation: XLA:CPU emits no loop with several outputs, so each output
+  computes its own divide (a shared one would be written out as an array; 12
+  loops before). Between refreshes :math:`\bar h` is a copy; a clamped rate is
+  written once more; grouped rates need their reductions first (unfused).
+  Measured on a loaded 2-core CPU: 1.9× ``optax.sgd`` per step (3.5× before).
 
   **Slow start** (§4.4). The first ``init_samples`` updates only gather
   statistics: **they return zero updates** and the state's ``learning_rate``
