@@ -10,7 +10,8 @@ References:
   arXiv:1206.1106: §3–5, Alg. 1, App. B.
   T. Schaul, Y. LeCun, Adaptive learning rates and parallelization for
   stochastic, sparse, non-smooth gradients, ICLR 2013, arXiv:1301.3764
-  (vSGD-fd, minibatches).
+  (vSGD-fd's rate and finite-difference curvature, minibatches). The authors'
+  code: T. Schaul's py-optim and S. Zhang's vsgd-bb.m.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ _PAPER_C = "d/10"
 # estimators vSGD computes itself; a caller's curvature ("given"), vSGD-fd's δ = ḡ and the
 # grouped rates (one stale h⁺ = max h̄ steps a whole group) sample every step.
 _DEFAULT_EVERY = {"hutchinson": 10, "gauss_newton": 10, "finite_difference": 1, "given": 1}
+_START_MEMORY = ("init_samples", "adapted")
 
 
 class VSGDState(NamedTuple):
@@ -45,16 +47,20 @@ class VSGDState(NamedTuple):
   grad_avg: Any        # ḡ per element (§4.1)
   sq_avg: Any          # per group: v̄ (element-wise) or l̄ = E‖∇‖² over the group (§4.1)
   curv_avg: Any        # h̄ per element (§4.3)
+  curv_sq_avg: Any     # v̄_h = E[h²] per element (curvature_variance=True only; () otherwise)
   tau: Any             # τ per group: the memory size (§4.2, App. B)
   key: Any             # PRNG key (uint32[2]) for "hutchinson" / "gauss_newton"; () otherwise
 
 
-def _vsgd_rate(num, sq_avg, h_plus, tau, warm, *, dtype, learning_rate, min_curvature,
-               batch_size, min_learning_rate, max_learning_rate):
+def _vsgd_rate(num, sq_avg, h_plus, tau, warm, last_warm, *, dtype, learning_rate,
+               min_curvature, batch_size, start_memory, min_learning_rate,
+               max_learning_rate):
   """(η, τ) for one group from the updated averages (Eq. 7 / 8, §4.2, Alg. 1).
 
-  num = Σ ḡ² over the group (ḡ² per element), sq_avg = l̄ (v̄), h_plus = h⁺ (h̄);
-  ``warm``: still in the slow start (§4.4), where η = 0 and τ is kept.
+  num = Σ ḡ² over the group (ḡ² per element), sq_avg = l̄ (v̄), h_plus = h⁺ (h̄,
+  or v̄_h / h̄ for vSGD-fd's rate); ``warm``: still in the slow start (§4.4),
+  where η = 0 and τ is kept; ``last_warm``: its last update, after which the
+  memory is ``start_memory``.
   """
   n = batch_size
   den = sq_avg if n is None else sq_avg / n + (n - 1.0) / n * num   # minibatch correction
@@ -63,13 +69,20 @@ def _vsgd_rate(num, sq_avg, h_plus, tau, warm, *, dtype, learning_rate, min_curv
   rate = rate.astype(dtype)
   rate = jnp.clip(rate, min_learning_rate, max_learning_rate).astype(rate.dtype)
   rate = jnp.where(warm, jnp.zeros_like(rate), rate)
-  tau = jnp.where(warm, tau, (1.0 - vpart) * tau + 1.0).astype(dtype)  # §4.2, App. B
+  tau = jnp.where(warm, tau, (1.0 - vpart) * tau + 1.0)              # §4.2, App. B
+  if start_memory == "adapted":       # vsgd-bb.m: §4.2 applied once to τ = 1
+    first = 2.0 - vpart
+  elif start_memory == "init_samples":
+    first = tau                       # n₀, kept through the slow start
+  else:                               # py-optim: τ = 2
+    first = jnp.full_like(tau, start_memory)
+  tau = jnp.where(last_warm, first, tau).astype(dtype)
   return rate, tau
 
 
-def _vsgd_element(g, sq, grad_avg, sq_avg, curv_avg, tau, old_rate, *, warm, ok, first_d, c,
-                  dtype, learning_rate, min_curvature, batch_size, min_learning_rate,
-                  max_learning_rate):
+def _vsgd_element(g, sq, grad_avg, sq_avg, curv_avg, tau, old_rate, *, warm, last_warm, ok,
+                  first_d, c, dtype, learning_rate, min_curvature, batch_size, start_memory,
+                  min_learning_rate, max_learning_rate):
   """vSGD-l for one leaf, fused: (update, ḡ, v̄, η, τ) from the new sample (Alg. 1, Eq. 7).
 
   The element-wise twin of the grouped path (averages, then :func:`_vsgd_rate`), written
@@ -81,7 +94,8 @@ def _vsgd_element(g, sq, grad_avg, sq_avg, curv_avg, tau, old_rate, *, warm, ok,
 
   ``curv_avg`` is h̄ already updated; ``ok``: the step is finite (scalar); ``first_d``:
   the slow-start divisor k + 1; ``c``: the slow-start factor on v̄ (1 except on its last
-  step). An element whose g² overflows keeps its statistics and takes no step.
+  step, ``last_warm``, after which τ is ``start_memory``'s). An element whose g²
+  overflows keeps its statistics and takes no step.
   """
   gd = g.astype(dtype)
   sq = gd * gd if sq is None else sq
@@ -105,7 +119,14 @@ def _vsgd_element(g, sq, grad_avg, sq_avg, curv_avg, tau, old_rate, *, warm, ok,
     update = _base.safe_div((learning_rate * gd) * m, den_h, live & (den_h > 0))
   rate = jnp.where(ok, jnp.where(warm, 0.0, rate), old_rate).astype(dtype)
   vpart = _base.safe_div(m, den)
-  tau = jnp.where(live, tau + 1.0 - tau * vpart, tau).astype(dtype)  # §4.2
+  new_tau = tau + 1.0 - tau * vpart                                  # §4.2
+  if start_memory == "adapted":                                      # τ after the slow start
+    first = 2.0 - vpart
+  elif start_memory == "init_samples":
+    first = tau
+  else:
+    first = jnp.full_like(tau, start_memory)
+  tau = jnp.where(live, new_tau, jnp.where(ok & last_warm, first, tau)).astype(dtype)
   return update.astype(g.dtype), grad_avg, sq_avg.astype(dtype), rate, tau
 
 
@@ -123,6 +144,8 @@ def scale_by_vsgd(
     curvature_every: Optional[int] = None,
     init_samples: int = 10,
     slow_start: Union[float, str] = 2.0,
+    start_memory: Union[float, str] = "init_samples",
+    curvature_variance: bool = False,
     batch_size: Optional[int] = None,
     min_curvature: Any = 1e-6,
     seed: int = 0,
@@ -154,12 +177,17 @@ def scale_by_vsgd(
           f"got {slow_start!r}.")
   else:
     _base.check_range("slow_start", slow_start, 1.0, float("inf"))
+  if isinstance(start_memory, str):
+    _base.check_one_of("start_memory", start_memory, _START_MEMORY)
+  else:   # τ = 1 is a fixed point of §4.2 (see init_samples above)
+    _base.check_range("start_memory", start_memory, 1.0, float("inf"), low_open=True)
   n = None if batch_size is None else _base.check_int("batch_size", batch_size, 1)
   _base.check_positive("min_curvature", min_curvature)
   seed = _base.check_int("seed", seed, 0)
   _base.check_bounds(min_learning_rate, max_learning_rate)
   rule = dict(learning_rate=learning_rate, min_curvature=min_curvature, batch_size=n,
-              min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate)
+              start_memory=start_memory, min_learning_rate=min_learning_rate,
+              max_learning_rate=max_learning_rate)
   random = curvature in ("hutchinson", "gauss_newton")
 
   def init_fn(params: optax.Params) -> VSGDState:
@@ -170,6 +198,7 @@ def scale_by_vsgd(
         grad_avg=_base.zeros(params, dtype),
         sq_avg=groups.init_rates(params, 0.0, dtype),
         curv_avg=_base.zeros(params, dtype),
+        curv_sq_avg=_base.zeros(params, dtype) if curvature_variance else (),
         tau=groups.init_rates(params, float(n0), dtype),
         key=jax.random.PRNGKey(seed) if random else (),
     )
@@ -211,14 +240,14 @@ def scale_by_vsgd(
         "`curvature` extra arg)")
     if curvature == "hutchinson":
       return _curvature.hutchinson_diagonal(value_fn, params, key)
-    # vSGD-fd: δ = ḡ (the gradient itself on the very first step).
+    # Finite differences (Schaul & LeCun 2013): δ = ḡ (the gradient itself on the first step).
     delta = jax.tree.map(
         lambda g, a: jnp.where(state.count == 0, g, a.astype(g.dtype)), grads, state.grad_avg)
     fallback = _base.cast_like(state.curv_avg, params)
     return _curvature.finite_difference_diagonal(value_fn, params, grads, delta, fallback)
 
   def curvature_average(grads, state, params, extra_args, key, finite, warm):
-    """(h̄, finite): h̄ moved towards a new sample on refresh steps, kept between them.
+    """(h̄, v̄_h, finite): h̄ (and v̄_h) moved towards a new sample on refresh steps.
 
     Samples: every slow-start step, then steps n₀, n₀ + k, n₀ + 2k, … (k =
     ``curvature_every``). Weight: the slow start's 1/(t + 1), then 1/τ for k = 1 and
@@ -237,14 +266,17 @@ def scale_by_vsgd(
         inv = jax.tree.map(lambda f: jnp.minimum(0.5, 1.0 - (1.0 - f) ** every), inv)
       w = jax.tree.map(lambda f: jnp.where(warm, 1.0 / (count + 1).astype(dtype), f), inv)
       w = groups.broadcast(w, h)
-      avg = jax.tree.map(lambda a, x, f: a + jnp.where(ok, f * (x - a), 0.0).astype(a.dtype),
-                         state.curv_avg, h, w)
-      return avg, ok
+      move = lambda a, x, f: a + jnp.where(ok, f * (x - a), 0.0).astype(a.dtype)
+      avg = jax.tree.map(move, state.curv_avg, h, w)
+      sq_avg = (jax.tree.map(lambda a, x, f: move(a, x * x, f), state.curv_sq_avg, h, w)
+                if curvature_variance else ())
+      return avg, sq_avg, ok
 
     if every == 1:
       return refreshed()
     refresh = warm | ((count - n0) % every == 0)
-    return jax.lax.cond(refresh, refreshed, lambda: (state.curv_avg, finite))
+    return jax.lax.cond(refresh, refreshed,
+                        lambda: (state.curv_avg, state.curv_sq_avg, finite))
 
   def update_fn(
       updates: optax.Updates, state: VSGDState, params: Optional[optax.Params] = None,
@@ -274,15 +306,17 @@ def scale_by_vsgd(
     if grad_sq is not None:
       check = check + sum(jnp.sum(x) for x in jax.tree.leaves(grad_sq))
     finite = _base.finite_from(check, extra_args.get("value"))
-    curv_avg, finite = curvature_average(grads, state, params, extra_args, sub, finite, warm)
+    curv_avg, curv_sq_avg, finite = curvature_average(
+        grads, state, params, extra_args, sub, finite, warm)
+    last_warm = count == n0 - 1
 
-    if element:                                                        # vSGD-l, fused
+    if element and not curvature_variance:                             # vSGD-l, fused
       first_d = (count + 1).astype(dtype)
       c_now = jnp.where(count == n0 - 1, c, 1.0).astype(dtype)
       new_updates, grad_avg, sq_avg, rate, tau = _base.map_rule(
           lambda gl, ql, *a: _vsgd_element(
-              gl, None if grad_sq is None else ql, *a, warm=warm, ok=finite,
-              first_d=first_d, c=c_now, dtype=dtype, **rule),
+              gl, None if grad_sq is None else ql, *a, warm=warm, last_warm=last_warm,
+              ok=finite, first_d=first_d, c=c_now, dtype=dtype, **rule),
           grads, grads if grad_sq is None else grad_sq, state.grad_avg, state.sq_avg,
           curv_avg, state.tau, state.learning_rate)
       keep = lambda new, old: jnp.where(finite, new, old)
@@ -293,6 +327,7 @@ def scale_by_vsgd(
           grad_avg=grad_avg,
           sq_avg=sq_avg,
           curv_avg=curv_avg,
+          curv_sq_avg=state.curv_sq_avg,
           tau=tau,
           key=jax.tree.map(keep, key, state.key),
       )
@@ -312,9 +347,17 @@ def scale_by_vsgd(
     sq_avg = jax.tree.map(lambda v: jnp.where(count == n0 - 1, c * v, v).astype(dtype), sq_avg)
     # Rate (Eq. 8, Alg. 1) from the updated averages, then the memory.
     num = groups.sq_norm(grad_avg, dtype)                             # Σ ḡ² per group
-    h_plus = groups.max(curv_avg, dtype)                              # h⁺ = max h̄
+    if curvature_variance:
+      # vSGD-fd (Schaul & LeCun 2013; py-optim vSGDfd): 1/h̄ becomes h̄ / v̄_h;
+      # per group the largest v̄_h / h̄ (as h⁺ = max h̄). v̄_h / h̄ ≥ h̄ holds for
+      # the exact averages (E[h²] ≥ E[h]²); enforced, as h² underflows first.
+      inv = jax.tree.map(lambda hb, vh: jnp.maximum(_base.safe_div(vh, hb), hb),
+                         curv_avg, curv_sq_avg)
+      h_plus = groups.max(inv, dtype)                                 # v̄_h / h̄
+    else:
+      h_plus = groups.max(curv_avg, dtype)                            # h̄ or h⁺ = max h̄
     rate, tau = _base.map_rule(
-        lambda m, v, hp, t: _vsgd_rate(m, v, hp, t, warm, dtype=dtype, **rule),
+        lambda m, v, hp, t: _vsgd_rate(m, v, hp, t, warm, last_warm, dtype=dtype, **rule),
         num, sq_avg, h_plus, state.tau)
     new_updates = groups.scale(rate, grads)                           # θ ← θ − η ∇
     new_state = VSGDState(
@@ -324,6 +367,7 @@ def scale_by_vsgd(
         grad_avg=grad_avg,
         sq_avg=sq_avg,
         curv_avg=curv_avg,
+        curv_sq_avg=curv_sq_avg,
         tau=tau,
         key=key,
     )
@@ -340,6 +384,8 @@ def vsgd(
     curvature_every: Optional[int] = None,
     init_samples: int = 10,
     slow_start: Union[float, str] = 2.0,
+    start_memory: Union[float, str] = "init_samples",
+    curvature_variance: bool = False,
     batch_size: Optional[int] = None,
     min_curvature: Any = 1e-6,
     seed: int = 0,
@@ -389,9 +435,11 @@ def vsgd(
     has no Gauss-Newton matrix (that needs the split into model outputs and a
     loss on them), hence the extra arg; curvature of other loss terms (an L2
     penalty) is not in it.
-  * ``"finite_difference"`` (vSGD-fd): :math:`|(\nabla(\theta+\delta) -
+  * ``"finite_difference"``: :math:`|(\nabla(\theta+\delta) -
     \nabla\theta)/\delta|` with :math:`\delta = \bar g` (the current gradient
-    on the first step), same batch; one more gradient per sample.
+    on the first step), same batch; one more gradient per sample. This is
+    Schaul & LeCun's (ICLR 2013) estimate, but with the rate above it is not
+    their vSGD-fd, whose rate differs (``curvature_variance``, below).
   * ``"given"``: the ``curvature`` extra arg (a pytree like the params, e.g.
     a Gauss-Newton diagonal such as the paper's bbprop); its absolute value
     is averaged.
@@ -426,16 +474,47 @@ def vsgd(
   written once more; grouped rates need their reductions first (unfused).
   Measured on a loaded 2-core CPU: 1.9× ``optax.sgd`` per step (3.5× before).
 
+  **vSGD-fd** (Schaul & LeCun, ICLR 2013; py-optim ``vSGDfd``) is
+  ``curvature="finite_difference", curvature_variance=True``: the rate
+  :math:`\bar g^2/\bar v \cdot \bar h/\bar v_h`, with :math:`\bar v_h` the
+  running mean of :math:`h^2` (same memory), replaces :math:`1/\bar h` by
+  :math:`\bar h/\bar v_h \le 1/\bar h`, smaller where the curvature estimate
+  is noisy (per group the smallest; :math:`1/\bar h` where :math:`h^2`
+  underflows). Where this differs from py-optim: the finite-difference step is
+  :math:`\bar g` (py-optim adds 1e-9; a step below the params' precision falls
+  back to :math:`\bar h` here); during the slow start it is the running mean
+  of the gradients so far (py-optim draws all :math:`n_0` samples at once and
+  uses their mean); with minibatches :math:`\bar v_h` averages the square of
+  the batch's h, py-optim the per-sample squares (larger: smaller rates); and
+  py-optim's outlier rule (τ += 1 where :math:`(\nabla - \bar g)^2` exceeds the
+  estimated variance, on by default in its ``vSGD`` and ``vSGDfd``) is not
+  implemented. Measured (``benchmarks/results/vsgd_memory.md``): this rate
+  diverged on MNIST M1 (τ₀ = n₀ and 2) and M0 (τ₀ = 2) where the
+  :math:`1/\bar h` rate with the same curvature did not, so it is off by
+  default and offered to reproduce the paper.
+
   **Slow start** (§4.4). The first ``init_samples`` updates only gather
   statistics: **they return zero updates** and the state's ``learning_rate``
   is 0. After them the averages are the arithmetic means of those samples,
-  :math:`\bar v` / :math:`\bar l` multiplied by C = ``slow_start``, and
-  :math:`\tau = n_0`. The overestimate damps the first steps (rates about
-  1/C of :math:`\eta^*`) and fades after about :math:`C n_0` steps.
-  ``slow_start="d/10"`` is the paper's rule C = d/10 (d the number of
-  parameters); the default C = 2 with ``init_samples=10`` is the authors'
-  code, which beat d/10 in minibatch training on MNIST
-  (``benchmarks/results/vsgd_mnist.md``).
+  :math:`\bar v` / :math:`\bar l` multiplied by C = ``slow_start``. The
+  overestimate damps the first steps (rates about 1/C of :math:`\eta^*`) and
+  fades after about :math:`C n_0` steps. ``slow_start="d/10"`` is the paper's
+  rule C = d/10 (d the number of parameters); the default C = 2 with
+  ``init_samples=10`` is py-optim's (``vSGD.slow_constant``, ``init_samples``;
+  ``vsgd-bb.m`` takes both as options), which beat d/10 in minibatch training
+  on MNIST (``benchmarks/results/vsgd_mnist.md``).
+
+  **Memory after the slow start** (``start_memory``; the paper does not say):
+  the τ the next update averages with is ``"init_samples"``, τ = n₀ (the
+  default, adaptlr's); a number, e.g. 2.0, py-optim's ``vSGD`` (τ = 2); or
+  ``"adapted"``, τ = 2 − vpart₀, S. Zhang's ``vsgd-bb.m`` (its forgetting
+  factor starts at 0, τ = 1, and §4.2 updates it once from the slow-start
+  averages, vpart₀ = Σḡ²/(C v̄)). The default is kept by measurement
+  (``benchmarks/results/vsgd_memory.md``, MNIST M0/M1, batch 128, 6 epochs):
+  vSGD-l ends at a lower training loss with n₀ than with 2 or 2 − vpart₀ on
+  both (M1: 0.095 / 0.121 / 0.196, test error 3.14 / 3.40 / 4.35 %; training
+  errors within 0.3 points); -b and -g differ by under 0.1 points; with
+  ``"finite_difference"``, τ = 2 did better on M1.
 
   **Minibatches**. By default :math:`\bar v` averages the square of the
   minibatch gradient it is given, which directly estimates the second moment
@@ -453,15 +532,18 @@ def vsgd(
       (vSGD-g), or labels (a pytree or callable as in
       ``optax.multi_transform``).
     curvature: ``"hutchinson"``, ``"gauss_newton"`` (with the ``logits_fn``
-      extra arg), ``"finite_difference"`` (vSGD-fd) or ``"given"`` (the
-      ``curvature`` extra arg).
+      extra arg), ``"finite_difference"`` or ``"given"`` (the ``curvature``
+      extra arg).
     curvature_every: k ≥ 1, sample the curvature on every k-th step after the
       slow start (see **Refresh**); ``None``: 10 for vSGD-l with
       "hutchinson" or "gauss_newton", else 1.
-    init_samples: :math:`n_0 \ge 2`, the slow-start updates (zero steps);
-      also the initial memory τ.
+    init_samples: :math:`n_0 \ge 2`, the slow-start updates (zero steps).
     slow_start: C ≥ 1, the overestimate of :math:`\bar v, \bar l` after the
       slow start, or ``"d/10"`` for the paper's max(1, d/10).
+    start_memory: τ after the slow start: ``"init_samples"`` (n₀, default),
+      a number > 1 (py-optim: 2.0) or ``"adapted"`` (2 − vpart₀, vsgd-bb.m).
+    curvature_variance: the rate uses :math:`\bar h/\bar v_h` in place of
+      :math:`1/\bar h`: vSGD-fd's rate (with ``"finite_difference"``).
     batch_size: n, only with the ``grad_sq`` extra arg (see above).
     min_curvature: lower bound on :math:`h^+` (> 0).
     seed: PRNG seed for ``"hutchinson"`` and ``"gauss_newton"``.
@@ -500,11 +582,13 @@ def vsgd(
     Schaul, Zhang & LeCun, No More Pesky Learning Rates, ICML 2013,
     arXiv:1206.1106: Eq. 7–8, §4.1–4.4, Alg. 1, App. B. Schaul & LeCun,
     Adaptive learning rates and parallelization for stochastic, sparse,
-    non-smooth gradients, ICLR 2013, arXiv:1301.3764 (vSGD-fd).
+    non-smooth gradients, ICLR 2013, arXiv:1301.3764 (vSGD-fd). The authors'
+    code: T. Schaul's py-optim (``vSGD``, ``vSGDfd``), S. Zhang's ``vsgd-bb.m``.
   """
   return _base.descent(scale_by_vsgd(
       learning_rate, granularity=granularity, curvature=curvature,
       curvature_every=curvature_every, init_samples=init_samples, slow_start=slow_start,
+      start_memory=start_memory, curvature_variance=curvature_variance,
       batch_size=batch_size,
       min_curvature=min_curvature, seed=seed,
       min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate))

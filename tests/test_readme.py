@@ -14,3 +14,12 @@ def test_readme_usage_example_runs(capsys):
   loss = float(namespace["loss_fn"](namespace["params"], namespace["x"], namespace["y"]))
   assert loss < 1e-3, loss
   assert "learning rate" in capsys.readouterr().out
+
+
+def test_readme_method_table_lists_every_registered_method():
+  from adaptlr.registry import METHODS
+
+  text = README.read_text()
+  table = text[: text.index("## Quick start")]
+  missing = [name for name in METHODS if f"`{name}`" not in table]
+  assert not missing, f"add a row for {missing} to the README's method table"
