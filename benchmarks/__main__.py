@@ -2,6 +2,8 @@
 
   python -m benchmarks run --profile quick            # README demo, bundled data, < 5 min
   python -m benchmarks run --profile full             # full sets (`make data` first)
+  python -m benchmarks run --profile networks         # only the network problems, at
+                                                      # settled budgets (`make data`)
   python -m benchmarks run --profile quick --problems rosenbrock boston_linreg \\
       --methods tlr newton_lr                         # the SGD/Adam baselines always run
   python -m benchmarks list                           # problems, methods, data sets
@@ -40,7 +42,7 @@ def main(argv=None):
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   sub = parser.add_subparsers(dest="cmd", required=True)
   run = sub.add_parser("run", help="run a benchmark profile")
-  run.add_argument("--profile", default="quick", choices=("quick", "full", "tiny"))
+  run.add_argument("--profile", default="quick", choices=("quick", "full", "networks", "tiny"))
   run.add_argument("--problems", nargs="+", metavar="NAME",
                    help="problems to run (default: the profile's)")
   run.add_argument("--methods", nargs="+", metavar="NAME",

@@ -110,6 +110,13 @@ def _method_record(res: dict, problem, target, sgd_sps) -> dict:
   return rec
 
 
+def _regret_records(results, problem) -> dict:
+  """Best-tuned baseline, per-method regret and the settling check (issue 11)."""
+  rg = harness.regret(results, problem)
+  return {"best_tuned": rg["best_tuned"], "regret": rg["methods"],
+          "settling": harness.settling(results)}
+
+
 def run_problem(problem, method_objs, bar=None) -> dict:
   results = {}
   for m in method_objs:
@@ -192,6 +199,7 @@ def run_profile(profile: str = "quick", problems: Optional[Sequence[str]] = None
                     for n, r in results.items()},
         "sgd_sec_per_step": {"swept_width": sgd_sps[True], "seeds_width": sgd_sps[False]},
         "steps": results[next(iter(results))]["steps"],
+        **_regret_records(results, problem),
     }
   bar.close()
 
