@@ -256,11 +256,13 @@ def regret(results: dict, problem: Problem, excess: bool = True) -> dict:
   return {"best_tuned": bt, "methods": out}
 
 
-def settling(results: dict, fraction: float = 0.2) -> dict | None:
+def settling(results: dict, problem: Problem | None = None,
+             fraction: float = 0.2) -> dict | None:
   """How much the best-tuned baseline's training loss (seed mean, at its best
   rate) still improved over the last ``fraction`` of the run:
-  (L(0.8 T) − L(T)) / L(0.8 T), L(0.8 T) read at the last round ≤ 0.8 T
-  (the initial loss if none). "Settled" means < 10%."""
+  (L(0.8 T) − L(T)) / (L(0.8 T) − f*), L(0.8 T) read at the last round ≤ 0.8 T
+  (the initial loss if none), f* the problem's known minimum (0 if unknown).
+  "Settled" means < 10%."""
   bt = best_tuned(results)
   if bt is None:
     return None
@@ -274,7 +276,9 @@ def settling(results: dict, fraction: float = 0.2) -> dict | None:
   else:
     at, l_at = 0, float(np.mean(res["init"]["train_loss"][:, bt["index"]]))
   l_end = float(curve[-1])
-  improvement = (l_at - l_end) / l_at if l_at > 0 and np.isfinite(l_at) else float("nan")
+  f_star = (problem.f_star or 0.0) if problem is not None else 0.0
+  gap = l_at - f_star
+  improvement = (l_at - l_end) / gap if gap > 0 and np.isfinite(gap) else float("nan")
   return {"method": bt["method"], "rate": bt["rate"], "step_from": at, "step_to": total,
           "loss_from": l_at, "loss_to": l_end, "improvement": improvement,
           "settled": bool(improvement < TOLERANCE)}

@@ -718,6 +718,11 @@ def build(name: str, profile: str = "quick", **overrides) -> Problem:
     raise ValueError(f"unknown problem {name!r}; known: {list(NAMES)}.")
   if profile not in BUDGETS:
     raise ValueError(f"unknown profile {profile!r}; known: {list(BUDGETS)}.")
-  kwargs = {**BUDGETS[profile].get(name, {}), **overrides}
+  budget = BUDGETS[profile].get(name, {})
+  kwargs = {**budget, **overrides}
   sweep = {k: tuple(kwargs.pop(k)) for k in ("seeds", "rates") if k in kwargs}
-  return dataclasses.replace(_BUILDERS[name](**kwargs), **sweep)
+  problem = dataclasses.replace(_BUILDERS[name](**kwargs), **sweep)
+  if budget is NETWORKS.get(name) and not overrides and name in NETWORK_BUDGET_NOTES:
+    problem = dataclasses.replace(
+        problem, notes=f"{problem.notes} Budget: {NETWORK_BUDGET_NOTES[name]}")
+  return problem

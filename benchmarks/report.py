@@ -75,8 +75,9 @@ def _regret_md(out, probs, methods) -> str:
   settle = [(p, out["problems"][p].get("settling")) for p in probs]
   settle = [(p, s) for p, s in settle if s]
   if settle:
-    add("Settling: how much the best-tuned baseline's training loss still fell over the "
-        "last fifth of the budget (the budgets aim at < 10%):\n")
+    add("Settling: how much the best-tuned baseline's training loss (excess over f* "
+        "where known) still fell over the last fifth of the budget (the network budgets "
+        "aim at < 10%):\n")
     add("| problem | best-tuned | loss at step | loss at the end | improvement | settled |")
     add("|---|---|---|---|---|---|")
     for p, s in settle:
