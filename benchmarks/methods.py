@@ -96,9 +96,10 @@ def _adamw_cosine(rate, problem):
   # AlgoPerf's calibrated baseline shape: linear warmup over 5% of the budget
   # from 0 to the swept peak rate, cosine decay to 0 at the end of the budget;
   # optax.adamw defaults otherwise (b1 0.9, b2 0.999, eps 1e-8, weight decay 1e-4).
-  sched = optax.warmup_cosine_decay_schedule(
-      0.0, rate, warmup_steps=_warmup_steps(problem), decay_steps=problem.steps)
-  return optax.inject_hyperparams(optax.adamw)(learning_rate=sched)
+  # The unit-peak schedule times the rate: the rate is traced (vmapped).
+  shape = optax.warmup_cosine_decay_schedule(
+      0.0, 1.0, warmup_steps=_warmup_steps(problem), decay_steps=problem.steps)
+  return optax.inject_hyperparams(optax.adamw)(learning_rate=lambda t: rate * shape(t))
 
 
 def _schedule_free_adamw(rate, problem):

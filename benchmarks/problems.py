@@ -186,9 +186,11 @@ NETWORK_BUDGET_NOTES = {
                    "runs; the shrunk network at batch 32 is ~60× cheaper, ~90 min.",
     "brown_lm": "2,000 steps of 4 × 128 characters (1 M characters, a fifth of the "
                 "training text) with width 64: at width 128 one step of all runs costs "
-                "~10 s (2,000 steps: 5.5 h); width 64 is ~4× cheaper, ~65 min. The loss "
-                "of a character model stays far from 0 (≈ 2 nats/char), so the last fifth "
-                "improves by a few percent.",
+                "~10 s (2,000 steps: 5.5 h); width 64 is ~4× cheaper, ~65 min. Measured "
+                "(Adam 1e-3, one seed, 3,000 steps): training loss 2.24 at step 1,600, "
+                "2.17 at 2,000 (3% over the last fifth; 2.03 at 3,000). A character "
+                "model's loss stays far from 0, so the 10% criterion holds early; the model "
+                "is still learning slowly at the end (validation within 0.04 of training).",
 }
 
 BUDGETS = {

@@ -88,7 +88,17 @@ def test_adamw_cosine_schedule_warms_up_then_decays_to_zero():
   sched = [0.0] + [0.25 * (1 + math.cos(math.pi * (t - 1) / (p.steps - 1)))
                    for t in range(1, p.steps)]
   np.testing.assert_allclose(lrs, sched, rtol=1e-4, atol=1e-6)
-  del jax
+
+  # the harness traces the rate (vmap over the grid)
+  def rate_after(rate, n):
+    m = methods.registry()["adamw_cosine"]
+    o = m.make(rate, p)
+    s = o.init(params)
+    for _ in range(n):
+      _, s = o.update({"theta": jnp.ones(2)}, s, params)
+    return methods.read_rate(m, s)
+  got = jax.jit(jax.vmap(lambda r: rate_after(r, 3)))(jnp.asarray([0.5, 0.1]))
+  np.testing.assert_allclose(got, [sched[2], sched[2] / 5], rtol=1e-4)
 
 
 # ----------------------------------------------------------------- metrics --
