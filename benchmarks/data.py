@@ -95,14 +95,15 @@ from typing import Optional
 import numpy as np
 
 __all__ = [
+    "NAMES",
     "DataNotFoundError",
     "DatasetInfo",
-    "NAMES",
     "available",
+    "brown_split",
+    "brown_text",
     "data_root",
     "info",
     "load",
-    "brown_text",
     "load_brown_folder",
     "load_cifar10",
     "load_idx_folder",
@@ -341,7 +342,7 @@ def _brown_files(folder: pathlib.Path) -> list[tuple[str, pathlib.Path]]:
   found = {}
   if folder.is_dir():
     for f in folder.iterdir():
-      stem = f.name[:-3] if f.name.endswith(".gz") else f.name
+      stem = f.name.removesuffix(".gz")
       if _BROWN_FILE.match(stem) and f.is_file():
         found[stem] = f
   return sorted(found.items())

@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("flax")
 
-from benchmarks import data, harness, methods, problems  # noqa: E402
+from benchmarks import data, harness, methods, problems
 
 
 # ------------------------------------------------------------------ brown --
