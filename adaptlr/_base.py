@@ -1,4 +1,4 @@
-"""Shared plumbing every method uses: validation, extra args, non-finite guard.
+"""Shared plumbing every method uses: validation, extra args, the method skeleton.
 
 * Validation: concrete bad hyperparameters raise ``ValueError`` when the
   optimizer is built; traced ones (under ``jax.vmap``, ``jax.jit`` or
@@ -9,6 +9,11 @@
   never an error, so an adaptlr method sits in any ``optax.chain``.
 * Non-finite guard: a step whose loss or gradient is not finite is skipped; the
   state is kept as it was (the rates stay finite) and a counter records it.
+* Method skeleton: what every method's ``init_fn``/``update_fn`` shares (the
+  ``count``/``skipped`` counters, the optional search direction, zeros in the
+  rate dtype, a guarded division, the per-group rule applied over a pytree, the
+  finite-check tail and the ``scale_by_* -> *`` alias), so that each method
+  module holds only its paper's rule. See ``CONTRIBUTING.md``.
 """
 
 from __future__ import annotations
@@ -16,14 +21,31 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import optax
 
-# Extra-arg names adaptlr consumes itself; never forwarded to ``value_fn``.
-RESERVED_EXTRA_ARGS = frozenset({"value", "grad", "value_fn", "curvature", "grad_sq"})
+# Optax's line-search extra args; every method may read them, none is forwarded
+# to ``value_fn``. A method's own extra args are declared in its module
+# (``CONSUMES``) and its registry entry (``MethodSpec.consumes``).
+LINE_SEARCH_EXTRA_ARGS = frozenset({"value", "grad", "value_fn"})
+
+
+@functools.cache
+def reserved_extra_args() -> frozenset[str]:
+  """Extra-arg names adaptlr consumes itself; never forwarded to ``value_fn``.
+
+  Optax's ``value``, ``grad``, ``value_fn`` and every registered method's
+  ``consumes`` (the union: a method in a chain must not pass another method's
+  extra arg on to the loss).
+  """
+  from adaptlr import registry  # here, not at import: registry imports the methods
+
+  consumed = (spec.consumes for spec in registry.METHODS.values())
+  return LINE_SEARCH_EXTRA_ARGS.union(*consumed)
 
 
 # ---------------------------------------------------------------- validation --
@@ -95,11 +117,13 @@ def check_int(name: str, value: Any, minimum: int = 1) -> int:
 
 
 def check_one_of(name: str, value: Any, options: tuple[Any, ...]) -> None:
+  """Raises ``ValueError`` unless ``value`` is one of ``options``."""
   if value not in options:
     raise ValueError(f"{name} must be one of {options}, got {value!r}.")
 
 
 def check_bounds(min_value: Any, max_value: Any, name: str = "learning_rate") -> None:
+  """Raises ``ValueError`` for a bad ``[min_<name>, max_<name>]`` clamp."""
   check_positive(f"min_{name}", min_value, allow_zero=True)
   check_positive(f"max_{name}", max_value)
   lo, hi = _concrete(min_value), _concrete(max_value)
@@ -135,7 +159,7 @@ def value_fn_kwargs(value_fn: Callable[..., Any], extra_args: dict[str, Any]) ->
   names, var_kw = _accepted_kwargs(value_fn)
   return {
       k: v for k, v in extra_args.items()
-      if k not in RESERVED_EXTRA_ARGS and (k in names or var_kw)
+      if k not in reserved_extra_args() and (k in names or var_kw)
   }
 
 
@@ -176,6 +200,7 @@ def get_value(extra_args: dict[str, Any], method: str) -> jax.Array:
 
 
 def require_params(params: Any, method: str) -> None:
+  """Raises ``ValueError`` if ``params`` was not passed to ``update``."""
   if params is None:
     raise ValueError(
         f"{method} needs the current params: call `opt.update(grads, state, params, ...)`."
@@ -219,6 +244,47 @@ def skip_if_not_finite(
   return updates, state
 
 
+# ------------------------------------------------------------ method skeleton --
+def counters() -> dict[str, jax.Array]:
+  """The ``count`` and ``skipped`` fields every state starts with (int32 zeros).
+
+  ``count`` counts the steps taken (:func:`optax.safe_increment`), ``skipped``
+  the non-finite steps :func:`skip_if_not_finite` did not take.
+  """
+  return {"count": jnp.zeros([], jnp.int32), "skipped": jnp.zeros([], jnp.int32)}
+
+
+def next_count(count: jax.Array) -> jax.Array:
+  """``count + 1``, saturating at the int32 maximum (:func:`optax.safe_increment`)."""
+  return cast(jax.Array, optax.safe_increment(count))
+
+
+def zeros(params: Any, dtype: Any) -> Any:
+  """Zeros shaped like each leaf of ``params``, in ``dtype`` (the rate dtype)."""
+  return jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), dtype), params)
+
+
+def safe_div(num: Any, den: Any, ok: Any = None) -> jax.Array:
+  """``num / den`` where ``ok`` (default ``den > 0``), else 0; no 0/0 and no NaN gradient."""
+  ok = den > 0 if ok is None else ok
+  return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
+
+
+def map_rule(rule: Callable[..., tuple[Any, ...]], *trees: Any) -> tuple[Any, ...]:
+  """A method's per-group rule over pytrees of groups, its outputs unzipped.
+
+  ``rule(*leaves)`` returns a tuple of n arrays for one group; the result is n
+  pytrees shaped like ``trees[0]``. Only plain tuples are unzipped: optax's
+  ``MaskedNode`` (a NamedTuple, what ``optax.masked`` leaves for masked-out
+  groups) is a node with no leaves and stays as it is.
+  """
+  out = jax.tree.map(rule, *trees)
+  is_output = lambda x: type(x) is tuple
+  first = jax.tree.leaves(out, is_leaf=is_output)
+  n = len(first[0]) if first else 0
+  return tuple(jax.tree.map(lambda o, i=i: o[i], out, is_leaf=is_output) for i in range(n))
+
+
 def clip_rates(rates: Any, low: Any, high: Any) -> Any:
   """Rates clamped to [low, high], dtype preserved."""
   return jax.tree.map(lambda r: jnp.clip(r, low, high).astype(r.dtype), rates)
@@ -229,7 +295,9 @@ def cast_like(tree: Any, like: Any) -> Any:
   return jax.tree.map(lambda x, y: jnp.asarray(x).astype(jnp.asarray(y).dtype), tree, like)
 
 
-def init_direction(direction: Optional[optax.GradientTransformation]):
+def init_direction(
+    direction: Optional[optax.GradientTransformation],
+) -> Optional[optax.GradientTransformationExtraArgs]:
   """The search-direction transformation, with extra-args support."""
   if direction is None:
     return None
@@ -241,8 +309,37 @@ def init_direction(direction: Optional[optax.GradientTransformation]):
   return optax.with_extra_args_support(direction)
 
 
-def apply_direction(direction, grads: Any, state: Any, params: Any, extra_args: dict[str, Any]):
+def direction_init(
+    direction: Optional[optax.GradientTransformationExtraArgs], params: optax.Params,
+) -> optax.OptState:
+  """The initial state of ``direction`` (``()`` for SGD)."""
+  return direction.init(params) if direction is not None else ()
+
+
+def apply_direction(
+    direction: Optional[optax.GradientTransformationExtraArgs], grads: optax.Updates,
+    state: optax.OptState, params: Optional[optax.Params], extra_args: dict[str, Any],
+) -> tuple[optax.Updates, optax.OptState]:
   """The search direction u for ``grads``: the gradient itself when ``direction`` is None."""
   if direction is None:
     return grads, state
   return direction.update(grads, state, params, **extra_args)
+
+
+def transformation(
+    init_fn: Callable[[optax.Params], Any], update_fn: Callable[..., tuple[optax.Updates, Any]],
+) -> optax.GradientTransformationExtraArgs:
+  """The method's ``init_fn``/``update_fn`` as an optax transformation.
+
+  Both are typed as Optax types them (``optax.Params``, ``optax.Updates`` and
+  the method's own state class); the state class narrows ``optax.OptState``,
+  which a type checker reads as an incompatible callback, so the narrowing is
+  accepted here, once.
+  """
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)  # pyright: ignore[reportArgumentType]
+
+
+def descent(transform: optax.GradientTransformationExtraArgs
+            ) -> optax.GradientTransformationExtraArgs:
+  """``transform`` followed by ``optax.scale(-1)``: a ``scale_by_*`` made an optimizer."""
+  return optax.chain(transform, optax.scale(-1.0))

@@ -116,7 +116,7 @@ class Granularity:
       return combine(per_leaf)
     labels = jax.tree.leaves(self.labels(tree))
     return {
-        name: combine([r for r, l in zip(per_leaf, labels) if l == name])
+        name: combine([r for r, lab in zip(per_leaf, labels) if lab == name])
         for name in sorted(set(labels), key=str)
     }
 
@@ -157,7 +157,7 @@ class Granularity:
       return sum(sizes)
     labels = jax.tree.leaves(self.labels(tree))
     return {
-        name: sum(s for s, l in zip(sizes, labels) if l == name)
+        name: sum(s for s, lab in zip(sizes, labels) if lab == name)
         for name in sorted(set(labels), key=str)
     }
 

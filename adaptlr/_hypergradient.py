@@ -7,11 +7,13 @@ Eq. 7, Baydin et al.'s hypergradient), so one step of gradient descent on η is
     η_t = η_{t−1} + β ⟨g_t, u_{t−1}⟩.
 
 References:
-  Ravaut & Gorti, Gradient descent revisited via an adaptive online learning
-  rate, §3.1 (``shared/papers/ravaut_gorti_adaptive_lr.txt``).
-  Trainable Learning Rate, ICLR 2022 submission, Alg. 1 and App. D.4.
-  Baydin et al., Online Learning Rate Adaptation with Hypergradient Descent,
-  ICLR 2018.
+  M. Ravaut, S. Gorti, Gradient descent revisited via an adaptive online
+  learning rate, arXiv:1801.09136 (2018), §3.1.
+  Trainable Learning Rate, anonymous submission to ICLR 2022 (OpenReview),
+  Alg. 1 and App. D.4.
+  A. G. Baydin, R. Cornish, D. Martínez Rubio, M. Schmidt, F. Wood, Online
+  Learning Rate Adaptation with Hypergradient Descent, ICLR 2018,
+  arXiv:1703.04782.
 """
 
 from __future__ import annotations
@@ -22,8 +24,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adaptlr import _base, probes as _probes
+from adaptlr import _base
+from adaptlr import probes as _probes
 from adaptlr._granularity import GranularityLike, granularity_from, rate_dtype
+
+# Extra args hypergradient descent reads besides optax's value/grad/value_fn: none.
+CONSUMES: frozenset[str] = frozenset()
 
 
 class HypergradientState(NamedTuple):
@@ -34,6 +40,19 @@ class HypergradientState(NamedTuple):
   skipped: jax.Array       # int32: non-finite steps skipped
   prev_direction: Any      # u_{t−1} (zeros before the first step; () with lookahead)
   direction_state: Any     # state of ``direction`` (() for SGD)
+
+
+def _hypergradient_rate(rate, slope, norm, *, hyper_lr, multiplicative):
+  """η_t for one group from η_{t−1} and the slope ⟨g_t, u_{t−1}⟩ = −f′(η_{t−1}).
+
+  Additive (Eq. 3): η_{t−1} + β⟨g_t, u_{t−1}⟩; multiplicative (Baydin et al.):
+  η_{t−1}(1 + β⟨g_t, u_{t−1}⟩ / (‖g_t‖‖u_{t−1}‖)), ``norm`` = ‖g_t‖‖u_{t−1}‖.
+  """
+  if multiplicative:
+    new = rate * (1.0 + hyper_lr * _base.safe_div(slope, norm))
+  else:
+    new = rate + hyper_lr * slope
+  return new.astype(rate.dtype)
 
 
 def scale_by_hypergradient(
@@ -49,6 +68,95 @@ def scale_by_hypergradient(
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales the search direction by a rate learned by hypergradient descent.
 
+  The building block of :func:`hypergradient` (see there for the rules, Eq. 3–4,
+  and every argument); its updates are :math:`+\eta u`, for ``optax.chain``.
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs`` with a :class:`HypergradientState`.
+  """
+  _base.check_positive("learning_rate", learning_rate)
+  _base.check_positive("hyper_lr", hyper_lr, allow_zero=True)
+  _base.check_bounds(min_learning_rate, max_learning_rate)
+  if multiplicative and lookahead:
+    raise ValueError(
+        "multiplicative=True and lookahead=True cannot be combined: the "
+        "look-ahead slope comes from a jvp, which has no gradient norm to "
+        "normalize by. Use one or the other."
+    )
+  groups = granularity_from(granularity)
+  direction = _base.init_direction(direction)
+
+  def init_fn(params: optax.Params) -> HypergradientState:
+    return HypergradientState(
+        learning_rate=groups.init_rates(params, learning_rate, rate_dtype(params)),
+        **_base.counters(),
+        prev_direction=() if lookahead else optax.tree.zeros_like(params),
+        direction_state=_base.direction_init(direction, params),
+    )
+
+  def lookahead_slope(params, u, rate, extra_args):
+    """−∂_α L(w − α u) at α_t (TLR Eq. 7 at the look-ahead point), per group."""
+    _base.require_params(params, "hypergradient(lookahead=True)")
+    value_fn = _base.get_value_fn(
+        extra_args, "hypergradient(lookahead=True)",
+        " to take the slope at the look-ahead point w − αu")
+    if groups.kind == "global":
+      _, slope = _probes.line_derivatives(value_fn, params, u, rate, order=1)
+      return -slope
+    ahead = jax.tree.map(lambda w, s: (w - s).astype(w.dtype), params, groups.scale(rate, u))
+    return groups.vdot(jax.grad(value_fn)(ahead), u, rate_dtype(rate))
+
+  def update_fn(
+      updates: optax.Updates, state: HypergradientState,
+      params: Optional[optax.Params] = None, **extra_args: Any,
+  ) -> tuple[optax.Updates, HypergradientState]:
+    grads = updates
+    u, direction_state = _base.apply_direction(
+        direction, grads, state.direction_state, params, extra_args)
+    rate = state.learning_rate
+    dtype = rate_dtype(rate)
+    if lookahead:                                                  # TLR Alg. 1, lines 4–5
+      ip = lookahead_slope(params, u, rate, extra_args)
+    else:
+      ip = groups.vdot(grads, state.prev_direction, dtype)        # −f′(η_{t−1}), Eq. 4
+    if multiplicative:                                             # ‖g_t‖‖u_{t−1}‖
+      norms = jax.tree.map(
+          lambda a, b: jnp.sqrt(a * b),
+          groups.sq_norm(grads, dtype), groups.sq_norm(state.prev_direction, dtype))
+    else:
+      norms = ip                                                   # unused by Eq. 3
+    new_rate = jax.tree.map(
+        lambda r, h, n: _hypergradient_rate(r, h, n, hyper_lr=hyper_lr,
+                                            multiplicative=multiplicative), rate, ip, norms)
+    new_rate = _base.clip_rates(new_rate, min_learning_rate, max_learning_rate)  # Eq. 13
+
+    new_updates = groups.scale(new_rate, u)
+    new_state = HypergradientState(
+        learning_rate=new_rate,
+        count=_base.next_count(state.count),
+        skipped=state.skipped,
+        prev_direction=() if lookahead else _base.cast_like(u, state.prev_direction),
+        direction_state=direction_state,
+    )
+    finite = _base.finite_from((ip, new_rate), extra_args.get("value"))
+    return _base.skip_if_not_finite(finite, new_updates, new_state, state)
+
+  return _base.transformation(init_fn, update_fn)
+
+
+def hypergradient(
+    learning_rate: Any = 0.01,
+    *,
+    hyper_lr: Any = 1e-3,
+    multiplicative: bool = False,
+    lookahead: bool = False,
+    granularity: GranularityLike = "global",
+    direction: Optional[optax.GradientTransformation] = None,
+    min_learning_rate: Any = 0.0,
+    max_learning_rate: Any = jnp.inf,
+) -> optax.GradientTransformationExtraArgs:
+  r"""SGD (or any direction) with hypergradient descent on the learning rate.
+
   **Additive** (default; Ravaut & Gorti §3.1 Eq. 3–4, TLR App. D.4, Baydin et
   al. SGD-HD). With :math:`f(\eta) = L(w_{t-1} - \eta u_{t-1})`,
   :math:`f'(\eta_{t-1}) = -\langle g_t, u_{t-1}\rangle`, so
@@ -56,7 +164,7 @@ def scale_by_hypergradient(
   .. math::
 
     \eta_t = \max\big(\eta_{t-1} + \beta \langle g_t, u_{t-1}\rangle,\;
-             \eta_{\min}\big), \qquad w_{t+1} = w_t - \eta_t u_t .
+             \eta_{\min}\big), \qquad w_{t+1} = w_t - \eta_t u_t .  \qquad (3)
 
   The clamp at :math:`\eta_{\min} = 0` is TLR App. D.4 (Ravaut & Gorti Eq. 13
   use :math:`\delta = 10^{-6}`; pass ``min_learning_rate=1e-6`` for it).
@@ -86,141 +194,26 @@ def scale_by_hypergradient(
 
   Args:
     learning_rate: initial rate :math:`\eta_0` (> 0).
-    hyper_lr: :math:`\beta \ge 0`, the hypergradient step size.
+    hyper_lr: :math:`\beta \ge 0`, the hypergradient step size (Baydin et
+      al. use 1e-3 for SGD-HD on MNIST logistic regression with η₀ = 1e-3).
     multiplicative: use the normalized multiplicative rule.
     lookahead: TLR Alg. 1 (slope at the look-ahead point from ``value_fn``);
       not combinable with ``multiplicative``.
     granularity: ``"global"``, ``"leaf"``, ``"element"`` or labels.
-    direction: optional optax transformation for the search direction.
+    direction: optional optax transformation for the search direction
+      (``optax.trace(0.9)``: SGDN-HD; ``optax.scale_by_adam()``: Adam-HD).
     min_learning_rate: lower clamp (default 0, TLR App. D.4).
     max_learning_rate: upper clamp (default inf).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose updates are
-    :math:`+\eta u`; use :func:`hypergradient` for updates ready for
-    ``optax.apply_updates``. Its state is a :class:`HypergradientState`.
+    :math:`-\eta u`, ready for ``optax.apply_updates``
+    (:func:`scale_by_hypergradient` followed by ``optax.scale(-1)``); its state
+    holds a :class:`HypergradientState`.
 
   Raises:
     ValueError: for bad hyperparameters, or at update time when
       ``lookahead=True`` and no ``value_fn`` was passed.
-
-  Example:
-    >>> import jax, jax.numpy as jnp, optax, adaptlr
-    >>> opt = optax.chain(adaptlr.scale_by_hypergradient(0.01, hyper_lr=0.01),
-    ...                   optax.scale(-1.0))
-    >>> w = jnp.array([3.0, -1.0])
-    >>> state = opt.init(w)
-    >>> for _ in range(3):
-    ...   updates, state = opt.update(2 * w, state, w)
-    ...   w = optax.apply_updates(w, updates)
-    >>> float(optax.tree.get(state, "learning_rate")) > 0.01
-    True
-
-  References:
-    Ravaut & Gorti, §3.1, Eq. 3–4 and 13. Trainable Learning Rate, Alg. 1 and
-    App. D.4. Baydin et al., Online Learning Rate Adaptation with Hypergradient
-    Descent, ICLR 2018.
-  """
-  _base.check_positive("learning_rate", learning_rate)
-  _base.check_positive("hyper_lr", hyper_lr, allow_zero=True)
-  _base.check_bounds(min_learning_rate, max_learning_rate)
-  if multiplicative and lookahead:
-    raise ValueError(
-        "multiplicative=True and lookahead=True cannot be combined: the "
-        "look-ahead slope comes from a jvp, which has no gradient norm to "
-        "normalize by. Use one or the other."
-    )
-  groups = granularity_from(granularity)
-  direction = _base.init_direction(direction)
-
-  def init_fn(params):
-    return HypergradientState(
-        learning_rate=groups.init_rates(params, learning_rate, rate_dtype(params)),
-        count=jnp.zeros([], jnp.int32),
-        skipped=jnp.zeros([], jnp.int32),
-        prev_direction=() if lookahead else optax.tree.zeros_like(params),
-        direction_state=direction.init(params) if direction is not None else (),
-    )
-
-  def lookahead_slope(params, u, rate, extra_args):
-    """−∂_α L(w − α u) at α_t (TLR Eq. 7 at the look-ahead point), per group."""
-    _base.require_params(params, "hypergradient(lookahead=True)")
-    value_fn = _base.get_value_fn(
-        extra_args, "hypergradient(lookahead=True)",
-        " to take the slope at the look-ahead point w − αu")
-    if groups.kind == "global":
-      _, slope = _probes.line_derivatives(value_fn, params, u, rate, order=1)
-      return -slope
-    ahead = jax.tree.map(lambda w, s: (w - s).astype(w.dtype), params, groups.scale(rate, u))
-    return groups.vdot(jax.grad(value_fn)(ahead), u, rate_dtype(rate))
-
-  def update_fn(updates, state, params=None, **extra_args):
-    grads = updates
-    u, direction_state = _base.apply_direction(
-        direction, grads, state.direction_state, params, extra_args)
-    rate = state.learning_rate
-    dtype = rate_dtype(rate)
-    if lookahead:                                                  # TLR Alg. 1, lines 4–5
-      ip = lookahead_slope(params, u, rate, extra_args)
-      new_rate = jax.tree.map(lambda r, h: r + hyper_lr * h, rate, ip)
-    else:
-      ip = groups.vdot(grads, state.prev_direction, dtype)        # −f′(η_{t−1}), Eq. 4
-      if multiplicative:                                           # Baydin et al.
-        norms = jax.tree.map(
-            lambda a, b: jnp.sqrt(a * b),
-            groups.sq_norm(grads, dtype), groups.sq_norm(state.prev_direction, dtype))
-        new_rate = jax.tree.map(
-            lambda r, h, n: r * (1.0 + hyper_lr * jnp.where(n > 0, h / jnp.where(n > 0, n, 1.0), 0.0)),
-            rate, ip, norms)
-      else:                                                        # Eq. 3
-        new_rate = jax.tree.map(lambda r, h: r + hyper_lr * h, rate, ip)
-    new_rate = jax.tree.map(lambda n, r: n.astype(r.dtype), new_rate, rate)
-    new_rate = _base.clip_rates(new_rate, min_learning_rate, max_learning_rate)  # Eq. 13
-
-    new_updates = groups.scale(new_rate, u)
-    new_state = HypergradientState(
-        learning_rate=new_rate,
-        count=state.count + 1,
-        skipped=state.skipped,
-        prev_direction=() if lookahead else _base.cast_like(u, state.prev_direction),
-        direction_state=direction_state,
-    )
-    finite = _base.finite_from((ip, new_rate), extra_args.get("value"))
-    return _base.skip_if_not_finite(finite, new_updates, new_state, state)
-
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
-
-
-def hypergradient(
-    learning_rate: Any = 0.01,
-    *,
-    hyper_lr: Any = 1e-3,
-    multiplicative: bool = False,
-    lookahead: bool = False,
-    granularity: GranularityLike = "global",
-    direction: Optional[optax.GradientTransformation] = None,
-    min_learning_rate: Any = 0.0,
-    max_learning_rate: Any = jnp.inf,
-) -> optax.GradientTransformationExtraArgs:
-  r"""SGD (or any direction) with hypergradient descent on the learning rate.
-
-  :func:`scale_by_hypergradient` followed by ``optax.scale(-1)``. See there for
-  the additive, multiplicative and look-ahead rules and every argument.
-
-  Args:
-    learning_rate: initial rate.
-    hyper_lr: β, the hypergradient step size (Baydin et al. use 1e-3 for SGD-HD
-      on MNIST logistic regression with η₀ = 1e-3).
-    multiplicative: Baydin et al.'s normalized multiplicative rule.
-    lookahead: TLR's naive GD-TLR (Alg. 1); needs ``value_fn``.
-    granularity: ``"global"``, ``"leaf"``, ``"element"`` or labels.
-    direction: optional search-direction transformation (``optax.trace(0.9)``:
-      SGDN-HD; ``optax.scale_by_adam()``: Adam-HD).
-    min_learning_rate: lower clamp.
-    max_learning_rate: upper clamp.
-
-  Returns:
-    An ``optax.GradientTransformationExtraArgs``.
 
   Example:
     >>> import jax, jax.numpy as jnp, optax, adaptlr
@@ -234,21 +227,21 @@ def hypergradient(
     ...   w = optax.apply_updates(w, updates)
     >>> bool(loss(w, x, y) < 1e-2)
     True
+    >>> opt = adaptlr.hypergradient(0.01, hyper_lr=0.01)
+    >>> w = jnp.array([3.0, -1.0]); state = opt.init(w)
+    >>> for _ in range(3):
+    ...   updates, state = opt.update(2 * w, state, w)
+    ...   w = optax.apply_updates(w, updates)
+    >>> float(optax.tree.get(state, "learning_rate")) > 0.01
+    True
 
   References:
-    Ravaut & Gorti §3.1; Trainable Learning Rate Alg. 1, App. D.4; Baydin et
-    al. 2018.
+    Ravaut & Gorti, Gradient descent revisited via an adaptive online learning
+    rate, arXiv:1801.09136, §3.1, Eq. 3–4 and 13. Trainable Learning Rate,
+    ICLR 2022 submission, Alg. 1 and App. D.4. Baydin et al., Online Learning
+    Rate Adaptation with Hypergradient Descent, ICLR 2018, arXiv:1703.04782.
   """
-  return optax.chain(
-      scale_by_hypergradient(
-          learning_rate,
-          hyper_lr=hyper_lr,
-          multiplicative=multiplicative,
-          lookahead=lookahead,
-          granularity=granularity,
-          direction=direction,
-          min_learning_rate=min_learning_rate,
-          max_learning_rate=max_learning_rate,
-      ),
-      optax.scale(-1.0),
-  )
+  return _base.descent(scale_by_hypergradient(
+      learning_rate, hyper_lr=hyper_lr, multiplicative=multiplicative, lookahead=lookahead,
+      granularity=granularity, direction=direction,
+      min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate))

@@ -8,8 +8,8 @@ forward-mode autodiff, gives the rate of the next step:
             = η_k − 2ε (f(η+ε) − f(η−ε)) / (f(η+2ε) + f(η−2ε) − 2f(η)).   (Eq. 10)
 
 References:
-  Ravaut & Gorti, Gradient descent revisited via an adaptive online learning
-  rate (``shared/papers/ravaut_gorti_adaptive_lr.txt``).
+  M. Ravaut, S. Gorti, Gradient descent revisited via an adaptive online
+  learning rate, arXiv:1801.09136 (2018): §3.2, §4.1, §5.2, §5.3.
 """
 
 from __future__ import annotations
@@ -21,9 +21,12 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-from adaptlr import _base, probes as _probes
+from adaptlr import _base
+from adaptlr import probes as _probes
 from adaptlr._granularity import GranularityLike, granularity_from, rate_dtype
 
+# Extra args newton_lr reads besides optax's value/grad/value_fn: none.
+CONSUMES: frozenset[str] = frozenset()
 DERIVATIVES = ("autodiff", "finite_difference")
 # A finite-difference slope or curvature below this many ulps of the loss is
 # rounding noise (the bounded rule treats it as zero).
@@ -101,168 +104,11 @@ def scale_by_newton_lr(
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales the search direction by a rate learned by Newton's method on η.
 
-  With :math:`f(\eta) = L(w_k - \eta u_k)` the loss along this step's direction
-  (Eq. 1–2; :math:`u = g` for SGD), each update (§4.1)
-
-  1. steps the weights with the current rate, :math:`w_{k+1} = w_k - \eta_k u_k`;
-  2. probes the same line around :math:`\eta_k` and takes one Newton step on
-     the rate, for the next update (Eq. 10),
-
-     .. math::
-
-       \eta_{k+1} = \eta_k - \frac{f'(\eta_k)}{f''(\eta_k)}
-       = \eta_k - 2\epsilon\,\frac{f(\eta_k+\epsilon) - f(\eta_k-\epsilon)}
-             {f(\eta_k+2\epsilon) + f(\eta_k-2\epsilon) - 2 f(\eta_k)} ;
-
-  3. records :math:`L^{(k+1)} = f(\eta_k)`, the loss after the step on this
-     batch, in ``state.loss_after`` (one of the probes: free).
-
-  The paper's rule exactly is ``derivatives="finite_difference", eps=1e-5,
-  max_change=None, safeguard=False`` (δ = 1e-6, Eq. 11–13).
-
-  **Derivatives.** ``"autodiff"`` (default): exact :math:`f, f', f''` by
-  nested forward-mode ``jax.jvp`` along :math:`u` — no ε, about two forward
-  passes. ``"finite_difference"``: the five probes
-  :math:`f(\eta_k + j\epsilon)`, :math:`j = -2 \dots 2`, in one batched call
-  (``probe_mode``). Measured per step on a jitted 784-512-10 MLP at batch 128
-  (2 CPU cores, ``benchmarks/results/overhead.md``): 2.15× ``optax.sgd`` for
-  ``"autodiff"`` (floor: the nested jvp alone, 2.06×) and 3.4–3.5× for the
-  probes (floor: five extra forward passes, 3.33×).
-
-  **Why ε is relative by default.** The paper's ε = 1e-5 (§6.1) makes the
-  denominator :math:`4\epsilon^2 f'' \approx 10^{-10} f''`, far below the
-  float32 rounding of a loss value (:math:`6\cdot 10^{-8}|f|`): measured on a
-  784-1000-10 MLP (``benchmarks/newton_defaults.py``), the float32 f″ is off by
-  18–22× at η = 0.01–0.1 and comes out 0 at η = 1e-3 — the paper's "sudden
-  and extreme amplitude variations" (§4.2.1). In float64 it is fine at small
-  η, but at η = 30 on a 1-D quadratic the Newton step is already 0.6% off: an
-  absolute ε does not fit every scale. Here ε = ρη (``relative_eps`` ρ = 1/4, every probe at a
-  positive rate): the stencil scales with the step, and on a quadratic line
-  (least squares, any loss near a minimum) the five-point Newton step is
-  exact for every ε, so nothing is lost by a wide stencil (f″ error 1.5–2% on
-  the MLP, from the quartic terms). With ``max_change`` set, a slope or
-  curvature below 16 ulps of the probed loss counts as zero (rounding noise).
-  ``eps=1e-5`` (absolute) reproduces the paper.
-
-  **Bounded change** (``max_change=c``, default 1). The paper's rule
-  (``None``) moves η by any factor: by up to ×47 over ten steps on Boston
-  least squares even with exact derivatives, and to 1e8–1e26 (divergence)
-  from half the initial rates with ε = 1e-5. With ``c`` the stored rate
-  moves by at most a factor :math:`1+c` per update, up or down, so one
-  outlying line cannot explode or collapse it; from η₀ = 1e-5 it reaches 0.1
-  in 14 updates (c = 1).
-
-  **Concave lines.** Where :math:`f''(\eta_k) \le 0` Newton heads for the
-  maximum of its model — the wrong way (§3.2: "the denominator's sign changes
-  as well"); the paper's rule only guards the division (Eq. 11–12: δ is added
-  to a denominator :math:`|\cdot| < \delta`) and floors η at δ (Eq. 13). With
-  ``max_change=c`` a concave (or flat) line moves η by the factor
-  :math:`1+c` downhill along the line: :math:`\times(1+c)` if
-  :math:`f'(\eta_k) < 0`, :math:`\div(1+c)` if :math:`f' > 0`, kept if
-  :math:`f' = 0`. The floor :math:`\eta \ge \delta` (Eq. 13) applies always.
-
-  **Safeguard** (``safeguard=True``, default). In the paper's order the step
-  uses :math:`\eta_k`, a rate fitted to the *previous* line; where successive
-  lines differ in curvature (an ill-conditioned valley, or a too large η₀)
-  that rate can overshoot by orders of magnitude. The probes of the current
-  line are known before the step is returned, so the safeguard steps with
-  :math:`\min(\eta_k, \hat\eta_k)`, where :math:`\hat\eta_k` is this line's own
-  Newton estimate: the paper's step unless the current line asks for less.
-  ``state.loss_after`` stays :math:`f(\eta_k)` (the loss after the step when
-  the safeguard does not bind). ``safeguard=False`` is the paper's order.
-
-  Measured (float32, η₀ = 1e-5 … 1, six problems; ``benchmarks/newton_defaults.py``,
-  results in ``benchmarks/results/newton_defaults.md``): counting the initial
-  rates that end within 10% of the best plain-SGD run of the grid, the
-  defaults score 15 of 36 (Boston 6/6, Rosenbrock 3/6, MNIST logistic 6/6,
-  as does ``"finite_difference"`` with the relative ε, at 1.8× the cost);
-  the paper's rule (ε = 1e-5, unbounded, paper order) 3 of 36, diverging on
-  Boston from 3 of 6 rates. Paper order with exact derivatives: 9 of 36
-  (Rosenbrock 0/6, peaks up to 9e6× the initial loss with a symmetric bound
-  alone). Limits of a greedy per-batch line search, for every variant: on
-  noisy problems (noisy quadratic, DeepOBS quadratic_deep) η settles at the
-  batch line minimizer, above the rate that averages the noise (final loss
-  12.9 vs 5.6 for tuned SGD); on the 784-1000-10 MLP, 124 steps, all end at
-  0.26–0.28 from every η₀ where tuned SGD reaches 0.13 (the paper's order,
-  ``safeguard=False, max_change=None``, reaches 0.17–0.18 there: a larger η
-  than the greedy one).
-
-  **Momentum on η** (§5.2): :math:`\eta_{k+1} = \eta_k + \delta_{k+1}`,
-  :math:`\delta_{k+1} = \beta\,\delta_k - f'/f''`; the stored
-  :math:`\delta_{k+1}` is the change actually made (after the clamps).
-
-  **Validation probes** (§5.3): ``value_fn`` may evaluate a held-out batch
-  while the gradient comes from the training batch; pass
-  ``value_fn=loss, x=x_val, y=y_val`` (example in :func:`newton_lr`).
-
-  **Granularity.** ``"global"`` (the paper: one line, one rate). ``"leaf"``
-  and labels are supported as one line per group: group j's rate moves alone
-  along :math:`u_j` (a diagonal Newton step per group, cross-group curvature
-  ignored). It costs G nested jvps (``"autodiff"``) or :math:`4G + 1` probes
-  (``"finite_difference"``) for G groups, batched. ``"element"`` is not
-  supported (one line per scalar parameter): use :func:`adaptlr.vsgd`.
-
-  **Non-finite losses.** A step whose own loss :math:`f(\eta_k)` is not finite
-  is not taken (zero update, counted in ``skipped``); when any probe is not
-  finite η is divided by :math:`1+c` (2 for the paper's rule), below δ if
-  need be. The first steps use rates near η₀: an η₀ far above the line's
-  minimizer on a strongly non-quadratic loss can throw the iterate away before
-  the rate adapts (Rosenbrock from η₀ ≥ 0.01, as plain SGD).
-
-  Args:
-    learning_rate: initial rate :math:`\eta_0` (> 0).
-    derivatives: ``"autodiff"`` (exact f′, f″ by nested jvp) or
-      ``"finite_difference"`` (Eq. 6–10, five probes).
-    eps: absolute finite-difference step ε (the paper: 1e-5); ``None`` uses
-      ``relative_eps``·η. Ignored for ``"autodiff"``.
-    relative_eps: ρ in ε = ρη when ``eps`` is None (0 < ρ < 1/2 keeps every
-      probe at a positive rate).
-    max_change: c > 0: η moves by at most a factor 1 + c per update, with the
-      concave-line rule above; ``None``: the paper's unbounded rule (Eq. 10–13).
-    safeguard: step with min(η_k, this line's Newton rate); ``False``: the
-      paper's order (the step uses η_k).
-    momentum: β ∈ [0, 1) on the η updates (§5.2; the paper tries 0.9).
-    delta: δ of Eq. 11–13 (the paper: 1e-6): added to a near-zero
-      denominator (paper's rule only) and the floor of η.
-    granularity: ``"global"``, ``"leaf"`` or labels (see above).
-    direction: optional optax transformation for the search direction u
-      (``optax.trace(0.9)``, ``optax.scale_by_adam()``); ``None``: the
-      gradient (the paper's SGD).
-    probe_mode: how probes are batched: ``"vmap"`` (one batched call, the
-      default: what a GPU/TPU runs at about the cost of one), ``"map"``
-      (``jax.lax.map``: one parameter copy at a time, for large models) or
-      ``"unroll"`` (separate calls in one graph: no batched matmuls, which
-      XLA:CPU runs slower: on CPU ``"unroll"`` costs 3.43×, ``"map"``
-      3.47× and ``"vmap"`` 3.51× an SGD step). With ``"autodiff"`` it
-      batches the per-group jvps.
-    min_learning_rate: lower clamp of the rates (default 0; Eq. 13's δ
-      applies as well).
-    max_learning_rate: upper clamp of the rates (default inf).
+  The building block of :func:`newton_lr` (see there for the rule, Eq. 10–13,
+  and every argument); its updates are :math:`+\eta u`, for ``optax.chain``.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` whose updates are
-    :math:`+\eta u_k` (use :func:`newton_lr` for updates ready for
-    ``optax.apply_updates``). Its state is a :class:`NewtonLRState`. Each
-    update needs ``params`` and ``value_fn`` (with the batch as keyword
-    arguments forwarded to it).
-
-  Raises:
-    ValueError: for bad hyperparameters at construction, or at update time
-      when ``params`` or ``value_fn`` is missing.
-
-  Example:
-    >>> import jax, jax.numpy as jnp, optax, adaptlr
-    >>> loss = lambda w: jnp.sum(2.0 * (w - 1.5) ** 2)
-    >>> opt = optax.chain(adaptlr.scale_by_newton_lr(1e-3, max_change=None),
-    ...                   optax.scale(-1.0))
-    >>> w = jnp.zeros(3); state = opt.init(w)
-    >>> updates, state = opt.update(jax.grad(loss)(w), state, w, value_fn=loss)
-    >>> round(float(optax.tree.get(state, "learning_rate")), 4)  # exact: 1/4
-    0.25
-
-  References:
-    Ravaut & Gorti, Gradient descent revisited via an adaptive online learning
-    rate, §3.2 (Eq. 5–10), §4.1 (Eq. 11–13), §5.2, §5.3, §6.1.
+    An ``optax.GradientTransformationExtraArgs`` with a :class:`NewtonLRState`.
   """
   _base.check_positive("learning_rate", learning_rate)
   _base.check_one_of("derivatives", derivatives, DERIVATIVES)
@@ -286,21 +132,21 @@ def scale_by_newton_lr(
   rule = dict(delta=delta, max_change=max_change, momentum=momentum,
               min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate)
 
-  def init_fn(params):
+  def init_fn(params: optax.Params) -> NewtonLRState:
     dtype = rate_dtype(params)
     return NewtonLRState(
         learning_rate=groups.init_rates(params, learning_rate, dtype),
-        count=jnp.zeros([], jnp.int32),
-        skipped=jnp.zeros([], jnp.int32),
+        **_base.counters(),
         loss_after=jnp.asarray(jnp.inf, dtype),
         velocity=groups.init_rates(params, 0.0, dtype),
-        direction_state=direction.init(params) if direction is not None else (),
+        direction_state=_base.direction_init(direction, params),
     )
 
   def line(value_fn, params, u, rate):
     """f(η_k) and, per group, (num, den, tol_num, tol_den): num/den = f′/f″ at η_k."""
     dtype = rate_dtype(rate)
-    step = (lambda r: eps * jnp.ones_like(r)) if eps is not None else (
+    abs_eps: Any = eps
+    step = (lambda r: abs_eps * jnp.ones_like(r)) if eps is not None else (
         lambda r: relative_eps * r)
     zero = lambda t: jax.tree.map(jnp.zeros_like, t)
     if not fd:                                                      # exact, nested jvp
@@ -329,7 +175,10 @@ def scale_by_newton_lr(
     tol_den = _ROUNDING * jnp.finfo(dtype).eps * jnp.max(jnp.abs(f), axis=1)
     return f_0, unravel(num), unravel(den), unravel(2 * e_flat * tol_den), unravel(tol_den)
 
-  def update_fn(updates, state, params=None, **extra_args):
+  def update_fn(
+      updates: optax.Updates, state: NewtonLRState, params: Optional[optax.Params] = None,
+      **extra_args: Any,
+  ) -> tuple[optax.Updates, NewtonLRState]:
     _base.require_params(params, "newton_lr")
     value_fn = _base.get_value_fn(
         extra_args, "newton_lr", " to probe the loss along the step direction")
@@ -339,12 +188,8 @@ def scale_by_newton_lr(
     rate = state.learning_rate
     loss_after, num, den, tol_num, tol_den = line(value_fn, params, u, rate)
 
-    pairs = jax.tree.map(lambda *a: _newton_rate(*a, **rule),
-                         rate, state.velocity, num, den, tol_num, tol_den)
-    is_pair = lambda x: isinstance(x, tuple)
-    new_rate = jax.tree.map(lambda p: p[0], pairs, is_leaf=is_pair)
-    velocity = jax.tree.map(lambda p: p[1], pairs, is_leaf=is_pair)
-    line_rate = jax.tree.map(lambda p: p[2], pairs, is_leaf=is_pair)
+    new_rate, velocity, line_rate = _base.map_rule(
+        lambda *a: _newton_rate(*a, **rule), rate, state.velocity, num, den, tol_num, tol_den)
 
     # The step uses η_k (§4.1) — with the safeguard, this line's own Newton
     # rate if that is smaller; it is not taken if f(η_k) is not finite.
@@ -363,7 +208,7 @@ def scale_by_newton_lr(
     finite = _base.tree_all_finite(grads, extra_args.get("value"))
     return _base.skip_if_not_finite(finite, new_updates, new_state, state)
 
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+  return _base.transformation(init_fn, update_fn)
 
 
 def newton_lr(
@@ -384,36 +229,123 @@ def newton_lr(
 ) -> optax.GradientTransformationExtraArgs:
   r"""SGD (or any direction) whose rate is learned by Newton's method on η.
 
-  :func:`scale_by_newton_lr` followed by ``optax.scale(-1)``: updates are
-  ready for ``optax.apply_updates``. See there for the rule (Ravaut & Gorti
-  Eq. 10–13, §4.1, §5.2, §5.3) and every argument. Each update needs
-  ``params`` and ``value_fn``; extra keyword args that ``value_fn`` accepts
-  (the batch) are forwarded to it.
+  With :math:`f(\eta) = L(w_k - \eta u_k)` the loss along this step's direction
+  (Eq. 1–2; :math:`u = g` for SGD), each update (§4.1)
 
-  Defaults (``derivatives="autodiff"``, ``max_change=1``, ``safeguard=True``)
-  were chosen by measurement in float32 from initial rates 1e-5 … 1; the
-  numbers are in :func:`scale_by_newton_lr` and
-  ``benchmarks/results/newton_defaults.md``.
+  1. steps the weights with the current rate, :math:`w_{k+1} = w_k - \eta_k u_k`;
+  2. probes the same line around :math:`\eta_k` and takes one Newton step on
+     the rate, for the next update,
+
+     .. math::
+
+       \eta_{k+1} = \eta_k - \frac{f'(\eta_k)}{f''(\eta_k)}
+       = \eta_k - 2\epsilon\,\frac{f(\eta_k+\epsilon) - f(\eta_k-\epsilon)}
+             {f(\eta_k+2\epsilon) + f(\eta_k-2\epsilon) - 2 f(\eta_k)} ;
+       \qquad (10)
+
+  3. records :math:`L^{(k+1)} = f(\eta_k)`, the loss after the step on this
+     batch, in ``state.loss_after`` (one of the probes: free).
+
+  The paper's rule exactly is ``derivatives="finite_difference", eps=1e-5,
+  max_change=None, safeguard=False`` (δ = 1e-6, Eq. 11–13). The defaults were
+  chosen by measurement in float32 from initial rates 1e-5 … 1 on six problems
+  (``benchmarks/results/newton_defaults.md``): they keep more of the initial
+  rates near the best tuned SGD run than the paper's rule, which diverges on
+  some of them.
+
+  **Derivatives.** ``"autodiff"`` (default): exact :math:`f, f', f''` by
+  nested forward-mode ``jax.jvp`` along :math:`u` — no ε, about two forward
+  passes. ``"finite_difference"``: the five probes
+  :math:`f(\eta_k + j\epsilon)`, :math:`j = -2 \dots 2` (Eq. 6–10), in one
+  batched call (``probe_mode``). Per-step costs: ``benchmarks/results/overhead.md``.
+
+  **Relative ε** (default). The paper's ε = 1e-5 (§6.1) makes the denominator
+  :math:`4\epsilon^2 f'' \approx 10^{-10} f''`, below the float32 rounding of
+  a loss value: the float32 f″ comes out wrong or 0 — the paper's "sudden and
+  extreme amplitude variations" (§4.2.1). Here ε = ρη (``relative_eps``
+  ρ = 1/4, every probe at a positive rate): the stencil scales with the step,
+  and on a quadratic line the five-point Newton step is exact for every ε.
+  With ``max_change`` set, a slope or curvature below 16 ulps of the probed
+  loss counts as zero (rounding noise). ``eps=1e-5`` (absolute) reproduces the
+  paper.
+
+  **Bounded change** (``max_change=c``, default 1). The paper's rule
+  (``None``) moves η by any factor in one update. With ``c`` the stored rate
+  moves by at most a factor :math:`1+c` per update, up or down, so one
+  outlying line cannot explode or collapse it.
+
+  **Concave lines.** Where :math:`f''(\eta_k) \le 0` Newton heads for the
+  maximum of its model (§3.2); the paper's rule only guards the division
+  (Eq. 11–12: δ is added to a denominator :math:`|\cdot| < \delta`) and floors
+  η at δ (Eq. 13). With ``max_change=c`` a concave (or flat) line moves η by
+  the factor :math:`1+c` downhill along the line: :math:`\times(1+c)` if
+  :math:`f'(\eta_k) < 0`, :math:`\div(1+c)` if :math:`f' > 0`, kept if
+  :math:`f' = 0`. The floor :math:`\eta \ge \delta` (Eq. 13) applies always.
+
+  **Safeguard** (``safeguard=True``, default). In the paper's order the step
+  uses :math:`\eta_k`, a rate fitted to the *previous* line, which can
+  overshoot where successive lines differ in curvature. The probes of the
+  current line are known before the step is returned, so the safeguard steps
+  with :math:`\min(\eta_k, \hat\eta_k)`, :math:`\hat\eta_k` this line's own
+  Newton estimate. ``state.loss_after`` stays :math:`f(\eta_k)`.
+  ``safeguard=False`` is the paper's order.
+
+  **Momentum on η** (§5.2): :math:`\eta_{k+1} = \eta_k + \delta_{k+1}`,
+  :math:`\delta_{k+1} = \beta\,\delta_k - f'/f''`; the stored
+  :math:`\delta_{k+1}` is the change actually made (after the clamps).
+
+  **Validation probes** (§5.3): ``value_fn`` may evaluate a held-out batch
+  while the gradient comes from the training batch (see the example).
+
+  **Granularity.** ``"global"`` (the paper: one line, one rate). ``"leaf"``
+  and labels: one line per group, group j's rate moves alone along
+  :math:`u_j` (a diagonal Newton step per group, cross-group curvature
+  ignored), at G nested jvps or :math:`4G + 1` probes for G groups, batched.
+  ``"element"`` is not supported: use :func:`adaptlr.vsgd`.
+
+  **Non-finite losses.** A step whose own loss :math:`f(\eta_k)` is not finite
+  is not taken (zero update, counted in ``skipped``); when any probe is not
+  finite η is divided by :math:`1+c` (2 for the paper's rule), below δ if
+  need be.
 
   Args:
-    learning_rate: initial rate.
-    derivatives: ``"autodiff"`` or ``"finite_difference"``.
-    eps: absolute finite-difference step (the paper: 1e-5); ``None``:
-      ``relative_eps``·η.
-    relative_eps: ρ of the relative step ε = ρη.
-    max_change: the largest factor 1 + c of change of η per update; ``None``:
-      the paper's unbounded rule.
-    safeguard: step with min(η_k, this line's rate); ``False``: paper order.
-    momentum: β on the η updates (§5.2).
-    delta: δ of Eq. 11–13.
-    granularity: ``"global"``, ``"leaf"`` or labels.
-    direction: optional search-direction transformation.
-    probe_mode: ``"vmap"``, ``"map"`` or ``"unroll"``.
-    min_learning_rate: lower clamp.
-    max_learning_rate: upper clamp.
+    learning_rate: initial rate :math:`\eta_0` (> 0).
+    derivatives: ``"autodiff"`` (exact f′, f″ by nested jvp) or
+      ``"finite_difference"`` (Eq. 6–10, five probes).
+    eps: absolute finite-difference step ε (the paper: 1e-5); ``None`` uses
+      ``relative_eps``·η. Ignored for ``"autodiff"``.
+    relative_eps: ρ in ε = ρη when ``eps`` is None (0 < ρ < 1/2 keeps every
+      probe at a positive rate).
+    max_change: c > 0: η moves by at most a factor 1 + c per update, with the
+      concave-line rule above; ``None``: the paper's unbounded rule (Eq. 10–13).
+    safeguard: step with min(η_k, this line's Newton rate); ``False``: the
+      paper's order (the step uses η_k).
+    momentum: β ∈ [0, 1) on the η updates (§5.2; the paper tries 0.9).
+    delta: δ of Eq. 11–13 (the paper: 1e-6): added to a near-zero
+      denominator (paper's rule only) and the floor of η.
+    granularity: ``"global"``, ``"leaf"`` or labels (see above).
+    direction: optional optax transformation for the search direction u
+      (``optax.trace(0.9)``, ``optax.scale_by_adam()``); ``None``: the
+      gradient (the paper's SGD).
+    probe_mode: how probes are batched: ``"vmap"`` (one batched call, the
+      default), ``"map"`` (``jax.lax.map``: one parameter copy at a time, for
+      large models) or ``"unroll"`` (separate calls in one graph). With
+      ``"autodiff"`` it batches the per-group jvps.
+    min_learning_rate: lower clamp of the rates (default 0; Eq. 13's δ
+      applies as well).
+    max_learning_rate: upper clamp of the rates (default inf).
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs``.
+    An ``optax.GradientTransformationExtraArgs`` whose updates are
+    :math:`-\eta u_k`, ready for ``optax.apply_updates``
+    (:func:`scale_by_newton_lr` followed by ``optax.scale(-1)``); its state
+    holds a :class:`NewtonLRState`. Each update needs ``params`` and
+    ``value_fn``; extra keyword args that ``value_fn`` accepts (the batch) are
+    forwarded to it.
+
+  Raises:
+    ValueError: for bad hyperparameters at construction, or at update time
+      when ``params`` or ``value_fn`` is missing.
 
   Example:
     Probes on a held-out batch (§5.3): the gradient comes from the training
@@ -433,25 +365,21 @@ def newton_lr(
     >>> bool(loss(w, x, y) < 1e-3)
     True
 
+    On a quadratic line one Newton step on η is exact:
+
+    >>> loss = lambda w: jnp.sum(2.0 * (w - 1.5) ** 2)
+    >>> opt = adaptlr.newton_lr(1e-3, max_change=None)
+    >>> w = jnp.zeros(3); state = opt.init(w)
+    >>> updates, state = opt.update(jax.grad(loss)(w), state, w, value_fn=loss)
+    >>> round(float(optax.tree.get(state, "learning_rate")), 4)  # exact: 1/4
+    0.25
+
   References:
     Ravaut & Gorti, Gradient descent revisited via an adaptive online learning
-    rate, §3.2, §4.1, §5.2, §5.3.
+    rate, arXiv:1801.09136: §3.2 (Eq. 5–10), §4.1 (Eq. 11–13), §5.2, §5.3, §6.1.
   """
-  return optax.chain(
-      scale_by_newton_lr(
-          learning_rate,
-          derivatives=derivatives,
-          eps=eps,
-          relative_eps=relative_eps,
-          max_change=max_change,
-          safeguard=safeguard,
-          momentum=momentum,
-          delta=delta,
-          granularity=granularity,
-          direction=direction,
-          probe_mode=probe_mode,
-          min_learning_rate=min_learning_rate,
-          max_learning_rate=max_learning_rate,
-      ),
-      optax.scale(-1.0),
-  )
+  return _base.descent(scale_by_newton_lr(
+      learning_rate, derivatives=derivatives, eps=eps, relative_eps=relative_eps,
+      max_change=max_change, safeguard=safeguard, momentum=momentum, delta=delta,
+      granularity=granularity, direction=direction, probe_mode=probe_mode,
+      min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate))

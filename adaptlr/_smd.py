@@ -1,23 +1,31 @@
 """Stochastic meta-descent (SMD), as Schaul, Zhang & LeCun (2013) App. C run it.
 
+    θ_{t+1} = θ_t − η_t ∇,   η_{t+1} = η_t exp(−μ ∇ᵀv_t),
+    v_{t+1} = (1 − 1/τ) v_t − η_t (∇ + (1 − 1/τ) H_t v_t).
+
 References:
   N. N. Schraudolph, Local gain adaptation in stochastic gradient descent,
-  ICANN 1999; Fast curvature matrix-vector products for second-order gradient
-  descent, Neural Computation 2002.
+  ICANN 1999, DOI:10.1049/cp:19991170; Fast curvature matrix-vector products
+  for second-order gradient descent, Neural Computation 14(7), 2002,
+  DOI:10.1162/08997660260028683.
   T. Schaul, S. Zhang, Y. LeCun, No More Pesky Learning Rates, ICML 2013,
-  App. C (``shared/papers/schaul_vsgd_no_more_pesky.txt``).
+  arXiv:1206.1106, App. C.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from adaptlr import _base, curvature as _curvature
+from adaptlr import _base
+from adaptlr import curvature as _curvature
 from adaptlr._granularity import GranularityLike, granularity_from, rate_dtype
+
+# Extra args SMD reads besides optax's value/grad/value_fn: none (H v comes from value_fn).
+CONSUMES: frozenset[str] = frozenset()
 
 
 class SMDState(NamedTuple):
@@ -27,6 +35,13 @@ class SMDState(NamedTuple):
   count: jax.Array     # int32: steps taken (non-finite steps excluded)
   skipped: jax.Array   # int32: non-finite steps skipped
   trace: Any           # v_t ≈ ∂θ_t/∂ log η per element, decayed by 1 − 1/τ (zeros at start)
+
+
+def _smd_rate(rate, gv, *, meta_lr, min_learning_rate, max_learning_rate):
+  """η_{t+1} = η_t exp(−μ ∇ᵀv_t) for one group (App. C); an overflow keeps η_t."""
+  new = rate * jnp.exp(-meta_lr * gv)
+  new = jnp.where(jnp.isfinite(new), new, rate).astype(rate.dtype)
+  return jnp.clip(new, min_learning_rate, max_learning_rate).astype(new.dtype)
 
 
 def scale_by_smd(
@@ -40,6 +55,74 @@ def scale_by_smd(
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales gradients by a rate adapted by stochastic meta-descent (SMD).
 
+  The building block of :func:`smd` (see there for the rule and every
+  argument); its updates are :math:`+\eta_t \nabla`, for ``optax.chain``.
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs`` with an :class:`SMDState`.
+  """
+  _base.check_positive("learning_rate", learning_rate)
+  _base.check_positive("meta_lr", meta_lr, allow_zero=True)
+  _base.check_range("tau", tau, 1.0, float("inf"))
+  _base.check_bounds(min_learning_rate, max_learning_rate)
+  groups = granularity_from(granularity)
+
+  def init_fn(params: optax.Params) -> SMDState:
+    dtype = rate_dtype(params)
+    return SMDState(
+        learning_rate=groups.init_rates(params, learning_rate, dtype),
+        **_base.counters(),
+        trace=_base.zeros(params, dtype),
+    )
+
+  def update_fn(
+      updates: optax.Updates, state: SMDState, params: Optional[optax.Params] = None,
+      **extra_args: Any,
+  ) -> tuple[optax.Updates, SMDState]:
+    grads = updates
+    _base.require_params(params, "smd")
+    value_fn = _base.get_value_fn(extra_args, "smd", " for the Hessian-vector product H v")
+    dtype = rate_dtype(state.learning_rate)
+    rate, v = state.learning_rate, state.trace
+    hv = _curvature.hvp(value_fn, params, _base.cast_like(v, params))   # H_t v_t
+    g = jax.tree.map(lambda x: x.astype(dtype), grads)
+    hv = jax.tree.map(lambda x: x.astype(dtype), hv)
+
+    new_updates = groups.scale(rate, grads)                           # θ_{t+1} = θ_t − η_t ∇
+    gv = groups.vdot(g, v, dtype)                                     # ∇ᵀ v_t per group
+    new_rate = jax.tree.map(                                          # η_{t+1}
+        lambda r, x: _smd_rate(r, x, meta_lr=meta_lr, min_learning_rate=min_learning_rate,
+                               max_learning_rate=max_learning_rate), rate, gv)
+    keep = 1.0 - 1.0 / tau
+    rate_el = groups.broadcast(rate, g)
+    trace = jax.tree.map(                                             # v_{t+1}
+        lambda vi, gi, hvi, r: (keep * vi - r * (gi + keep * hvi)).astype(dtype),
+        v, g, hv, rate_el)
+
+    new_state = SMDState(
+        learning_rate=new_rate,
+        count=_base.next_count(state.count),
+        skipped=state.skipped,
+        trace=trace,
+    )
+    check = sum(jnp.sum(x * x) for x in jax.tree.leaves((g, hv)))    # NaN, inf, or overflow
+    finite = _base.finite_from((check, gv), extra_args.get("value"))
+    return _base.skip_if_not_finite(finite, new_updates, new_state, state)
+
+  return _base.transformation(init_fn, update_fn)
+
+
+def smd(
+    learning_rate: Any = 0.01,
+    *,
+    meta_lr: Any = 1e-3,
+    tau: Any = 100.0,
+    granularity: GranularityLike = "global",
+    min_learning_rate: Any = 0.0,
+    max_learning_rate: Any = jnp.inf,
+) -> optax.GradientTransformationExtraArgs:
+  r"""SGD with a rate adapted by stochastic meta-descent (Schaul et al. 2013, App. C).
+
   Exactly the updates of Schaul et al. (2013) App. C, all right-hand sides at
   step t (gradient :math:`\nabla` and Hessian :math:`H_t` at
   :math:`\theta_t`, on the current batch):
@@ -48,7 +131,7 @@ def scale_by_smd(
 
     \theta_{t+1} &= \theta_t - \eta_t \nabla, \\
     \eta_{t+1} &= \eta_t \exp(-\mu\, \nabla^\top v_t), \\
-    v_{t+1} &= (1 - \tau^{-1})\, v_t - \eta_t\big(\nabla + (1 - \tau^{-1}) H_t v_t\big),
+    v_{t+1} &= (1 - \tau^{-1})\, v_t - \eta_t\big(\nabla + (1 - \tau^{-1}) H_t v_t\big)
 
   with :math:`v_0 = 0`; :math:`H_t v_t` is an exact Hessian-vector product
   (forward-over-reverse autodiff on ``value_fn``). The paper's SMD has one
@@ -72,101 +155,13 @@ def scale_by_smd(
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose updates are
-    :math:`+\eta_t\nabla` (use :func:`smd` for ``optax.apply_updates``). Its
-    state is an :class:`SMDState`.
+    :math:`-\eta_t\nabla`, ready for ``optax.apply_updates``
+    (:func:`scale_by_smd` followed by ``optax.scale(-1)``); its state holds an
+    :class:`SMDState`. Each update needs ``params`` and ``value_fn``.
 
   Raises:
     ValueError: for bad hyperparameters; at update time without ``params``
       or ``value_fn`` (needed for :math:`H_t v_t`).
-
-  Example:
-    >>> import jax, jax.numpy as jnp, optax, adaptlr
-    >>> loss = lambda w: jnp.sum((w - 1.0) ** 2)
-    >>> opt = optax.chain(adaptlr.scale_by_smd(0.05, meta_lr=0.1), optax.scale(-1.0))
-    >>> w = jnp.zeros(2); state = opt.init(w)
-    >>> for _ in range(20):
-    ...   updates, state = opt.update(jax.grad(loss)(w), state, w, value_fn=loss)
-    ...   w = optax.apply_updates(w, updates)
-    >>> float(optax.tree.get(state, "learning_rate")) > 0.05   # SMD raised the rate
-    True
-
-  References:
-    Schaul, Zhang & LeCun, ICML 2013, App. C; Schraudolph 1999, 2002.
-  """
-  _base.check_positive("learning_rate", learning_rate)
-  _base.check_positive("meta_lr", meta_lr, allow_zero=True)
-  _base.check_range("tau", tau, 1.0, float("inf"))
-  _base.check_bounds(min_learning_rate, max_learning_rate)
-  groups = granularity_from(granularity)
-
-  def init_fn(params):
-    dtype = rate_dtype(params)
-    return SMDState(
-        learning_rate=groups.init_rates(params, learning_rate, dtype),
-        count=jnp.zeros([], jnp.int32),
-        skipped=jnp.zeros([], jnp.int32),
-        trace=jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), dtype), params),
-    )
-
-  def update_fn(updates, state, params=None, **extra_args):
-    grads = updates
-    _base.require_params(params, "smd")
-    value_fn = _base.get_value_fn(extra_args, "smd", " for the Hessian-vector product H v")
-    dtype = rate_dtype(state.learning_rate)
-    rate, v = state.learning_rate, state.trace
-    hv = _curvature.hvp(value_fn, params, _base.cast_like(v, params))   # H_t v_t
-    g = jax.tree.map(lambda x: x.astype(dtype), grads)
-    hv = jax.tree.map(lambda x: x.astype(dtype), hv)
-
-    new_updates = groups.scale(rate, grads)                           # θ_{t+1} = θ_t − η_t ∇
-    gv = groups.vdot(g, v, dtype)                                     # ∇ᵀ v_t per group
-    new_rate = jax.tree.map(lambda r, x: r * jnp.exp(-meta_lr * x), rate, gv)
-    new_rate = jax.tree.map(
-        lambda nr, r: jnp.where(jnp.isfinite(nr), nr, r).astype(r.dtype), new_rate, rate)
-    new_rate = _base.clip_rates(new_rate, min_learning_rate, max_learning_rate)
-    keep = 1.0 - 1.0 / tau
-    rate_el = groups.broadcast(rate, g)
-    trace = jax.tree.map(                                             # v_{t+1}
-        lambda vi, gi, hvi, r: (keep * vi - r * (gi + keep * hvi)).astype(dtype),
-        v, g, hv, rate_el)
-
-    new_state = SMDState(
-        learning_rate=new_rate,
-        count=state.count + 1,
-        skipped=state.skipped,
-        trace=trace,
-    )
-    check = sum(jnp.sum(x * x) for x in jax.tree.leaves((g, hv)))    # NaN, inf, or overflow
-    finite = _base.finite_from((check, gv), extra_args.get("value"))
-    return _base.skip_if_not_finite(finite, new_updates, new_state, state)
-
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
-
-
-def smd(
-    learning_rate: Any = 0.01,
-    *,
-    meta_lr: Any = 1e-3,
-    tau: Any = 100.0,
-    granularity: GranularityLike = "global",
-    min_learning_rate: Any = 0.0,
-    max_learning_rate: Any = jnp.inf,
-) -> optax.GradientTransformationExtraArgs:
-  r"""SGD with stochastic meta-descent on its rate (Schaul et al. 2013, App. C).
-
-  :func:`scale_by_smd` followed by ``optax.scale(-1)``; see there for the
-  rule and every argument. Needs ``value_fn`` (Hessian-vector products).
-
-  Args:
-    learning_rate: initial rate :math:`\eta_0`.
-    meta_lr: meta learning rate :math:`\mu`.
-    tau: time constant of the auxiliary vector v.
-    granularity: ``"global"`` (the paper), ``"leaf"``, ``"element"`` or labels.
-    min_learning_rate: lower clamp.
-    max_learning_rate: upper clamp.
-
-  Returns:
-    An ``optax.GradientTransformationExtraArgs``.
 
   Example:
     >>> import jax, jax.numpy as jnp, optax, adaptlr
@@ -180,18 +175,19 @@ def smd(
     ...   w = optax.apply_updates(w, updates)
     >>> bool(loss(w, x, y) < 1e-3)
     True
+    >>> loss = lambda w: jnp.sum((w - 1.0) ** 2)
+    >>> opt = adaptlr.smd(0.05, meta_lr=0.1)
+    >>> w = jnp.zeros(2); state = opt.init(w)
+    >>> for _ in range(20):
+    ...   updates, state = opt.update(jax.grad(loss)(w), state, w, value_fn=loss)
+    ...   w = optax.apply_updates(w, updates)
+    >>> float(optax.tree.get(state, "learning_rate")) > 0.05   # SMD raised the rate
+    True
 
   References:
-    Schaul, Zhang & LeCun, ICML 2013, App. C; Schraudolph 1999, 2002.
+    Schaul, Zhang & LeCun, No More Pesky Learning Rates, ICML 2013,
+    arXiv:1206.1106, App. C; Schraudolph, ICANN 1999 and Neural Computation 2002.
   """
-  return optax.chain(
-      scale_by_smd(
-          learning_rate,
-          meta_lr=meta_lr,
-          tau=tau,
-          granularity=granularity,
-          min_learning_rate=min_learning_rate,
-          max_learning_rate=max_learning_rate,
-      ),
-      optax.scale(-1.0),
-  )
+  return _base.descent(scale_by_smd(
+      learning_rate, meta_lr=meta_lr, tau=tau, granularity=granularity,
+      min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate))

@@ -1,8 +1,14 @@
 """Trainable Learning Rate: efficient GD-TLR (Alg. 2), global and per-layer.
 
+The rate is a trainable parameter of the loss after the step,
+L_α(α) = L(w_t − α g_t) (Eq. 2), moved by one bounded Newton step whose
+derivatives come from consecutive gradients (Eq. 7–9):
+
+    α_{t+1} = α_t (1 + ⟨g_t, g_{t−1}⟩ / max(4⟨g_t, g_t − g_{t−1}⟩, ⟨g_t, g_{t−1}⟩ / c)).
+
 References:
-  Trainable Learning Rate, anonymous ICLR 2022 submission
-  (``shared/papers/trainable_learning_rate.txt``).
+  Trainable Learning Rate, anonymous submission to ICLR 2022 (OpenReview):
+  Eq. 2, 7–10, Alg. 1–2, App. D.2.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import optax
 from adaptlr import _base
 from adaptlr._granularity import GranularityLike, granularity_from, rate_dtype
 
+# Extra args TLR reads besides optax's value/grad/value_fn: none.
+CONSUMES: frozenset[str] = frozenset()
 
 class TLRState(NamedTuple):
   """State of :func:`scale_by_tlr`."""
@@ -23,7 +31,7 @@ class TLRState(NamedTuple):
   learning_rate: Any       # α per group (scalar, pytree of scalars, or per element)
   count: jax.Array         # int32: steps taken (non-finite steps excluded)
   skipped: jax.Array       # int32: non-finite steps skipped
-  prev_direction: Any      # u_{t−1} (= g_{t−1} for SGD); the previous window's sum when accumulating
+  prev_direction: Any      # u_{t−1} (= g_{t−1} for SGD); accumulating: the previous window's sum
   prev_inner: Any          # ⟨g_{t−1}, u_{t−1}⟩ per group (‖g_{t−1}‖² for SGD), for the safeguard
   ceiling: Any             # per group: the safeguard's cap after a detected divergence (inf before)
   grad_sum: Any            # ∑ g over the current window (() unless accumulation_steps > 1)
@@ -41,7 +49,7 @@ def _tlr_rate(rate, ceiling, ip, gu, prev_gu, bound, safeguard, window):
   # can point uphill (gu < 0): floor gu at 0 to keep that range (α stays > 0).
   gu = jnp.maximum(gu, 0.0)
   den = jnp.maximum(4.0 * (gu - ip), ip / bound)                    # Eq. 9
-  ratio = jnp.where(den > 0, ip / jnp.where(den > 0, den, 1.0), 0.0)  # 0/0 keeps α
+  ratio = _base.safe_div(ip, den)                                      # 0/0 keeps α
   new = rate * (1.0 + ratio)                                           # Alg. 2, line 5
   if safeguard:
     # Divergence: g_t's component along −u_{t−1} is longer than g_{t−1}'s own,
@@ -82,99 +90,11 @@ def scale_by_tlr(
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales the search direction by a learning rate trained with GD-TLR.
 
-  The rate is treated as a trainable parameter of the augmented loss
-  :math:`L_\alpha(\alpha) = L(w_t - \alpha g_t)` (Eq. 2) and updated by one
-  bounded Newton step whose derivatives come from consecutive gradients
-  (Eq. 7–9, Alg. 2). Per group of parameters (see ``granularity``):
-
-  .. math::
-
-    \alpha_{t+1} = \alpha_t \Big(1 + \frac{\langle g_t, g_{t-1}\rangle}
-        {\max\big(4\langle g_t, g_t - g_{t-1}\rangle,\;
-                  \langle g_t, g_{t-1}\rangle / c\big)}\Big),
-    \qquad w_{t+1} = w_t - \alpha_{t+1} g_t,
-
-  so :math:`\alpha_{t+1} \le (1 + c)\,\alpha_t`. The first step (no
-  :math:`g_{t-1}`) keeps :math:`\alpha`; so does a zero gradient (no 0/0).
-
-  **Safeguard** (``safeguard=True``, the default). When the iterates diverge,
-  :math:`g_t \approx -k g_{t-1}` with :math:`k > 1` and the paper's rule lowers
-  :math:`\alpha` by only :math:`1/(4(k+1))` per step: the faster the divergence,
-  the weaker the brake. The safeguard acts only on detected divergence: the
-  component of :math:`g_t` along :math:`-u_{t-1}` is longer than
-  :math:`g_{t-1}`'s own, :math:`k = -\langle g_t, u_{t-1}\rangle /
-  \langle g_{t-1}, u_{t-1}\rangle > 1` (in 1-D exactly :math:`|1 - \alpha\lambda|
-  > 1`; a contraction never shows it). It then caps :math:`\alpha_{t+1}` at the
-  secant (exact quadratic line-search) step along the previous direction,
-  :math:`\alpha_t/(1+k)` — with windows of :math:`K` steps, whose sums grow by
-  :math:`r^K` for a per-step factor :math:`r`, at :math:`\alpha_t/(1+k^{1/K})`.
-  With :math:`K > 1` a divergence is seen a whole window late and costs a
-  factor :math:`r^K`, so after one the rate never again exceeds 1.5× the braked
-  rate (between the line-search step :math:`1/\lambda` and the stability limit
-  :math:`2/\lambda`). An even window sums an oscillation into sums of one sign,
-  which the paper's rule reads as "speed up" (DeepOBS quadratic_deep with
-  ``accumulation_steps=2`` diverged to inf from every rate; safeguarded it ends
-  at 86.6 – 86.9, k = 1 or 7 give 85 – 86): there a same-sign window sum that
-  more than doubled along :math:`u_{t-1}` (:math:`k < -2`) is a divergence
-  too; that test costs up to 5% of final loss on digits at ``K = 2, 4`` (none
-  at ``K = 10``). Elsewhere the rule is the paper's; ``safeguard=False`` is the
-  paper's rule exactly. Measured effects: see :func:`tlr`.
-
-  **Minibatches** (Sec. 4, Eq. 10). Consecutive minibatch gradients see
-  different data and their inner product is mostly negative, so the rate would
-  collapse. With ``accumulation_steps=k`` the gradients are summed over windows
-  of ``k`` steps; the rate is updated only at a window's end, from the current
-  and the previous window's sums, and held in between. The paper's default is a
-  third of an epoch: ``k ≈ steps_per_epoch / 3``. Full-batch GD: ``k = 1``.
-
-  **Search direction** (``direction``, the paper's future work). With a
-  direction transformation (``optax.scale_by_adam()``, ``optax.trace(0.9)``) the
-  weights step along :math:`u_t` and the line is :math:`L(w - \alpha u)`, whose
-  slope at :math:`\alpha_t` is :math:`-\langle g_t, u_{t-1}\rangle`. The rule
-  then uses :math:`\langle g_t, u_{t-1}\rangle` in place of
-  :math:`\langle g_t, g_{t-1}\rangle` and :math:`\langle g_t, u_t\rangle` in place
-  of :math:`\|g_t\|^2`: both products keep the units of the SGD rule and reduce
-  to it when :math:`u = g`.
-
-  Args:
-    learning_rate: initial rate :math:`\alpha_0` (> 0).
-    bound: :math:`c > 0` of Eq. 9, the largest relative increase per update
-      (paper: 1/4).
-    granularity: ``"global"`` (sgd_tlr), ``"leaf"`` (sgd_tlr_pl, one rate per
-      tensor, App. D.2), ``"element"``, or labels (a pytree or callable as in
-      ``optax.multi_transform``).
-    accumulation_steps: window length ``k`` of Eq. 10 (``>= 1``).
-    direction: optional optax transformation turning gradients into the
-      search direction; ``None`` is SGD.
-    safeguard: brake on detected divergence (see above); ``False`` is the
-      paper's rule exactly.
-    min_learning_rate: lower clamp of the rates (default 0: never binds).
-    max_learning_rate: upper clamp of the rates (default inf: never binds).
+  The building block of :func:`tlr` (see there for the rule, Eq. 7–10, and
+  every argument); its updates are :math:`+\alpha u`, for ``optax.chain``.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` whose updates are
-    :math:`+\alpha u` (use :func:`tlr` for updates ready for
-    ``optax.apply_updates``). Its state is a :class:`TLRState`; the current
-    rate(s) are ``optax.tree.get(state, "learning_rate")``.
-
-  Raises:
-    ValueError: for a non-positive ``learning_rate`` or ``bound``,
-      ``accumulation_steps < 1``, bad clamps, or an unknown granularity.
-
-  Example:
-    >>> import jax, jax.numpy as jnp, optax, adaptlr
-    >>> opt = optax.chain(adaptlr.scale_by_tlr(0.01), optax.scale(-1.0))
-    >>> params = jnp.array([1.0, -2.0])
-    >>> state = opt.init(params)
-    >>> for _ in range(3):
-    ...   grads = jax.grad(lambda p: jnp.sum(p ** 2))(params)
-    ...   updates, state = opt.update(grads, state, params)
-    ...   params = optax.apply_updates(params, updates)
-    >>> float(optax.tree.get(state, "learning_rate")) > 0.01  # the rate grew
-    True
-
-  References:
-    Trainable Learning Rate, ICLR 2022 submission, Eq. 7–10 and Alg. 2.
+    An ``optax.GradientTransformationExtraArgs`` with a :class:`TLRState`.
   """
   _base.check_positive("learning_rate", learning_rate)
   _base.check_positive("bound", bound)
@@ -185,23 +105,24 @@ def scale_by_tlr(
   k = accumulation_steps
   accumulate = k > 1
 
-  def init_fn(params):
-    acc_dtype = rate_dtype(params)
-    acc = lambda: jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), acc_dtype), params)
+  def init_fn(params: optax.Params) -> TLRState:
     dtype = rate_dtype(params)
+    acc = lambda: _base.zeros(params, dtype)
     return TLRState(
         learning_rate=groups.init_rates(params, learning_rate, dtype),
-        count=jnp.zeros([], jnp.int32),
-        skipped=jnp.zeros([], jnp.int32),
+        **_base.counters(),
         prev_direction=acc() if accumulate else optax.tree.zeros_like(params),
         prev_inner=groups.init_rates(params, 0.0, dtype),
         ceiling=groups.init_rates(params, jnp.inf, dtype),
         grad_sum=acc() if accumulate else (),
         direction_sum=acc() if (accumulate and direction is not None) else (),
-        direction_state=direction.init(params) if direction is not None else (),
+        direction_state=_base.direction_init(direction, params),
     )
 
-  def update_fn(updates, state, params=None, **extra_args):
+  def update_fn(
+      updates: optax.Updates, state: TLRState, params: Optional[optax.Params] = None,
+      **extra_args: Any,
+  ) -> tuple[optax.Updates, TLRState]:
     grads = updates
     u, direction_state = _base.apply_direction(
         direction, grads, state.direction_state, params, extra_args)
@@ -220,12 +141,9 @@ def scale_by_tlr(
     dtype = rate_dtype(state.learning_rate)
     ip = groups.vdot(window_g, state.prev_direction, dtype)           # ⟨g_t, u_{t−1}⟩, Eq. 7
     gu = groups.vdot(window_g, window_u, dtype)                       # ⟨g_t, u_t⟩
-    pairs = jax.tree.map(
+    candidate, ceiling = _base.map_rule(
         lambda r, m, a, b, c: _tlr_rate(r, m, a, b, c, bound, safeguard, k),
         state.learning_rate, state.ceiling, ip, gu, state.prev_inner)
-    is_pair = lambda x: type(x) is tuple   # not optax's MaskedNode (a NamedTuple)
-    candidate = jax.tree.map(lambda p: p[0], pairs, is_leaf=is_pair)
-    ceiling = jax.tree.map(lambda p: p[1], pairs, is_leaf=is_pair)
     candidate = _base.clip_rates(candidate, min_learning_rate, max_learning_rate)
     adapt = window_end & has_prev
     rate = optax.tree.where(adapt, candidate, state.learning_rate)
@@ -244,7 +162,7 @@ def scale_by_tlr(
     new_updates = groups.scale(rate, u)                                # Alg. 2, line 6
     new_state = TLRState(
         learning_rate=rate,
-        count=state.count + 1,
+        count=_base.next_count(state.count),
         skipped=state.skipped,
         prev_direction=prev_direction,
         prev_inner=prev_inner,
@@ -257,7 +175,7 @@ def scale_by_tlr(
     finite = _base.finite_from((gu, ip), extra_args.get("value"))
     return _base.skip_if_not_finite(finite, new_updates, new_state, state)
 
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+  return _base.transformation(init_fn, update_fn)
 
 
 def tlr(
@@ -271,43 +189,84 @@ def tlr(
     min_learning_rate: Any = 0.0,
     max_learning_rate: Any = jnp.inf,
 ) -> optax.GradientTransformationExtraArgs:
-  r"""SGD with a Trainable Learning Rate (sgd_tlr / sgd_tlr_pl).
+  r"""SGD (or any search direction) with a Trainable Learning Rate (GD-TLR, Alg. 2).
 
-  :func:`scale_by_tlr` followed by ``optax.scale(-1)``: updates are ready for
-  ``optax.apply_updates``. See :func:`scale_by_tlr` for the rule (Eq. 7–10,
-  Alg. 2) and every argument.
+  The rate is a trainable parameter of the augmented loss
+  :math:`L_\alpha(\alpha) = L(w_t - \alpha g_t)` (Eq. 2), updated by one
+  bounded Newton step whose derivatives come from consecutive gradients
+  (Eq. 7–9). Per group of parameters (``granularity``):
 
-  Measured effect of the safeguard (``python -m benchmarks.tlr_safeguard``,
-  float64, initial rates 1e-4, 1e-3, 1e-2, 0.1, 1; loss gaps to the optimum):
+  .. math::
 
-  * full-batch least squares, 8-D, condition number 100, 100 steps: the
-    paper's rule peaks at 3e26 – inf and ends at 1e-3 … inf; the safeguard
-    ends at 3.5e-6 … 2.7e-3 from every rate, below GD with step 1/L (7.0e-2);
-  * the same problem in minibatches of 32 (2048 samples, 30 epochs,
-    ``accumulation_steps=21``): the paper's rule diverges from every rate; the
-    safeguard reaches 4e-8 … 1.3e-7 from 1e-4 … 1e-2 (best fixed-rate SGD of
-    the grid: 1.2e-4). From 0.1 and 1 (5× and 50× the stability limit 2/L,
-    where fixed SGD diverges too) the first two windows run at α₀ before any
-    rate update and the iterates blow up before the brake can act;
-  * softmax regression on sklearn digits (batch 64, 20 epochs,
-    ``accumulation_steps=9``), where nothing diverges: identical to the paper's
-    rule to three digits (final losses 0.083 – 0.122; the brake never fires
-    spuriously).
+    \alpha_{t+1} = \alpha_t \Big(1 + \frac{\langle g_t, g_{t-1}\rangle}
+        {\max\big(4\langle g_t, g_t - g_{t-1}\rangle,\;
+                  \langle g_t, g_{t-1}\rangle / c\big)}\Big),   \qquad (9)
+
+    w_{t+1} = w_t - \alpha_{t+1} g_t,                          \qquad \text{(Alg. 2, l. 6)}
+
+  so :math:`\alpha_{t+1} \le (1 + c)\,\alpha_t`. The first step (no
+  :math:`g_{t-1}`) keeps :math:`\alpha`; so does a zero gradient (no 0/0).
+
+  **Safeguard** (``safeguard=True``, the default). When the iterates diverge,
+  :math:`g_t \approx -k g_{t-1}` with :math:`k > 1`, and the paper's rule lowers
+  :math:`\alpha` by only :math:`1/(4(k+1))` per step: the faster the divergence,
+  the weaker the brake. The safeguard acts only on a detected divergence,
+  :math:`k = -\langle g_t, u_{t-1}\rangle / \langle g_{t-1}, u_{t-1}\rangle > 1`
+  (in 1-D exactly :math:`|1 - \alpha\lambda| > 1`), and then caps
+  :math:`\alpha_{t+1}` at the secant (exact quadratic line-search) step along
+  the previous direction, :math:`\alpha_t/(1+k)`; with windows of :math:`K`
+  steps, :math:`\alpha_t/(1+k^{1/K})`, and after a detected divergence the rate
+  never again exceeds 1.5× the braked rate (between the line-search step
+  :math:`1/\lambda` and the stability limit :math:`2/\lambda`). An even window
+  sums an oscillation into sums of one sign, which the paper's rule reads as
+  "speed up": there a same-sign window sum that more than doubled along
+  :math:`u_{t-1}` (:math:`k < -2`) is a divergence too. ``safeguard=False`` is
+  the paper's rule exactly. Measured: the paper's rule diverges on
+  ill-conditioned least squares from most initial rates where the safeguard
+  converges, and the two agree where nothing diverges
+  (``benchmarks/results/tlr_safeguard.md``).
+
+  **Minibatches** (Sec. 4, Eq. 10). Consecutive minibatch gradients see
+  different data and their inner product is mostly negative, so the rate would
+  collapse. With ``accumulation_steps=k`` the gradients are summed over windows
+  of ``k`` steps; the rate is updated only at a window's end, from the current
+  and the previous window's sums, and held in between. The paper's default is a
+  third of an epoch: ``k ≈ steps_per_epoch / 3``. Full-batch GD: ``k = 1``.
+
+  **Search direction** (``direction``, the paper's future work). With a
+  direction transformation (``optax.scale_by_adam()``, ``optax.trace(0.9)``) the
+  weights step along :math:`u_t` and the line is :math:`L(w - \alpha u)`, whose
+  slope at :math:`\alpha_t` is :math:`-\langle g_t, u_{t-1}\rangle`. The rule
+  then uses :math:`\langle g_t, u_{t-1}\rangle` in place of
+  :math:`\langle g_t, g_{t-1}\rangle` and :math:`\langle g_t, u_t\rangle` in place
+  of :math:`\|g_t\|^2`: both reduce to the SGD rule when :math:`u = g`.
 
   Args:
-    learning_rate: initial rate.
-    bound: c of Eq. 9 (paper: 1/4).
-    granularity: ``"global"`` (sgd_tlr), ``"leaf"`` (sgd_tlr_pl), ``"element"``
-      or labels.
-    accumulation_steps: gradient-accumulation window (Eq. 10); use about
+    learning_rate: initial rate :math:`\alpha_0` (> 0).
+    bound: :math:`c > 0` of Eq. 9, the largest relative increase per update
+      (paper: 1/4).
+    granularity: ``"global"`` (sgd_tlr), ``"leaf"`` (sgd_tlr_pl, one rate per
+      tensor, App. D.2), ``"element"``, or labels (a pytree or callable as in
+      ``optax.multi_transform``).
+    accumulation_steps: window length ``k`` of Eq. 10 (``>= 1``); about
       ``steps_per_epoch / 3`` for minibatch SGD, 1 for full batch.
-    direction: optional optax transformation for the search direction.
-    safeguard: divergence brake (default); ``False`` is the paper's rule.
-    min_learning_rate: lower clamp of the rates.
-    max_learning_rate: upper clamp of the rates.
+    direction: optional optax transformation turning gradients into the
+      search direction; ``None`` is SGD.
+    safeguard: brake on detected divergence (see above); ``False`` is the
+      paper's rule exactly.
+    min_learning_rate: lower clamp of the rates (default 0: never binds).
+    max_learning_rate: upper clamp of the rates (default inf: never binds).
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs``.
+    An ``optax.GradientTransformationExtraArgs`` whose updates are
+    :math:`-\alpha u`, ready for ``optax.apply_updates``
+    (:func:`scale_by_tlr` followed by ``optax.scale(-1)``). Its state holds a
+    :class:`TLRState`; the current rate(s) are
+    ``optax.tree.get(state, "learning_rate")``.
+
+  Raises:
+    ValueError: for a non-positive ``learning_rate`` or ``bound``,
+      ``accumulation_steps < 1``, bad clamps, or an unknown granularity.
 
   Example:
     >>> import jax, jax.numpy as jnp, optax, adaptlr
@@ -320,20 +279,14 @@ def tlr(
     ...   w = optax.apply_updates(w, updates)
     >>> bool(loss(w) < 1e-3)
     True
+    >>> float(optax.tree.get(state, "learning_rate")) > 1e-3  # the rate grew
+    True
 
   References:
-    Trainable Learning Rate, ICLR 2022 submission, Alg. 2 and App. D.2.
+    Trainable Learning Rate, anonymous submission to ICLR 2022 (OpenReview),
+    Eq. 2, 7–10, Alg. 2 and App. D.2.
   """
-  return optax.chain(
-      scale_by_tlr(
-          learning_rate,
-          bound=bound,
-          granularity=granularity,
-          accumulation_steps=accumulation_steps,
-          direction=direction,
-          safeguard=safeguard,
-          min_learning_rate=min_learning_rate,
-          max_learning_rate=max_learning_rate,
-      ),
-      optax.scale(-1.0),
-  )
+  return _base.descent(scale_by_tlr(
+      learning_rate, bound=bound, granularity=granularity,
+      accumulation_steps=accumulation_steps, direction=direction, safeguard=safeguard,
+      min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate))

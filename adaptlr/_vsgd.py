@@ -1,10 +1,16 @@
 """vSGD: variance-based SGD with adaptive learning rates ("No More Pesky Learning Rates").
 
+Per group, from moving averages of the gradient ḡ, its square v̄ (or l̄ over a
+group) and the diagonal curvature h̄ (Alg. 1):
+
+    η*_i = ḡ_i² / (h̄_i v̄_i)   (Eq. 7, per element),   η* = Σ ḡ² / (h⁺ l̄)   (Eq. 8, per group).
+
 References:
-  T. Schaul, S. Zhang, Y. LeCun, No More Pesky Learning Rates, ICML 2013
-  (``shared/papers/schaul_vsgd_no_more_pesky.txt``): §3–5, Alg. 1, App. B.
+  T. Schaul, S. Zhang, Y. LeCun, No More Pesky Learning Rates, ICML 2013,
+  arXiv:1206.1106: §3–5, Alg. 1, App. B.
   T. Schaul, Y. LeCun, Adaptive learning rates and parallelization for
-  stochastic, sparse, non-smooth gradients, ICLR 2013 (vSGD-fd, minibatches).
+  stochastic, sparse, non-smooth gradients, ICLR 2013, arXiv:1301.3764
+  (vSGD-fd, minibatches).
 """
 
 from __future__ import annotations
@@ -15,10 +21,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adaptlr import _base, curvature as _curvature
+from adaptlr import _base
+from adaptlr import curvature as _curvature
 from adaptlr._granularity import GranularityLike, granularity_from, rate_dtype
 
-_METHOD = "vsgd"
+# Extra args vSGD reads besides optax's value/grad/value_fn.
+CONSUMES: frozenset[str] = frozenset({"curvature", "grad_sq"})
 _PAPER_C = "d/10"
 
 
@@ -33,6 +41,24 @@ class VSGDState(NamedTuple):
   curv_avg: Any        # h̄ per element (§4.3)
   tau: Any             # τ per group: the memory size (§4.2, App. B)
   key: Any             # PRNG key (uint32[2]) for curvature="hutchinson"; () otherwise
+
+
+def _vsgd_rate(num, sq_avg, h_plus, tau, warm, *, dtype, learning_rate, min_curvature,
+               batch_size, min_learning_rate, max_learning_rate):
+  """(η, τ) for one group from the updated averages (Eq. 7 / 8, §4.2, Alg. 1).
+
+  num = Σ ḡ² over the group (ḡ² per element), sq_avg = l̄ (v̄), h_plus = h⁺ (h̄);
+  ``warm``: still in the slow start (§4.4), where η = 0 and τ is kept.
+  """
+  n = batch_size
+  den = sq_avg if n is None else sq_avg / n + (n - 1.0) / n * num   # minibatch correction
+  vpart = jnp.clip(_base.safe_div(num, den), 0.0, 1.0)              # ḡ² / v̄ ∈ [0, 1]
+  rate = learning_rate * vpart / jnp.maximum(h_plus, min_curvature)  # Eq. 7 / 8
+  rate = rate.astype(dtype)
+  rate = jnp.clip(rate, min_learning_rate, max_learning_rate).astype(rate.dtype)
+  rate = jnp.where(warm, jnp.zeros_like(rate), rate)
+  tau = jnp.where(warm, tau, (1.0 - vpart) * tau + 1.0).astype(dtype)  # §4.2, App. B
+  return rate, tau
 
 
 def scale_by_vsgd(
@@ -50,132 +76,11 @@ def scale_by_vsgd(
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales gradients by vSGD's estimate of the greedy-optimal learning rate.
 
-  **Rates** (§3–5). For a noisy quadratic the rate that minimizes the expected
-  loss after the next step is estimated from moving averages of the gradient
-  :math:`\bar g \approx E[\nabla]`, its square :math:`\bar v \approx
-  E[\nabla^2]` (or :math:`\bar l \approx E\|\nabla\|^2` over a group) and the
-  diagonal curvature :math:`\bar h \approx E|\mathrm{diag}\,H|`:
-
-  * ``granularity="element"`` (vSGD-l, Eq. 7, the paper's best):
-    :math:`\eta^*_i = \bar g_i^2 / (\bar h_i\,\bar v_i)`;
-  * ``"global"`` (vSGD-g, Eq. 8): :math:`\eta^* = \sum_i \bar g_i^2 /
-    (h^+ \bar l)` with :math:`h^+ = \max_i \bar h_i`;
-  * ``"leaf"`` (vSGD-b, one rate per tensor, so a layer's weights and biases
-    are separate blocks as in the paper) or labels (one rate per named group,
-    as ``optax.multi_transform``): Eq. 8 within each block.
-
-  Per group the order is Alg. 1's: average the new gradient and curvature
-  with memory τ (§4.1: :math:`\bar x \leftarrow (1-\tau^{-1})\bar x +
-  \tau^{-1} x`), take the rate from the updated averages, update the memory
-  (§4.2; App. B for a group) :math:`\tau \leftarrow (1 - \sum \bar g^2/\bar l)
-  \tau + 1`, and step :math:`\theta \leftarrow \theta - \eta^* \nabla`.
-  ``learning_rate`` multiplies :math:`\eta^*` (1, the default, is the paper).
-
-  **Curvature** (§4.3; ``curvature=``, needs ``value_fn`` unless "given"):
-
-  * ``"hutchinson"`` (default): :math:`|z \odot Hz|` with Rademacher z, Hz by
-    forward-over-reverse autodiff on the same batch; exact for a diagonal
-    Hessian, an upper bound in expectation otherwise. The PRNG key is in the
-    state (``seed``).
-  * ``"finite_difference"`` (vSGD-fd): :math:`|(\nabla(\theta+\delta) -
-    \nabla\theta)/\delta|` with :math:`\delta = \bar g` (the current gradient
-    on the first step), same batch; one more gradient per step.
-  * ``"given"``: the ``curvature`` extra arg (a pytree like the params, e.g.
-    a Gauss-Newton diagonal such as the paper's bbprop, or
-    ``adaptlr.curvature.softmax_gauss_newton_diagonal``); its absolute value
-    is averaged.
-
-  Measured on MNIST M1 (``benchmarks/results/vsgd_curvature.md``, reference:
-  the mean of 4,000 signed Hutchinson draws): on dense layers the off-diagonal
-  terms of :math:`z \odot Hz` do not cancel inside the absolute value, so
-  ``"hutchinson"`` overestimates :math:`|\mathrm{diag}\,H|` 6–11× in total; the
-  rates err small, which keeps vSGD-l stable untuned (averaging signed draws
-  first is unbiased but diverged on M1). ``"finite_difference"`` divides
-  :math:`(H\delta)_i` by :math:`\delta_i` and overestimates 250–560×. A
-  Gauss-Newton diagonal (bbprop) is within 17–60 % but, being accurate,
-  steps as a diagonal Newton method on coupled weights: with C = 2 the first
-  epoch spiked on M0 and M1 before recovering; use a larger ``slow_start``
-  (C = 100 was smooth on M1) with it. Skipping the curvature pass on most
-  steps (the paper's cost remedy) let one small Hutchinson draw set a rate
-  for many steps and diverged on M1, so it is not offered.
-
-  :math:`h^+` is bounded below by ``min_curvature`` (§4.3), so no rate exceeds
-  ``learning_rate / min_curvature``.
-
-  **Slow start** (§4.4). The first ``init_samples`` updates only gather
-  statistics: **they return zero updates** and the state's ``learning_rate``
-  is 0. After them the averages are the arithmetic means of those samples,
-  :math:`\bar v` / :math:`\bar l` multiplied by C = ``slow_start``, and
-  :math:`\tau = n_0`. The overestimate damps the first steps (rates about
-  1/C of :math:`\eta^*`) and fades as the memory fills, after about
-  :math:`C n_0` steps. ``slow_start="d/10"`` is the paper's rule C = d/10 (d
-  the number of parameters); the default C = 2 with ``init_samples=10`` is
-  the authors' code. Measured (``benchmarks/results/vsgd_mnist.md``: full
-  MNIST, batch 128, 6 epochs): C = 2 beat C = d/10 for vSGD-l, -b and -g on
-  M0 and M1 (M1 vSGD-l training error 1.57 % against 7.50 %): with minibatch
-  steps the d/10 overestimate (C = 785 on M0, 9,500 on M1) lasts about
-  :math:`C n_0` steps, most of the run.
-
-  **Cost** (``benchmarks/results/overhead.md``: a jitted training step of
-  a 784-512-10 MLP at batch 128 on 2 CPU cores, relative to ``optax.sgd``):
-  3.6× with ``"hutchinson"``, 3.7× with ``"finite_difference"``, 2.6× with
-  ``"given"`` (vSGD's own work: five per-element statistics, memory-bound on
-  CPU; the caller's curvature comes on top); ``optax.adam`` 1.4×. The
-  paper's "about 2×" counts only the bbprop pass of a per-sample step.
-
-  **Minibatches**. By default :math:`\bar v` averages the square of the
-  minibatch gradient it is given, which directly estimates the second moment
-  of that gradient, :math:`\bar v_1/n + (n-1)/n\,\bar g^2` (per-sample
-  :math:`\bar v_1`): no batch size is needed. To average per-sample squares
-  instead, as the authors' code does (less noisy), pass the batch mean of the
-  per-example squared gradients as the ``grad_sq`` extra arg and the batch
-  size ``n`` as ``batch_size``; the variance term is then corrected as in
-  that code: :math:`\bar g^2 / (\bar v/n + (n-1)/n\,\bar g^2)`.
-
-  Args:
-    learning_rate: factor on the estimated rate :math:`\eta^*` (> 0; 1 is
-      the paper). There is no initial rate to tune.
-    granularity: ``"element"`` (vSGD-l), ``"leaf"`` (vSGD-b), ``"global"``
-      (vSGD-g), or labels (a pytree or callable as in
-      ``optax.multi_transform``).
-    curvature: ``"hutchinson"``, ``"finite_difference"`` or ``"given"``.
-    init_samples: :math:`n_0 \ge 2`, the slow-start updates (zero steps);
-      also the initial memory τ.
-    slow_start: C ≥ 1, the overestimate of :math:`\bar v, \bar l` after the
-      slow start, or ``"d/10"`` for the paper's max(1, d/10).
-    batch_size: n, only with the ``grad_sq`` extra arg (see above).
-    min_curvature: lower bound on :math:`h^+` (> 0).
-    seed: PRNG seed for ``"hutchinson"``.
-    min_learning_rate: lower clamp of the rates (default 0).
-    max_learning_rate: upper clamp of the rates (default inf).
+  The building block of :func:`vsgd` (see there for the rule, Eq. 7–8, and
+  every argument); its updates are :math:`+\eta \nabla`, for ``optax.chain``.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` whose updates are
-    :math:`+\eta \nabla` (use :func:`vsgd` for updates ready for
-    ``optax.apply_updates``). Its state is a :class:`VSGDState`; the current
-    rate(s) are ``optax.tree.get(state, "learning_rate")``.
-
-  Raises:
-    ValueError: for bad hyperparameters when built; at update time, when
-      ``value_fn`` (or the ``curvature`` extra arg for ``"given"``) is missing,
-      or ``grad_sq`` and ``batch_size`` are not given together.
-
-  Example:
-    >>> import jax, jax.numpy as jnp, optax, adaptlr
-    >>> loss = lambda w, x: jnp.mean((w - x) ** 2)      # optimum: the mean of x
-    >>> opt = optax.chain(adaptlr.scale_by_vsgd(init_samples=2), optax.scale(-1.0))
-    >>> w = jnp.zeros(3); state = opt.init(w)
-    >>> for t in range(50):
-    ...   x = 1.0 + 0.1 * jax.random.normal(jax.random.key(t), (8, 3))
-    ...   updates, state = opt.update(jax.grad(loss)(w, x), state, w,
-    ...                               value_fn=loss, x=x)
-    ...   w = optax.apply_updates(w, updates)
-    >>> bool(jnp.all(jnp.abs(w - 1.0) < 0.1))
-    True
-
-  References:
-    Schaul, Zhang & LeCun, No More Pesky Learning Rates, ICML 2013: Eq. 7–8,
-    §4.1–4.4, Alg. 1, App. B. Schaul & LeCun, ICLR 2013 (vSGD-fd).
+    An ``optax.GradientTransformationExtraArgs`` with a :class:`VSGDState`.
   """
   _base.check_positive("learning_rate", learning_rate)
   _base.check_one_of("curvature", curvature, _curvature.ESTIMATORS)
@@ -194,22 +99,22 @@ def scale_by_vsgd(
   seed = _base.check_int("seed", seed, 0)
   _base.check_bounds(min_learning_rate, max_learning_rate)
   groups = granularity_from(granularity)
+  rule = dict(learning_rate=learning_rate, min_curvature=min_curvature, batch_size=n,
+              min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate)
 
-  def init_fn(params):
+  def init_fn(params: optax.Params) -> VSGDState:
     dtype = rate_dtype(params)
-    per_element = lambda: jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), dtype), params)
     return VSGDState(
         learning_rate=groups.init_rates(params, 0.0, dtype),
-        count=jnp.zeros([], jnp.int32),
-        skipped=jnp.zeros([], jnp.int32),
-        grad_avg=per_element(),
+        **_base.counters(),
+        grad_avg=_base.zeros(params, dtype),
         sq_avg=groups.init_rates(params, 0.0, dtype),
-        curv_avg=per_element(),
+        curv_avg=_base.zeros(params, dtype),
         tau=groups.init_rates(params, float(n0), dtype),
         key=jax.random.PRNGKey(seed) if curvature == "hutchinson" else (),
     )
 
-  def slow_start_factor(params):
+  def slow_start_factor(params: optax.Params) -> float:
     if isinstance(slow_start, str):                                  # §4.4: C = d/10
       d = sum(int(jnp.size(p)) for p in jax.tree.leaves(params))
       return max(1.0, d / 10.0)
@@ -238,9 +143,13 @@ def scale_by_vsgd(
     delta = jax.tree.map(
         lambda g, a: jnp.where(state.count == 0, g, a.astype(g.dtype)), grads, state.grad_avg)
     fallback = _base.cast_like(state.curv_avg, params)
-    return _curvature.finite_difference_diagonal(value_fn, params, grads, delta, fallback), state.key
+    h = _curvature.finite_difference_diagonal(value_fn, params, grads, delta, fallback)
+    return h, state.key
 
-  def update_fn(updates, state, params=None, **extra_args):
+  def update_fn(
+      updates: optax.Updates, state: VSGDState, params: Optional[optax.Params] = None,
+      **extra_args: Any,
+  ) -> tuple[optax.Updates, VSGDState]:
     grads = updates
     dtype = rate_dtype(state.learning_rate)
     count = state.count
@@ -272,26 +181,17 @@ def scale_by_vsgd(
     c = slow_start_factor(grads)
     sq_avg = jax.tree.map(lambda v: jnp.where(count == n0 - 1, c * v, v).astype(dtype), sq_avg)
 
-    # Rate (Eq. 7 / Eq. 8, Alg. 1) from the updated averages.
+    # Rate (Eq. 7 / Eq. 8, Alg. 1) from the updated averages, then the memory.
     num = groups.sq_norm(grad_avg, dtype)                             # Σ ḡ² per group
-    den = sq_avg if n is None else jax.tree.map(
-        lambda v, m: v / n + (n - 1.0) / n * m, sq_avg, num)          # minibatch correction
-    vpart = jax.tree.map(
-        lambda a, b: jnp.clip(jnp.where(b > 0, a / jnp.where(b > 0, b, 1.0), 0.0), 0.0, 1.0),
-        num, den)
     h_plus = groups.max(curv_avg, dtype)                              # h̄ or h⁺ = max h̄
-    rate = jax.tree.map(
-        lambda p, hp: learning_rate * p / jnp.maximum(hp, min_curvature), vpart, h_plus)
-    rate = _base.clip_rates(jax.tree.map(lambda r: r.astype(dtype), rate),
-                            min_learning_rate, max_learning_rate)
-    rate = jax.tree.map(lambda r: jnp.where(warm, jnp.zeros_like(r), r), rate)
-    tau = jax.tree.map(                                               # §4.2, App. B
-        lambda t, p: jnp.where(warm, t, (1.0 - p) * t + 1.0).astype(dtype), state.tau, vpart)
+    rate, tau = _base.map_rule(
+        lambda m, v, hp, t: _vsgd_rate(m, v, hp, t, warm, dtype=dtype, **rule),
+        num, sq_avg, h_plus, state.tau)
 
     new_updates = groups.scale(rate, grads)                           # θ ← θ − η ∇
     new_state = VSGDState(
         learning_rate=rate,
-        count=count + 1,
+        count=_base.next_count(count),
         skipped=state.skipped,
         grad_avg=grad_avg,
         sq_avg=sq_avg,
@@ -305,7 +205,7 @@ def scale_by_vsgd(
     finite = _base.finite_from(check, extra_args.get("value"))
     return _base.skip_if_not_finite(finite, new_updates, new_state, state)
 
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+  return _base.transformation(init_fn, update_fn)
 
 
 def vsgd(
@@ -321,36 +221,104 @@ def vsgd(
     min_learning_rate: Any = 0.0,
     max_learning_rate: Any = jnp.inf,
 ) -> optax.GradientTransformationExtraArgs:
-  r"""vSGD (vSGD-l / -b / -g): SGD whose rates need no tuning.
+  r"""vSGD (vSGD-l / -b / -g): SGD whose rates are estimated, not tuned.
 
-  :func:`scale_by_vsgd` followed by ``optax.scale(-1)``; see there for the
-  rule (Eq. 7–8, §4, Alg. 1) and every argument. Call ``update`` with
-  ``value_fn`` (and the batch as keyword args) for the curvature estimate.
-  The first ``init_samples`` updates are zero (statistics only, §4.4).
+  **Rates** (§3–5). For a noisy quadratic the rate that minimizes the expected
+  loss after the next step is estimated from moving averages of the gradient
+  :math:`\bar g \approx E[\nabla]`, its square :math:`\bar v \approx
+  E[\nabla^2]` (or :math:`\bar l \approx E\|\nabla\|^2` over a group) and the
+  diagonal curvature :math:`\bar h \approx E|\mathrm{diag}\,H|`:
 
-  Measured untuned against grid-tuned baselines on the paper's MNIST setups
-  (``benchmarks/results/vsgd_mnist.md``: full MNIST, batch 128, 6 epochs, one
-  seed), training / test error: M0 vSGD-l 7.04 / 7.45 % (SGD 7.10 / 7.50 %,
-  AdaGrad 7.01 / 7.39 %); M1 1.57 / 3.14 % (SGD 0.44 / 2.32 %); M2 0.52 /
-  2.58 % (SGD 0.54 / 2.08 %, AdaGrad 0.37 / 2.17 %). vSGD-b and -g trail -l,
-  as in the paper.
+  .. math::
+
+    \eta^*_i = \frac{\bar g_i^2}{\bar h_i\,\bar v_i}
+        \quad \text{(7, vSGD-l)}, \qquad
+    \eta^* = \frac{\sum_i \bar g_i^2}{h^+ \bar l},\ h^+ = \max_i \bar h_i
+        \quad \text{(8, vSGD-g)}.
+
+  ``granularity="element"`` is vSGD-l (Eq. 7, the paper's best); ``"global"``
+  vSGD-g (Eq. 8); ``"leaf"`` (vSGD-b, one rate per tensor) or labels (one rate
+  per named group, as ``optax.multi_transform``): Eq. 8 within each block.
+
+  Per group the order is Alg. 1's: average the new gradient and curvature
+  with memory τ (§4.1: :math:`\bar x \leftarrow (1-\tau^{-1})\bar x +
+  \tau^{-1} x`), take the rate from the updated averages, update the memory
+  (§4.2; App. B for a group) :math:`\tau \leftarrow (1 - \sum \bar g^2/\bar l)
+  \tau + 1`, and step :math:`\theta \leftarrow \theta - \eta^* \nabla`.
+  ``learning_rate`` multiplies :math:`\eta^*` (1, the default, is the paper).
+  :math:`h^+` is bounded below by ``min_curvature`` (§4.3), so no rate exceeds
+  ``learning_rate / min_curvature``.
+
+  **Curvature** (§4.3; ``curvature=``, needs ``value_fn`` unless "given"):
+
+  * ``"hutchinson"`` (default): :math:`|z \odot Hz|` with Rademacher z, Hz by
+    forward-over-reverse autodiff on the same batch; exact for a diagonal
+    Hessian, an upper bound in expectation otherwise. The PRNG key is in the
+    state (``seed``).
+  * ``"finite_difference"`` (vSGD-fd): :math:`|(\nabla(\theta+\delta) -
+    \nabla\theta)/\delta|` with :math:`\delta = \bar g` (the current gradient
+    on the first step), same batch; one more gradient per step.
+  * ``"given"``: the ``curvature`` extra arg (a pytree like the params, e.g.
+    a Gauss-Newton diagonal such as the paper's bbprop, or
+    ``adaptlr.curvature.softmax_gauss_newton_diagonal``); its absolute value
+    is averaged.
+
+  Measured on MNIST (``benchmarks/results/vsgd_curvature.md``): on dense layers
+  ``"hutchinson"`` overestimates :math:`|\mathrm{diag}\,H|` several-fold, so
+  the rates err small and vSGD-l stays stable untuned; an accurate
+  Gauss-Newton diagonal steps as a diagonal Newton method and wants a larger
+  ``slow_start``.
+
+  **Slow start** (§4.4). The first ``init_samples`` updates only gather
+  statistics: **they return zero updates** and the state's ``learning_rate``
+  is 0. After them the averages are the arithmetic means of those samples,
+  :math:`\bar v` / :math:`\bar l` multiplied by C = ``slow_start``, and
+  :math:`\tau = n_0`. The overestimate damps the first steps (rates about
+  1/C of :math:`\eta^*`) and fades after about :math:`C n_0` steps.
+  ``slow_start="d/10"`` is the paper's rule C = d/10 (d the number of
+  parameters); the default C = 2 with ``init_samples=10`` is the authors'
+  code, which beat d/10 in minibatch training on MNIST
+  (``benchmarks/results/vsgd_mnist.md``).
+
+  **Minibatches**. By default :math:`\bar v` averages the square of the
+  minibatch gradient it is given, which directly estimates the second moment
+  of that gradient, :math:`\bar v_1/n + (n-1)/n\,\bar g^2` (per-sample
+  :math:`\bar v_1`): no batch size is needed. To average per-sample squares
+  instead, as the authors' code does (less noisy), pass the batch mean of the
+  per-example squared gradients as the ``grad_sq`` extra arg and the batch
+  size ``n`` as ``batch_size``; the variance term is then corrected as in
+  that code: :math:`\bar g^2 / (\bar v/n + (n-1)/n\,\bar g^2)`.
 
   Args:
-    learning_rate: factor on the estimated optimal rate (1 = the paper).
+    learning_rate: factor on the estimated rate :math:`\eta^*` (> 0; 1 is
+      the paper). There is no initial rate to tune.
     granularity: ``"element"`` (vSGD-l), ``"leaf"`` (vSGD-b), ``"global"``
-      (vSGD-g) or labels.
+      (vSGD-g), or labels (a pytree or callable as in
+      ``optax.multi_transform``).
     curvature: ``"hutchinson"``, ``"finite_difference"`` (vSGD-fd) or
       ``"given"`` (the ``curvature`` extra arg).
-    init_samples: slow-start updates n₀ (zero steps).
-    slow_start: C, or ``"d/10"`` (the paper's rule).
-    batch_size: n, with the ``grad_sq`` extra arg only.
-    min_curvature: lower bound on the curvature (§4.3).
+    init_samples: :math:`n_0 \ge 2`, the slow-start updates (zero steps);
+      also the initial memory τ.
+    slow_start: C ≥ 1, the overestimate of :math:`\bar v, \bar l` after the
+      slow start, or ``"d/10"`` for the paper's max(1, d/10).
+    batch_size: n, only with the ``grad_sq`` extra arg (see above).
+    min_curvature: lower bound on :math:`h^+` (> 0).
     seed: PRNG seed for ``"hutchinson"``.
-    min_learning_rate: lower clamp of the rates.
-    max_learning_rate: upper clamp of the rates.
+    min_learning_rate: lower clamp of the rates (default 0).
+    max_learning_rate: upper clamp of the rates (default inf).
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs``.
+    An ``optax.GradientTransformationExtraArgs`` whose updates are
+    :math:`-\eta \nabla`, ready for ``optax.apply_updates``
+    (:func:`scale_by_vsgd` followed by ``optax.scale(-1)``); its state holds
+    a :class:`VSGDState`, the current rate(s) are
+    ``optax.tree.get(state, "learning_rate")``. Call ``update`` with
+    ``value_fn`` (and the batch as keyword args) for the curvature estimate.
+
+  Raises:
+    ValueError: for bad hyperparameters when built; at update time, when
+      ``value_fn`` (or the ``curvature`` extra arg for ``"given"``) is missing,
+      or ``grad_sq`` and ``batch_size`` are not given together.
 
   Example:
     >>> import jax, jax.numpy as jnp, optax, adaptlr
@@ -367,20 +335,13 @@ def vsgd(
     True
 
   References:
-    Schaul, Zhang & LeCun, No More Pesky Learning Rates, ICML 2013.
+    Schaul, Zhang & LeCun, No More Pesky Learning Rates, ICML 2013,
+    arXiv:1206.1106: Eq. 7–8, §4.1–4.4, Alg. 1, App. B. Schaul & LeCun,
+    Adaptive learning rates and parallelization for stochastic, sparse,
+    non-smooth gradients, ICLR 2013, arXiv:1301.3764 (vSGD-fd).
   """
-  return optax.chain(
-      scale_by_vsgd(
-          learning_rate,
-          granularity=granularity,
-          curvature=curvature,
-          init_samples=init_samples,
-          slow_start=slow_start,
-          batch_size=batch_size,
-          min_curvature=min_curvature,
-          seed=seed,
-          min_learning_rate=min_learning_rate,
-          max_learning_rate=max_learning_rate,
-      ),
-      optax.scale(-1.0),
-  )
+  return _base.descent(scale_by_vsgd(
+      learning_rate, granularity=granularity, curvature=curvature,
+      init_samples=init_samples, slow_start=slow_start, batch_size=batch_size,
+      min_curvature=min_curvature, seed=seed,
+      min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate))

@@ -80,7 +80,7 @@ FIVE_POINT = (-2, -1, 0, 1, 2)
 
 
 def evaluate_batched(
-    fn: Callable[[Any], jax.Array],
+    fn: Callable[[Any], Any],
     xs: Any,
     *,
     mode: str = "vmap",
@@ -109,7 +109,7 @@ def evaluate_batched(
     return jax.lax.map(fn, xs, batch_size=batch_size)
   if mode == "unroll":
     n = jax.tree.leaves(xs)[0].shape[0]
-    outs = [fn(jax.tree.map(lambda x: x[i], xs)) for i in range(n)]
+    outs = [fn(jax.tree.map(lambda x, i=i: x[i], xs)) for i in range(n)]
     return jax.tree.map(lambda *o: jnp.stack(o), *outs)
   raise ValueError(f"mode must be one of {PROBE_MODES}, got {mode!r}.")
 

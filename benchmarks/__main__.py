@@ -25,9 +25,6 @@ def _list():
   print("methods:")
   for name, m in methods.registry().items():
     print(f"  {name:18s} [{m.family}{'' if m.swept else ', rate-free'}] {m.description}")
-  missing = methods.missing_adaptlr()
-  if missing:
-    print(f"  (adaptlr methods not available yet: {', '.join(missing)})")
   print("data sets:")
   for name in data.NAMES:
     info = data.info(name)
@@ -49,7 +46,7 @@ def main(argv=None):
   run.add_argument("--out", help="output folder (default benchmarks/results/<profile>)")
   studies = run.add_mutually_exclusive_group()
   studies.add_argument("--studies", dest="studies", action="store_true", default=None,
-                       help="also run the TLR Fig. 1 study (default: full profile only)")
+                       help="also run the TLR Fig. 1 reproduction (default: full profile only)")
   studies.add_argument("--no-studies", dest="studies", action="store_false")
   run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
   run.add_argument("--no-progress", action="store_true", help="no progress bars")

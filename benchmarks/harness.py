@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -94,8 +94,8 @@ def _final_eval_fn(problem: Problem):
 
 
 def run_method(problem: Problem, method: methods_lib.Method,
-               rates: Optional[Sequence[float]] = None,
-               seeds: Optional[Sequence[int]] = None) -> dict:
+               rates: Sequence[float] | None = None,
+               seeds: Sequence[int] | None = None) -> dict:
   """Trains ``method`` on ``problem`` for every rate × seed in one compiled call.
 
   ``rates`` / ``seeds`` default to the problem's (``problem.rates``, ``.seeds``).
@@ -185,7 +185,7 @@ def final_train_loss(result: dict) -> np.ndarray:
 
 
 def threshold(results: dict, problem: Problem, tol: float = TOLERANCE,
-              excess: bool = True) -> Optional[float]:
+              excess: bool = True) -> float | None:
   """The loss a run must reach: within ``tol`` of the best-tuned baseline.
 
   best = min over the baselines' rates of the seed-mean final training loss;
@@ -220,12 +220,12 @@ def tuning_freedom(results: dict, problem: Problem, tol: float = TOLERANCE,
     ok = (finals <= thr) if thr is not None else np.zeros_like(finals, bool)
     out[name] = {
         "reached": int(ok.sum()), "of": int(len(finals)), "swept": bool(res["swept"]),
-        "rates_reached": [float(r) for r, k in zip(res["rates"], ok) if k],
+        "rates_reached": [float(r) for r, k in zip(res["rates"], ok, strict=True) if k],
     }
   return {"threshold": thr, "methods": out}
 
 
-def steps_to_target(result: dict, target: Optional[float]) -> list:
+def steps_to_target(result: dict, target: float | None) -> list:
   """Per rate: the first step (end of a round) at which the seed-mean training
   loss is ≤ target, or None."""
   if target is None:
@@ -238,10 +238,13 @@ def steps_to_target(result: dict, target: Optional[float]) -> list:
   return out
 
 
-def summarize(result: dict, problem: Problem, target: Optional[float]) -> dict:
+def summarize(result: dict, problem: Problem, target: float | None) -> dict:
   """Per-rate numbers for the report (seed means; NaN kept as NaN)."""
   c = result["curves"]
-  mean = lambda a: np.mean(np.asarray(a, np.float64), axis=0)
+
+  def mean(a):
+    return np.mean(np.asarray(a, np.float64), axis=0)
+
   per_rate = {
       "final_train_loss": mean(result["final"]["train_loss"]),
       "best_train_loss": mean(np.min(_nan_to_inf(c["train_loss"]), axis=-1)),

@@ -8,40 +8,32 @@ per seed.
 Every update receives the same extra args (``value``, ``grad``, ``value_fn``
 and the batch as ``x=``, ``y=``); a method ignores what it does not need.
 
-adaptlr methods are found by name: every entry of ``ADAPTLR_METHODS`` that
-``hasattr(adaptlr, name)`` is included, called with ``learning_rate`` (if its
-signature has one) and the problem-dependent paper defaults below; the rest of
-its arguments keep the library's defaults, which are the papers' defaults.
-So ``newton_lr``, ``probabilistic_lr``, ``vsgd``, ``smd`` and ``almeida`` join
-the benchmark as soon as they land, with no change here.
+adaptlr methods come from ``adaptlr.registry.METHODS``, the one list of
+methods: each runs with the problem-dependent paper settings of
+``ADAPTLR_CONFIGS`` (the rest of its arguments keep the library's defaults,
+which are the papers' defaults), swept over the rate grid iff its
+``MethodSpec.initial_rate``. ``ADAPTLR_CONFIGS`` may also name benchmark
+variants of a registered method (``tlr_pl``, ``probabilistic_lr_adam``); a
+registered method without an entry runs with its defaults, and an entry whose
+method is not registered (a renamed method) raises.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 from optax import contrib
 
-import adaptlr
+from adaptlr.registry import METHODS as ADAPTLR_REGISTRY
 
 # Baselines for the tuning-freedom threshold: best final training loss of these
 # over the whole rate grid.
 BASELINES = ("sgd", "sgd_momentum", "sgd_multistep", "adam")
-
-# adaptlr entry points, in report order; included when present.
-ADAPTLR_METHODS = ("tlr", "tlr_pl", "hypergradient", "newton_lr", "probabilistic_lr",
-                   "probabilistic_lr_adam", "vsgd", "smd", "almeida")
-# benchmark names that are a variant of another adaptlr entry point
-_VARIANT_OF = {"tlr_pl": "tlr", "probabilistic_lr_adam": "probabilistic_lr"}
-# adaptlr methods whose ``learning_rate`` is a factor on an estimated rate, not an
-# initial rate (vSGD: "There is no initial rate to tune"): run once, at the default.
-NOT_AN_INITIAL_RATE = ("vsgd",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,9 +42,9 @@ class Method:
   family: str                      # "baseline" | "peer" | "adaptlr"
   make: Callable[[Any, Any], optax.GradientTransformation]   # (rate, problem) -> opt
   swept: bool = True               # takes an initial rate (vmapped over the grid)
-  lr_reader: Optional[Callable[[Any], Any]] = None   # state -> current rate(s)
+  lr_reader: Callable[[Any], Any] | None = None   # state -> current rate(s)
   description: str = ""
-  only: Optional[tuple[str, ...]] = None   # run on these problems only (None: all)
+  only: tuple[str, ...] | None = None   # run on these problems only (None: all)
 
   def applies_to(self, problem) -> bool:
     if problem.methods is not None and self.name not in problem.methods:
@@ -136,66 +128,92 @@ def _optax_methods():
   ]
 
 
-def _adaptlr_paper_kwargs(name: str, problem) -> dict:
-  """Problem-dependent paper defaults for adaptlr methods."""
-  if name in ("tlr", "tlr_pl"):
+@dataclasses.dataclass(frozen=True)
+class AdaptlrConfig:
+  """A named benchmark configuration of a method of ``adaptlr.registry.METHODS``.
+
+  Attributes:
+    name: the benchmark's name for it (report rows, ``--methods``).
+    method: the registry key of the method it calls.
+    kwargs: ``problem -> dict``, the paper settings that depend on the problem;
+      the other arguments keep the library's defaults.
+    description: one line for the report.
+  """
+
+  name: str
+  method: str
+  kwargs: Callable[[Any], dict] = lambda problem: {}
+  description: str = ""
+
+
+# Paper settings and benchmark variants of adaptlr's methods, grouped by method in
+# registry order; a registered method without an entry runs with its defaults.
+ADAPTLR_CONFIGS = (
     # TLR Sec. 4: accumulate over a third of an epoch; 1 for full batch.
-    kw = {"accumulation_steps": problem.tlr_window}
-    if name == "tlr_pl":
-      kw["granularity"] = "leaf"
-    return kw
-  if name == "hypergradient":
-    return {"hyper_lr": 1e-3}     # Baydin et al.'s β for SGD-HD
-  if name == "probabilistic_lr":
+    AdaptlrConfig("tlr", "tlr", lambda p: {"accumulation_steps": p.tlr_window},
+                  "adaptlr.tlr, global rate, accumulation = ⅓ epoch (1 full batch)"),
+    AdaptlrConfig("tlr_pl", "tlr",
+                  lambda p: {"accumulation_steps": p.tlr_window, "granularity": "leaf"},
+                  "adaptlr.tlr(granularity='leaf') (sgd_tlr_pl)"),
+    AdaptlrConfig("hypergradient", "hypergradient", lambda p: {"hyper_lr": 1e-3},  # SGD-HD's β
+                  "adaptlr.hypergradient, additive, β = 1e-3 (Baydin et al.)"),
     # de Roos et al. §4: SGD with momentum 0.5 ("β of 0.5 for both optimizers")
-    return {"direction": optax.trace(0.5)}
-  if name == "probabilistic_lr_adam":
-    return {"direction": optax.scale_by_adam(b1=0.5)}
-  return {}
+    AdaptlrConfig("probabilistic_lr", "probabilistic_lr",
+                  lambda p: {"direction": optax.trace(0.5)},
+                  "adaptlr.probabilistic_lr on SGD with momentum 0.5 (de Roos et al.)"),
+    AdaptlrConfig("probabilistic_lr_adam", "probabilistic_lr",
+                  lambda p: {"direction": optax.scale_by_adam(b1=0.5)},
+                  "adaptlr.probabilistic_lr on Adam with β₁ = 0.5 (de Roos et al.)"),
+)
 
 
-def _adaptlr_method(name: str) -> Optional[Method]:
-  attr = _VARIANT_OF.get(name, name)
-  if not hasattr(adaptlr, attr):
-    return None
-  fn = getattr(adaptlr, attr)
-  try:
-    params = inspect.signature(fn).parameters
-  except (TypeError, ValueError):
-    params = {}
-  swept = "learning_rate" in params and name not in NOT_AN_INITIAL_RATE
+def adaptlr_configs() -> list[AdaptlrConfig]:
+  """Every adaptlr benchmark configuration, in registry order.
 
-  def make(rate, problem, fn=fn, name=name, params=params):
-    kw = {k: v for k, v in _adaptlr_paper_kwargs(name, problem).items()
-          if k in params or not params}
+  Raises:
+    ValueError: an entry of ``ADAPTLR_CONFIGS`` names a method that
+      ``adaptlr.registry.METHODS`` does not have (renamed or removed), or two
+      entries share a name.
+  """
+  unknown = sorted({c.method for c in ADAPTLR_CONFIGS} - set(ADAPTLR_REGISTRY))
+  if unknown:
+    raise ValueError(
+        f"benchmarks.methods.ADAPTLR_CONFIGS names adaptlr methods {unknown} that "
+        f"adaptlr.registry.METHODS does not have (it has {list(ADAPTLR_REGISTRY)}); "
+        "rename or remove those entries.")
+  names = [c.name for c in ADAPTLR_CONFIGS]
+  if len(set(names)) != len(names):
+    raise ValueError(f"benchmarks.methods.ADAPTLR_CONFIGS repeats a name: {names}.")
+  configs = []
+  for method in ADAPTLR_REGISTRY:
+    declared = [c for c in ADAPTLR_CONFIGS if c.method == method]
+    configs += declared or [AdaptlrConfig(
+        method, method, description=f"adaptlr.{method}, library (paper) defaults")]
+  return configs
+
+
+def _adaptlr_method(config: AdaptlrConfig) -> Method:
+  spec = ADAPTLR_REGISTRY[config.method]
+  # vSGD's learning_rate is a factor on its estimated rate ("There is no initial
+  # rate to tune"): such methods run once, at the default.
+  swept = spec.initial_rate
+
+  def make(rate, problem):
+    kw = dict(config.kwargs(problem))
     if swept:
       kw["learning_rate"] = rate
-    return fn(**kw)
+    return spec.optimizer(**kw)
 
-  desc = {
-      "tlr": "adaptlr.tlr, global rate, accumulation = ⅓ epoch (1 full batch)",
-      "tlr_pl": "adaptlr.tlr(granularity='leaf') (sgd_tlr_pl)",
-      "hypergradient": "adaptlr.hypergradient, additive, β = 1e-3 (Baydin et al.)",
-      "probabilistic_lr": "adaptlr.probabilistic_lr on SGD with momentum 0.5 (de Roos et al.)",
-      "probabilistic_lr_adam": "adaptlr.probabilistic_lr on Adam with β₁ = 0.5 (de Roos et al.)",
-  }.get(name, f"adaptlr.{name}, library (paper) defaults")
-  return Method(name, "adaptlr", make, swept=swept, lr_reader=_tree_get("learning_rate"),
-                description=desc)
+  return Method(config.name, "adaptlr", make, swept=swept,
+                lr_reader=_tree_get("learning_rate"), description=config.description)
 
 
 def registry() -> dict[str, Method]:
-  """Every available method by name (adaptlr methods only if they exist)."""
+  """Every method by name: optax baselines and peers, then adaptlr's (registry order)."""
   methods = {m.name: m for m in _optax_methods()}
-  for name in ADAPTLR_METHODS:
-    m = _adaptlr_method(name)
-    if m is not None:
-      methods[name] = m
+  for config in adaptlr_configs():
+    methods[config.name] = _adaptlr_method(config)
   return methods
-
-
-def missing_adaptlr() -> list[str]:
-  """adaptlr methods the benchmark knows about that do not exist yet."""
-  return [n for n in ADAPTLR_METHODS if not hasattr(adaptlr, _VARIANT_OF.get(n, n))]
 
 
 def read_rate(method: Method, state) -> jax.Array:

@@ -53,9 +53,6 @@ def markdown(out) -> str:
       f"adaptlr {m['versions']['adaptlr']}.  ")
   add(f"Started {out['started']}, wall time {out['wall_s'] / 60:.1f} min "
       f"(load average at start: {m.get('loadavg_at_start')}).\n")
-  if out.get("adaptlr_missing"):
-    add(f"adaptlr methods not available when this ran: {', '.join(out['adaptlr_missing'])} "
-        "(they join automatically once they exist).\n")
   if out.get("skipped_problems"):
     for name, why in out["skipped_problems"].items():
       add(f"- skipped `{name}`: {why}")

@@ -11,9 +11,7 @@ info, versions, the command), ``report.md`` and PNG plots.
 from __future__ import annotations
 
 import datetime
-import os
 import pathlib
-import platform
 import sys
 import time
 from typing import Optional, Sequence
@@ -24,6 +22,7 @@ from benchmarks import data as data_lib
 from benchmarks import harness
 from benchmarks import methods as methods_lib
 from benchmarks import problems as problems_lib
+from benchmarks.io import machine_info
 
 RESULTS_ROOT = pathlib.Path(__file__).resolve().parent / "results"
 
@@ -43,34 +42,6 @@ def _progress(total, enabled, desc):
   bar = tqdm(total=total, desc=desc, unit="run", dynamic_ncols=True)
   bar.write = lambda s: tqdm.write(s, file=sys.stderr)
   return bar
-
-
-def machine_info() -> dict:
-  import flax
-  import jax
-  import optax
-
-  import adaptlr
-
-  info = {
-      "platform": platform.platform(),
-      "machine": platform.machine(),
-      "processor": platform.processor(),
-      "python": sys.version.split()[0],
-      "cpu_count": os.cpu_count(),
-      "affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-      "jax_backend": jax.default_backend(),
-      "jax_devices": [str(d) for d in jax.devices()],
-      "versions": {"jax": jax.__version__, "jaxlib": getattr(jax.lib, "__version__", None) or
-                   __import__("jaxlib").__version__, "optax": optax.__version__,
-                   "flax": flax.__version__, "numpy": np.__version__,
-                   "adaptlr": adaptlr.__version__},
-  }
-  try:
-    info["loadavg_at_start"] = os.getloadavg()
-  except OSError:
-    pass
-  return info
 
 
 def _clean(x):
@@ -126,7 +97,8 @@ def run_profile(profile: str = "quick", problems: Optional[Sequence[str]] = None
                 progress: bool = True, studies: Optional[bool] = None,
                 plots: bool = True, command: Optional[list] = None) -> dict:
   """Runs the profile and writes its outputs; returns the results dict."""
-  from benchmarks import report, studies as studies_lib
+  from benchmarks import report
+  from benchmarks import reproductions as reproductions_lib
 
   t_start = time.perf_counter()
   reg = methods_lib.registry()
@@ -137,9 +109,7 @@ def run_profile(profile: str = "quick", problems: Optional[Sequence[str]] = None
   method_names = list(methods or reg)
   unknown = [m for m in method_names if m not in reg]
   if unknown:
-    missing = set(unknown) & set(methods_lib.ADAPTLR_METHODS)
-    hint = (f" ({sorted(missing)} not in this adaptlr yet)" if missing else "")
-    raise ValueError(f"unknown methods {unknown}{hint}; available: {list(reg)}.")
+    raise ValueError(f"unknown methods {unknown}; available: {list(reg)}.")
   # the baselines define the tuning-freedom threshold and the timing reference
   for b in reversed(methods_lib.BASELINES):
     if b not in method_names:
@@ -165,7 +135,6 @@ def run_profile(profile: str = "quick", problems: Optional[Sequence[str]] = None
       "tolerance": harness.TOLERANCE,
       "methods": {n: {"family": reg[n].family, "swept": reg[n].swept,
                       "description": reg[n].description} for n in method_names},
-      "adaptlr_missing": methods_lib.missing_adaptlr(),
       "skipped_problems": skipped,
       "problems": {},
   }
@@ -196,9 +165,9 @@ def run_profile(profile: str = "quick", problems: Optional[Sequence[str]] = None
   bar.close()
 
   run_studies = studies if studies is not None else profile == "full"
-  out["reproductions"] = studies_lib.reproductions(out, built, raw, profile,
-                                                   run_extra=run_studies,
-                                                   progress=progress)
+  out["reproductions"] = reproductions_lib.reproductions(out, built, raw, profile,
+                                                         run_extra=run_studies,
+                                                         progress=progress)
   out["wall_s"] = time.perf_counter() - t_start
   out["finished"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
   out = _clean(out)

@@ -1,6 +1,7 @@
-"""The methods under the contract (tests/test_contract.py).
+"""The methods under the contract (tests/test_contract.py), one section per method.
 
-Every adaptlr method joins by adding entries here:
+Every method in ``adaptlr.registry.METHODS`` has a section here, in registry
+order (tests/test_registry.py checks it), with:
 
 * ``CASES``: one ``Case`` per method configuration that must keep the whole
   contract (convergence, jit, inject_hyperparams, vmap, dtypes, non-finite,
@@ -16,22 +17,26 @@ it does not need.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 import optax
+from _problems import REF_LABELS
+from _ref_newton import newton_reference
+from _ref_probabilistic import probabilistic_reference
+from _ref_tlr import hypergradient_reference, tlr_reference
+from _ref_vsgd import almeida_reference, smd_reference, vsgd_reference
 
 import adaptlr
-from _problems import REF_LABELS
-from _ref_tlr import hypergradient_reference, tlr_reference
 
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-  id: str
+  id: str                                   # "<registry name>" or "<registry name>-<variant>"
   make: Callable[..., Any]                  # the user-facing alias, e.g. adaptlr.tlr
   kwargs: dict                              # its arguments for the contract runs
   hparams: dict                             # float hyperparameter -> values to vmap over
-  converge: dict                            # problem -> (steps, largest final loss[, kwargs overrides])
+  converge: dict                            # problem -> (steps, max final loss[, kwargs])
   bad: tuple = ()                           # (kwargs, regex) that must raise ValueError when built
   needs_value_fn: bool = False              # raises without value_fn
   needs_value: bool = False                 # raises without value
@@ -55,7 +60,8 @@ _COMMON_BAD = (
     ({"granularity": "layer"}, "granularity"),
 )
 
-CASES = [
+# ------------------------------------------------------------------- tlr --
+_TLR_CASES = [
     Case(
         "tlr", adaptlr.tlr, {"learning_rate": 0.01},
         hparams={"learning_rate": (1e-3, 1e-2, 0.1), "bound": (0.1, 0.25, 0.5)},
@@ -81,6 +87,33 @@ CASES = [
         hparams={"learning_rate": (1e-3, 1e-2, 0.1)},
         converge={"parabola": (300, 1e-5), "mixed_pytree": (400, 1e-5)},
     ),
+]
+_TLR_REF_CASES = [
+    RefCase("tlr-global", adaptlr.tlr, {"learning_rate": 0.01}, tlr_reference, steps=40),
+    RefCase("tlr-paper-rule", adaptlr.tlr, {"learning_rate": 0.3, "safeguard": False},
+            tlr_reference, steps=40),
+    RefCase("tlr-safeguard-trips", adaptlr.tlr, {"learning_rate": 0.3}, tlr_reference,
+            steps=40),
+    RefCase("tlr-leaf", adaptlr.tlr, {"learning_rate": 0.01, "granularity": "leaf"},
+            tlr_reference, steps=40),
+    RefCase("tlr-labels", adaptlr.tlr, {"learning_rate": 0.01, "granularity": REF_LABELS},
+            tlr_reference, ref_kwargs={"learning_rate": 0.01, "granularity": "labels"}),
+    RefCase("tlr-element", adaptlr.tlr, {"learning_rate": 0.01, "granularity": "element"},
+            tlr_reference),
+    RefCase("tlr-accumulate", adaptlr.tlr,
+            {"learning_rate": 0.05, "accumulation_steps": 4, "bound": 0.5},
+            tlr_reference, steps=60),
+    RefCase("tlr-accumulate-leaf-safeguard", adaptlr.tlr,
+            {"learning_rate": 0.3, "accumulation_steps": 3, "granularity": "leaf"},
+            tlr_reference, steps=60),
+    RefCase("tlr-even-window", adaptlr.tlr, {"learning_rate": 0.3, "accumulation_steps": 2},
+            tlr_reference, steps=60),   # the aliased-divergence test fires here
+    RefCase("tlr-momentum", adaptlr.tlr, {"learning_rate": 0.01, "direction": optax.trace(0.5)},
+            tlr_reference, ref_kwargs={"learning_rate": 0.01, "momentum": 0.5}),
+]
+
+# --------------------------------------------------------- hypergradient --
+_HYPERGRADIENT_CASES = [
     Case(
         "hypergradient", adaptlr.hypergradient, {"learning_rate": 0.01, "hyper_lr": 1e-3},
         hparams={"learning_rate": (1e-3, 1e-2, 0.1), "hyper_lr": (1e-4, 1e-3, 1e-2)},
@@ -109,29 +142,7 @@ CASES = [
         needs_value_fn=True,
     ),
 ]
-
-REF_CASES = [
-    RefCase("tlr-global", adaptlr.tlr, {"learning_rate": 0.01}, tlr_reference, steps=40),
-    RefCase("tlr-paper-rule", adaptlr.tlr, {"learning_rate": 0.3, "safeguard": False},
-            tlr_reference, steps=40),
-    RefCase("tlr-safeguard-trips", adaptlr.tlr, {"learning_rate": 0.3}, tlr_reference,
-            steps=40),
-    RefCase("tlr-leaf", adaptlr.tlr, {"learning_rate": 0.01, "granularity": "leaf"},
-            tlr_reference, steps=40),
-    RefCase("tlr-labels", adaptlr.tlr, {"learning_rate": 0.01, "granularity": REF_LABELS},
-            tlr_reference, ref_kwargs={"learning_rate": 0.01, "granularity": "labels"}),
-    RefCase("tlr-element", adaptlr.tlr, {"learning_rate": 0.01, "granularity": "element"},
-            tlr_reference),
-    RefCase("tlr-accumulate", adaptlr.tlr,
-            {"learning_rate": 0.05, "accumulation_steps": 4, "bound": 0.5},
-            tlr_reference, steps=60),
-    RefCase("tlr-accumulate-leaf-safeguard", adaptlr.tlr,
-            {"learning_rate": 0.3, "accumulation_steps": 3, "granularity": "leaf"},
-            tlr_reference, steps=60),
-    RefCase("tlr-even-window", adaptlr.tlr, {"learning_rate": 0.3, "accumulation_steps": 2},
-            tlr_reference, steps=60),   # the aliased-divergence test fires here
-    RefCase("tlr-momentum", adaptlr.tlr, {"learning_rate": 0.01, "direction": optax.trace(0.5)},
-            tlr_reference, ref_kwargs={"learning_rate": 0.01, "momentum": 0.5}),
+_HYPERGRADIENT_REF_CASES = [
     RefCase("hypergradient", adaptlr.hypergradient, {"learning_rate": 0.01, "hyper_lr": 1e-3},
             hypergradient_reference),
     RefCase("hypergradient-leaf", adaptlr.hypergradient,
@@ -154,95 +165,8 @@ REF_CASES = [
                         "granularity": "labels"}),
 ]
 
-# ---------------------------------------------------------------- issue 4: vSGD, SMD, Almeida --
-from _ref_vsgd import almeida_reference, smd_reference, vsgd_reference  # noqa: E402
-
-_VSGD_BAD = _COMMON_BAD + (
-    ({"curvature": "bbprop"}, "curvature"),
-    ({"init_samples": 1}, "init_samples"),
-    ({"slow_start": 0.5}, "slow_start"),
-    ({"slow_start": "d/2"}, "slow_start"),
-    ({"batch_size": 0}, "batch_size"),
-    ({"min_curvature": 0.0}, "min_curvature"),
-    ({"min_learning_rate": 1.0, "max_learning_rate": 0.1}, "min_learning_rate"),
-)
-
-CASES.extend([
-    Case(
-        "vsgd", adaptlr.vsgd, {"init_samples": 2},
-        hparams={"learning_rate": (0.5, 1.0), "slow_start": (2.0, 20.0)},
-        # Rosenbrock's large off-diagonal Hessian makes the per-element |z ⊙ Hz| noisy enough
-        # that 3000 deterministic steps of vSGD-l succeed or not depending on the Hutchinson
-        # seed; vSGD-g (one rate, curvature h⁺ = max h̄) solves it.
-        converge={"parabola": (200, 1e-6), "mixed_pytree": (200, 1e-6),
-                  "rosenbrock": (3000, 1e-2, {"granularity": "global"})},
-        bad=_VSGD_BAD, needs_value_fn=True,
-    ),
-    Case(
-        "vsgd-leaf-fd", adaptlr.vsgd,
-        {"granularity": "leaf", "curvature": "finite_difference", "init_samples": 3},
-        hparams={"min_curvature": (1e-6, 10.0)},
-        converge={"parabola": (300, 1e-6), "mixed_pytree": (300, 1e-6)},
-        needs_value_fn=True,
-    ),
-    Case(
-        "smd", adaptlr.smd, {"learning_rate": 0.05, "meta_lr": 0.01, "tau": 10.0},
-        hparams={"learning_rate": (0.01, 0.05), "meta_lr": (1e-3, 0.1), "tau": (2.0, 10.0)},
-        converge={"parabola": (200, 1e-6), "mixed_pytree": (300, 1e-6),
-                  "rosenbrock": (3000, 5e-2, {"learning_rate": 1e-3})},
-        bad=_COMMON_BAD + (
-            ({"meta_lr": -1.0}, "meta_lr"), ({"tau": 0.5}, "tau"),
-            ({"min_learning_rate": 1.0, "max_learning_rate": 0.1}, "min_learning_rate"),
-        ),
-        needs_value_fn=True,
-    ),
-    Case(
-        "almeida", adaptlr.almeida, {"learning_rate": 0.1, "tau": 10.0},
-        hparams={"learning_rate": (0.05, 0.1), "tau": (2.0, 10.0)},
-        converge={"parabola": (200, 1e-6), "mixed_pytree": (300, 1e-6),
-                  "rosenbrock": (3000, 0.1, {"learning_rate": 1e-3})},
-        bad=_COMMON_BAD[:2] + (
-            ({"tau": 0.5}, "tau"),
-            ({"min_learning_rate": 1.0, "max_learning_rate": 0.1}, "min_learning_rate"),
-        ),
-    ),
-])
-
-REF_CASES.extend([
-    RefCase("vsgd-element", adaptlr.vsgd, {"init_samples": 3}, vsgd_reference, steps=40),
-    RefCase("vsgd-element-default-start", adaptlr.vsgd, {}, vsgd_reference, steps=40),
-    RefCase("vsgd-leaf", adaptlr.vsgd, {"init_samples": 3, "granularity": "leaf"},
-            vsgd_reference, steps=40),
-    RefCase("vsgd-global", adaptlr.vsgd, {"init_samples": 3, "granularity": "global"},
-            vsgd_reference, steps=40),
-    RefCase("vsgd-labels-paper-C", adaptlr.vsgd,
-            {"init_samples": 4, "granularity": REF_LABELS, "slow_start": "d/10",
-             "learning_rate": 0.7},
-            vsgd_reference,
-            ref_kwargs={"init_samples": 4, "granularity": "labels", "slow_start": "d/10",
-                        "learning_rate": 0.7}),
-    RefCase("vsgd-fd", adaptlr.vsgd, {"init_samples": 3, "curvature": "finite_difference"},
-            vsgd_reference, steps=40),
-    RefCase("vsgd-global-fd", adaptlr.vsgd,
-            {"init_samples": 2, "curvature": "finite_difference", "granularity": "global"},
-            vsgd_reference, steps=40),
-    RefCase("smd", adaptlr.smd, {"learning_rate": 0.05, "meta_lr": 0.05, "tau": 10.0},
-            smd_reference, steps=40),
-    RefCase("smd-leaf", adaptlr.smd,
-            {"learning_rate": 0.05, "meta_lr": 0.05, "tau": 5.0, "granularity": "leaf"},
-            smd_reference, steps=40),
-    RefCase("smd-element", adaptlr.smd,
-            {"learning_rate": 0.05, "meta_lr": 0.05, "tau": 5.0, "granularity": "element"},
-            smd_reference, steps=40),
-    RefCase("almeida", adaptlr.almeida, {"learning_rate": 0.1, "tau": 5.0}, almeida_reference,
-            steps=40),
-])
-
-# ------------------------------------------- issue 3: newton_lr, probabilistic_lr --
-from _ref_newton import newton_reference  # noqa: E402
-from _ref_probabilistic import probabilistic_reference  # noqa: E402
-
-CASES.extend([
+# ------------------------------------------------------------- newton_lr --
+_NEWTON_LR_CASES = [
     Case(
         "newton_lr", adaptlr.newton_lr, {"learning_rate": 0.01},
         hparams={"learning_rate": (1e-3, 1e-2, 0.1), "max_change": (0.5, 1.0, 4.0)},
@@ -282,6 +206,31 @@ CASES.extend([
                   "mixed_pytree": (300, 1e-6)},
         needs_value_fn=True,
     ),
+]
+_NEWTON_LR_REF_CASES = [
+    RefCase("newton-default", adaptlr.newton_lr, {"learning_rate": 0.01}, newton_reference),
+    RefCase("newton-safeguard-trips", adaptlr.newton_lr, {"learning_rate": 0.5},
+            newton_reference),
+    RefCase("newton-autodiff-paper-rule", adaptlr.newton_lr,
+            {"learning_rate": 0.05, "max_change": None, "safeguard": False},
+            newton_reference),
+    RefCase("newton-fd-paper-eps", adaptlr.newton_lr,
+            {"learning_rate": 0.05, "derivatives": "finite_difference", "eps": 1e-5,
+             "max_change": None, "safeguard": False},
+            newton_reference, rtol=1e-6),
+    RefCase("newton-fd-relative-leaf", adaptlr.newton_lr,
+            {"learning_rate": 0.01, "derivatives": "finite_difference", "granularity": "leaf"},
+            newton_reference, rtol=1e-7),
+    RefCase("newton-labels-momentum-trace", adaptlr.newton_lr,
+            {"learning_rate": 0.01, "granularity": REF_LABELS, "momentum": 0.9,
+             "direction": optax.trace(0.5)},
+            newton_reference,
+            ref_kwargs={"learning_rate": 0.01, "granularity": "labels", "momentum": 0.9,
+                        "trace": 0.5}),
+]
+
+# ------------------------------------------------------ probabilistic_lr --
+_PROBABILISTIC_LR_CASES = [
     Case(
         "probabilistic_lr", adaptlr.probabilistic_lr, {"learning_rate": 1e-3},
         hparams={"learning_rate": (1e-3, 1e-2, 0.1), "increase_factor": (1.1, 1.2, 1.5)},
@@ -308,28 +257,8 @@ CASES.extend([
                   "mixed_pytree": (300, 1e-5)},
         needs_value_fn=True, needs_value=True,
     ),
-])
-
-REF_CASES.extend([
-    RefCase("newton-default", adaptlr.newton_lr, {"learning_rate": 0.01}, newton_reference),
-    RefCase("newton-safeguard-trips", adaptlr.newton_lr, {"learning_rate": 0.5},
-            newton_reference),
-    RefCase("newton-autodiff-paper-rule", adaptlr.newton_lr,
-            {"learning_rate": 0.05, "max_change": None, "safeguard": False},
-            newton_reference),
-    RefCase("newton-fd-paper-eps", adaptlr.newton_lr,
-            {"learning_rate": 0.05, "derivatives": "finite_difference", "eps": 1e-5,
-             "max_change": None, "safeguard": False},
-            newton_reference, rtol=1e-6),
-    RefCase("newton-fd-relative-leaf", adaptlr.newton_lr,
-            {"learning_rate": 0.01, "derivatives": "finite_difference", "granularity": "leaf"},
-            newton_reference, rtol=1e-7),
-    RefCase("newton-labels-momentum-trace", adaptlr.newton_lr,
-            {"learning_rate": 0.01, "granularity": REF_LABELS, "momentum": 0.9,
-             "direction": optax.trace(0.5)},
-            newton_reference,
-            ref_kwargs={"learning_rate": 0.01, "granularity": "labels", "momentum": 0.9,
-                        "trace": 0.5}),
+]
+_PROBABILISTIC_LR_REF_CASES = [
     RefCase("prob-sgd", adaptlr.probabilistic_lr, {"learning_rate": 0.01},
             probabilistic_reference),
     RefCase("prob-sgd-fmin", adaptlr.probabilistic_lr, {"learning_rate": 0.01, "f_min": 0.0},
@@ -354,4 +283,104 @@ REF_CASES.extend([
             {"learning_rate": 0.01, "direction": optax.scale_by_adam(b1=0.5)},
             probabilistic_reference,
             ref_kwargs={"learning_rate": 0.01, "base": "adam", "b1": 0.5}),
-])
+]
+
+# ------------------------------------------------------------------ vsgd --
+_VSGD_BAD = _COMMON_BAD + (
+    ({"curvature": "bbprop"}, "curvature"),
+    ({"init_samples": 1}, "init_samples"),
+    ({"slow_start": 0.5}, "slow_start"),
+    ({"slow_start": "d/2"}, "slow_start"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"min_curvature": 0.0}, "min_curvature"),
+    ({"min_learning_rate": 1.0, "max_learning_rate": 0.1}, "min_learning_rate"),
+)
+
+_VSGD_CASES = [
+    Case(
+        "vsgd", adaptlr.vsgd, {"init_samples": 2},
+        hparams={"learning_rate": (0.5, 1.0), "slow_start": (2.0, 20.0)},
+        # Rosenbrock's large off-diagonal Hessian makes the per-element |z ⊙ Hz| noisy enough
+        # that 3000 deterministic steps of vSGD-l succeed or not depending on the Hutchinson
+        # seed; vSGD-g (one rate, curvature h⁺ = max h̄) solves it.
+        converge={"parabola": (200, 1e-6), "mixed_pytree": (200, 1e-6),
+                  "rosenbrock": (3000, 1e-2, {"granularity": "global"})},
+        bad=_VSGD_BAD, needs_value_fn=True,
+    ),
+    Case(
+        "vsgd-leaf-fd", adaptlr.vsgd,
+        {"granularity": "leaf", "curvature": "finite_difference", "init_samples": 3},
+        hparams={"min_curvature": (1e-6, 10.0)},
+        converge={"parabola": (300, 1e-6), "mixed_pytree": (300, 1e-6)},
+        needs_value_fn=True,
+    ),
+]
+_VSGD_REF_CASES = [
+    RefCase("vsgd-element", adaptlr.vsgd, {"init_samples": 3}, vsgd_reference, steps=40),
+    RefCase("vsgd-element-default-start", adaptlr.vsgd, {}, vsgd_reference, steps=40),
+    RefCase("vsgd-leaf", adaptlr.vsgd, {"init_samples": 3, "granularity": "leaf"},
+            vsgd_reference, steps=40),
+    RefCase("vsgd-global", adaptlr.vsgd, {"init_samples": 3, "granularity": "global"},
+            vsgd_reference, steps=40),
+    RefCase("vsgd-labels-paper-C", adaptlr.vsgd,
+            {"init_samples": 4, "granularity": REF_LABELS, "slow_start": "d/10",
+             "learning_rate": 0.7},
+            vsgd_reference,
+            ref_kwargs={"init_samples": 4, "granularity": "labels", "slow_start": "d/10",
+                        "learning_rate": 0.7}),
+    RefCase("vsgd-fd", adaptlr.vsgd, {"init_samples": 3, "curvature": "finite_difference"},
+            vsgd_reference, steps=40),
+    RefCase("vsgd-global-fd", adaptlr.vsgd,
+            {"init_samples": 2, "curvature": "finite_difference", "granularity": "global"},
+            vsgd_reference, steps=40),
+]
+
+# ------------------------------------------------------------------- smd --
+_SMD_CASES = [
+    Case(
+        "smd", adaptlr.smd, {"learning_rate": 0.05, "meta_lr": 0.01, "tau": 10.0},
+        hparams={"learning_rate": (0.01, 0.05), "meta_lr": (1e-3, 0.1), "tau": (2.0, 10.0)},
+        converge={"parabola": (200, 1e-6), "mixed_pytree": (300, 1e-6),
+                  "rosenbrock": (3000, 5e-2, {"learning_rate": 1e-3})},
+        bad=_COMMON_BAD + (
+            ({"meta_lr": -1.0}, "meta_lr"), ({"tau": 0.5}, "tau"),
+            ({"min_learning_rate": 1.0, "max_learning_rate": 0.1}, "min_learning_rate"),
+        ),
+        needs_value_fn=True,
+    ),
+]
+_SMD_REF_CASES = [
+    RefCase("smd", adaptlr.smd, {"learning_rate": 0.05, "meta_lr": 0.05, "tau": 10.0},
+            smd_reference, steps=40),
+    RefCase("smd-leaf", adaptlr.smd,
+            {"learning_rate": 0.05, "meta_lr": 0.05, "tau": 5.0, "granularity": "leaf"},
+            smd_reference, steps=40),
+    RefCase("smd-element", adaptlr.smd,
+            {"learning_rate": 0.05, "meta_lr": 0.05, "tau": 5.0, "granularity": "element"},
+            smd_reference, steps=40),
+]
+
+# --------------------------------------------------------------- almeida --
+_ALMEIDA_CASES = [
+    Case(
+        "almeida", adaptlr.almeida, {"learning_rate": 0.1, "tau": 10.0},
+        hparams={"learning_rate": (0.05, 0.1), "tau": (2.0, 10.0)},
+        converge={"parabola": (200, 1e-6), "mixed_pytree": (300, 1e-6),
+                  "rosenbrock": (3000, 0.1, {"learning_rate": 1e-3})},
+        bad=_COMMON_BAD[:2] + (
+            ({"tau": 0.5}, "tau"),
+            ({"min_learning_rate": 1.0, "max_learning_rate": 0.1}, "min_learning_rate"),
+        ),
+    ),
+]
+_ALMEIDA_REF_CASES = [
+    RefCase("almeida", adaptlr.almeida, {"learning_rate": 0.1, "tau": 5.0}, almeida_reference,
+            steps=40),
+]
+
+# ------------------------------------------------------------------------- all --
+CASES = [*_TLR_CASES, *_HYPERGRADIENT_CASES, *_NEWTON_LR_CASES, *_PROBABILISTIC_LR_CASES,
+         *_VSGD_CASES, *_SMD_CASES, *_ALMEIDA_CASES]
+REF_CASES = [*_TLR_REF_CASES, *_HYPERGRADIENT_REF_CASES, *_NEWTON_LR_REF_CASES,
+             *_PROBABILISTIC_LR_REF_CASES, *_VSGD_REF_CASES, *_SMD_REF_CASES,
+             *_ALMEIDA_REF_CASES]

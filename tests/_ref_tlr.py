@@ -20,7 +20,7 @@ def tlr_reference(prob, steps, learning_rate, bound=0.25, granularity="global",
   w = prob.w0.copy()
   k = accumulation_steps
   G = np.zeros_like(w); U = np.zeros_like(w)            # window sums
-  G_prev = None; U_prev = None; prev_gu = None
+  U_prev = None; prev_gu = None
   trace = np.zeros_like(w)
   traj, rates = [], []
   for t in range(steps):
@@ -51,7 +51,7 @@ def tlr_reference(prob, steps, learning_rate, bound=0.25, granularity="global",
           if safeguard and k > 1:
             new = min(new, ceiling[j])
           alpha[j] = new
-      U_prev, G_prev, prev_gu = U.copy(), G.copy(), gu
+      U_prev, prev_gu = U.copy(), gu
       G = np.zeros_like(w); U = np.zeros_like(w)
     w = w - alpha[ids] * u                                  # Alg. 2, line 6
     traj.append(w.copy()); rates.append(alpha.copy())

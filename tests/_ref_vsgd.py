@@ -57,7 +57,8 @@ def vsgd_reference(prob, steps, learning_rate=1.0, granularity="element",
     if t == n0 - 1:
       sq_avg = C * sq_avg                       # slow start, §4.4
     num = _group_sum(gbar * gbar, ids)
-    den = sq_avg if batch_size is None else sq_avg / batch_size + (batch_size - 1) / batch_size * num
+    n = batch_size
+    den = sq_avg if n is None else sq_avg / n + (n - 1) / n * num
     vpart = np.clip(np.where(den > 0, num / np.where(den > 0, den, 1), 0.0), 0, 1)
     hplus = np.maximum(_group_max(hbar, ids), min_curvature)
     eta = learning_rate * vpart / hplus         # Eq. 7 / Eq. 8

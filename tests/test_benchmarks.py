@@ -1,8 +1,9 @@
-"""Fast checks of the benchmark half of issue 5: data, problems, harness, report."""
+"""Fast checks of the benchmarks: data, problems, methods, harness, report, study I/O."""
 
 from __future__ import annotations
 
 import gzip
+import importlib
 import json
 import struct
 import types
@@ -12,8 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import adaptlr
-from benchmarks import data, harness, methods, problems, runner
+from adaptlr.registry import METHODS
+from benchmarks import data, harness, io, methods, problems, runner
+from benchmarks.studies import overhead
 
 
 # ------------------------------------------------------------------ data --
@@ -110,21 +112,52 @@ def test_quadratic_deep_matches_deepobs_spec():
 
 
 # -------------------------------------------------------------- registry --
-def test_registry_peers_and_future_methods(monkeypatch):
+def test_registry_reads_adaptlr_registry():
   reg = methods.registry()
   for name in ("sgd", "sgd_momentum", "sgd_multistep", "adam", "polyak_sgd", "sls", "dog",
-               "prodigy", "mechanize", "dadapt_adamw", "momo", "momo_adam", "tlr", "tlr_pl",
-               "hypergradient"):
+               "prodigy", "mechanize", "dadapt_adamw", "momo", "momo_adam"):
     assert name in reg
-  # a method that lands later joins automatically, swept iff it has learning_rate
-  def fake(learning_rate=0.1, **kw):
-    return adaptlr.tlr(learning_rate)
-  monkeypatch.setattr(adaptlr, "probabilistic_lr", fake, raising=False)
-  reg = methods.registry()
-  assert "probabilistic_lr" in reg and reg["probabilistic_lr"].swept
-  monkeypatch.delattr(adaptlr, "probabilistic_lr")
-  assert "probabilistic_lr" not in methods.registry()
-  assert "probabilistic_lr" in methods.missing_adaptlr()
+  adaptlr_rows = [n for n, m in reg.items() if m.family == "adaptlr"]
+  # every registered method runs; variants are configurations of a registered method
+  assert set(METHODS) <= set(adaptlr_rows)
+  assert {"tlr_pl", "probabilistic_lr_adam"} <= set(adaptlr_rows)
+  configs = {c.name: c for c in methods.adaptlr_configs()}
+  assert list(configs) == adaptlr_rows
+  for name in adaptlr_rows:
+    spec = METHODS[configs[name].method]
+    assert reg[name].swept == spec.initial_rate, name
+  assert not reg["vsgd"].swept and reg["tlr"].swept
+  # a configuration builds its registered optimizer with its settings: tlr_pl is
+  # tlr with one rate per leaf, tlr one global rate
+  prob = problems.build("boston_linreg", "tiny")
+  params = {"w": jnp.zeros(3), "b": jnp.zeros(2)}
+  for name, n_rates in (("tlr", 1), ("tlr_pl", 2)):
+    state = reg[name].make(0.01, prob).init(params)
+    assert len(jax.tree.leaves(reg[name].lr_reader(state))) == n_rates, name
+
+
+@pytest.mark.parametrize("renamed", ["tlr", "probabilistic_lr", "newton_lr", "smd"])
+def test_renamed_method_fails_loudly_or_runs_under_its_new_name(monkeypatch, renamed):
+  """A method renamed in adaptlr.registry never vanishes from the benchmarks."""
+  registry = {(k + "_v2" if k == renamed else k): v for k, v in METHODS.items()}
+  for module, attr, table in ((methods, "ADAPTLR_REGISTRY", "ADAPTLR_CONFIGS"),
+                              (overhead, "METHODS", "ROWS")):
+    build = methods.registry if module is methods else overhead.registry
+    configured = any(c.method == renamed for c in getattr(module, table))
+    monkeypatch.setattr(module, attr, registry)
+    if configured:                     # its benchmark settings name the old name
+      with pytest.raises(ValueError, match=renamed):
+        build()
+    else:                              # run at its defaults, under the new name
+      names = build()
+      assert renamed + "_v2" in names and renamed not in names
+
+
+def test_overhead_rows_cover_the_registry():
+  rows = overhead.registry()
+  assert list(rows)[:2] == ["optax.sgd", "optax.adam"]
+  assert set(METHODS) <= set(rows)
+  assert {"tlr(leaf)", "vsgd(given; curvature free)", "newton_lr(autodiff)"} <= set(rows)
 
 
 # ------------------------------------------------------- tuning freedom --
@@ -160,13 +193,14 @@ def test_tuning_freedom_hand_made_example():
 
 # ---------------------------------------------------------- end to end --
 def test_harness_tiny_profile_end_to_end(tmp_path):
+  command = ["python", "-m", "benchmarks", "run", "--profile", "tiny"]
   out = runner.run_profile("tiny", problems=["boston_linreg"], methods=["tlr", "dog"],
-                           out_dir=tmp_path, progress=False, studies=False)
+                           out_dir=tmp_path, progress=False, studies=False, command=command)
   for f in ("results.json", "report.md", "loss_boston_linreg.png", "lr_boston_linreg.png",
             "tuning_freedom.png"):
     assert (tmp_path / f).stat().st_size > 0, f
   res = json.loads((tmp_path / "results.json").read_text())
-  assert res["command"][:3] == ["python", "-m", "benchmarks"] or res["command"]
+  assert res["command"] == command == out["command"]
   assert res["machine"]["versions"]["jax"] == jax.__version__
   prob = res["problems"]["boston_linreg"]
   assert set(prob["methods"]) == {"sgd", "sgd_momentum", "sgd_multistep", "adam", "tlr", "dog"}
@@ -177,3 +211,63 @@ def test_harness_tiny_profile_end_to_end(tmp_path):
   assert prob["methods"]["sgd"]["time_vs_sgd"] == pytest.approx(1.0)
   md = (tmp_path / "report.md").read_text()
   assert "Tuning freedom" in md and "`tlr`" in md and "Reproductions" in md
+  assert "Command: `python -m benchmarks run --profile tiny`" in md
+
+
+def test_unknown_method_is_an_error():
+  with pytest.raises(ValueError, match="unknown methods"):
+    runner.run_profile("tiny", problems=["boston_linreg"], methods=["tlr_renamed"],
+                       progress=False, studies=False)
+
+
+# ------------------------------------------------------------ study I/O --
+def test_command_line_quotes_arguments():
+  assert (io.command_line("benchmarks.studies.newton_defaults", ["--configs", "a;b", "--x", 1])
+          == "python -m benchmarks.studies.newton_defaults --configs 'a;b' --x 1")
+  assert io.command_line("benchmarks.studies.tlr_safeguard", []) == (
+      "python -m benchmarks.studies.tlr_safeguard")
+
+
+def test_write_results_json_markdown_png(tmp_path):
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  fig, ax = plt.subplots()
+  ax.plot([0, 1], [1, 0])
+  payload = {"results": {"a": 1.5}}
+  paths = io.write_results("study", payload, "# study", figure=fig, out_dir=str(tmp_path / "r"))
+  plt.close(fig)
+  assert paths == {k: str(tmp_path / "r" / f"study.{k}") for k in ("json", "md", "png")}
+  got = json.loads((tmp_path / "r" / "study.json").read_text())
+  assert got["results"] == {"a": 1.5} and "command" not in payload
+  assert got["command"].startswith("python")
+  assert got["machine"]["versions"]["jax"] == jax.__version__
+  assert got["machine"]["cpu_count"] >= 1 and got["machine"]["device_kinds"]
+  assert (tmp_path / "r" / "study.md").read_text() == "# study\n"
+  assert (tmp_path / "r" / "study.png").read_bytes()[:4] == b"\x89PNG"
+  # a given command and machine are kept
+  io.write_results("s2", {"command": "x", "machine": "m"}, "", out_dir=str(tmp_path))
+  assert json.loads((tmp_path / "s2.json").read_text()) == {"command": "x", "machine": "m"}
+
+
+@pytest.mark.parametrize("name", ["newton_defaults", "overhead", "tlr_safeguard",
+                                  "vsgd_curvature", "vsgd_mnist"])
+def test_studies_import_from_their_package(name):
+  module = importlib.import_module(f"benchmarks.studies.{name}")
+  assert callable(module.main)
+  assert f"benchmarks.studies.{name}" in open(module.__file__).read()
+
+
+def test_overhead_study_writes_its_results(tmp_path):
+  argv = ["--rounds", "1", "--steps", "1", "--methods", "tlr",
+          "--out", str(tmp_path / "overhead")]
+  overhead.main(argv)
+  got = json.loads((tmp_path / "overhead.json").read_text())
+  assert got["command"] == "python -m benchmarks.studies.overhead " + " ".join(argv)
+  assert set(got["results"]) == {"optax.sgd", "tlr"}
+  assert got["results"]["optax.sgd"]["ratio_vs_sgd"] == 1.0
+  assert got["machine"]["cpu_count"] >= 1
+  assert got["command"] in (tmp_path / "overhead.md").read_text()
+  with pytest.raises(SystemExit):
+    overhead.main(["--methods", "tlr_renamed", "--out", str(tmp_path / "o2")])

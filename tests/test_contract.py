@@ -21,7 +21,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-
 from _cases import CASES, REF_CASES
 from _problems import CONVERGENCE, REF, flat, mixed_quadratic, run_ref, scan_train
 
@@ -54,7 +53,12 @@ def test_matches_numpy_reference(case):
 
 # ------------------------------------------------------------------------ 2 --
 # Every method's main case solves all three; variants list the problems they exercise.
-_CONVERGE = [(c, p) for c in CASES for p in sorted(CONVERGENCE) if p in c.converge]
+# Runs of 1,000 steps or more (Rosenbrock) carry the `slow` marker: `-m "not slow"` skips them.
+_CONVERGE = [
+    pytest.param(c, p, id=f"{p}-{c.id}",
+                 marks=[pytest.mark.slow] if c.converge[p][0] >= 1000 else [])
+    for c in CASES for p in sorted(CONVERGENCE) if p in c.converge
+]
 
 
 def test_every_method_is_checked_on_every_problem():
@@ -63,8 +67,7 @@ def test_every_method_is_checked_on_every_problem():
     assert covered == set(CONVERGENCE), f"{make.__name__} misses {set(CONVERGENCE) - covered}"
 
 
-@pytest.mark.parametrize("case,problem", _CONVERGE,
-                         ids=[f"{p}-{c.id}" for c, p in _CONVERGE])
+@pytest.mark.parametrize("case,problem", _CONVERGE)
 def test_converges(case, problem):
   steps, tol, *overrides = case.converge[problem]
   overrides = overrides[0] if overrides else {}
@@ -160,7 +163,7 @@ def test_partition(case):
 def test_vmap_over_hyperparameters(case):
   loss, init, _ = CONVERGENCE["mixed_pytree"]
   for name, values in case.hparams.items():
-    run = lambda v: scan_train(_opt(case, **{name: v}), loss, init(), 25)[2]
+    run = lambda v, name=name: scan_train(_opt(case, **{name: v}), loss, init(), 25)[2]
     batched = jax.jit(jax.vmap(run))(jnp.asarray(values, jnp.float32))
     for i, v in enumerate(values):
       single = jax.jit(run)(jnp.float32(v))
@@ -240,7 +243,8 @@ def test_non_finite_step_is_skipped(case, bad):
     value, grad = jax.value_and_grad(loss)(w, x, y)
     u, state = step(w, state, x, y, value, grad)
     w = optax.apply_updates(w, u)
-  assert all(np.all(np.isfinite(r)) for r in jax.tree.leaves(optax.tree.get(state, "learning_rate")))
+  rates = jax.tree.leaves(optax.tree.get(state, "learning_rate"))
+  assert all(np.all(np.isfinite(r)) for r in rates)
   assert float(loss(w, x, y)) < before
 
 
@@ -249,7 +253,8 @@ def test_non_finite_step_is_skipped(case, bad):
 def test_sharded_equals_single_device(case):
   if len(jax.devices()) < 8:
     pytest.skip("needs --xla_force_host_platform_device_count=8 (tests/conftest.py)")
-  from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+  from jax.sharding import Mesh, NamedSharding
+  from jax.sharding import PartitionSpec as P
 
   loss, x, y, w = _linreg(n=64, d=16, k=8)
   mesh = Mesh(np.array(jax.devices()[:8]), ("d",))

@@ -10,10 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _problems import flat
 
 from adaptlr import curvature as _curvature
-
-from _problems import flat
 
 
 def _dense_quadratic(seed=0, d=7):
@@ -103,8 +102,8 @@ def test_finite_difference_exact_for_a_diagonal_quadratic():
     params = {"a": jnp.array([0.5, -1.0, 2.0]), "b": jnp.array([[1.0, 0.3], [-0.7, 0.2]])}
     grad = jax.grad(loss)(params)
     for scale in (1e-3, 1.0, 30.0):                   # any step: the secant is the slope
-      delta = jax.tree.map(lambda x: scale * jnp.cos(jnp.arange(x.size).reshape(x.shape) + 1.0),
-                           params)
+      wave = lambda x, scale=scale: scale * jnp.cos(jnp.arange(x.size).reshape(x.shape) + 1.0)
+      delta = jax.tree.map(wave, params)
       est = _curvature.finite_difference_diagonal(loss, params, grad, delta)
       np.testing.assert_allclose(flat(est), hd, rtol=1e-9)
 

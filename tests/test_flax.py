@@ -3,43 +3,44 @@
 Each method is trained on a small MLP through the Flax helpers and, step for
 step, through an equivalent pure-functional optax loop on the same params;
 the two must agree (the helpers add nothing and lose nothing), and the loss
-must go down. Methods that have not landed yet join automatically. (The docstring examples
-of adaptlr.flax run in tests/test_docs.py.)
+must go down. Every method of adaptlr.registry.METHODS is run. (The docstring
+examples of adaptlr.flax run in tests/test_docs.py.)
 """
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-
-import adaptlr
-import adaptlr.flax as aflax
-import flax.linen as nn
 from flax import nnx
 from flax.training.train_state import TrainState
 
+import adaptlr
+import adaptlr.flax as aflax
+from adaptlr.registry import METHODS as METHODS_REGISTRY
+
 STEPS = 25
 
-# name -> (factory, needs value_fn). Later methods join once they exist.
-_METHODS = {
-    "tlr": (lambda: adaptlr.tlr(0.05), False),
-    "hypergradient_lookahead": (
-        lambda: adaptlr.hypergradient(0.05, hyper_lr=1e-3, lookahead=True), True),
-    "tlr_chain_clip": (
-        lambda: optax.chain(optax.clip_by_global_norm(10.0), adaptlr.tlr(0.05)), False),
+# Arguments per registered method for a 25-step MLP run (default: learning_rate=0.05).
+_KWARGS = {
+    "hypergradient": {"learning_rate": 0.05, "hyper_lr": 1e-3, "lookahead": True},
+    "vsgd": {},
 }
-if hasattr(adaptlr, "newton_lr"):
-  _METHODS["newton_lr"] = (lambda: adaptlr.newton_lr(0.05), True)
-if hasattr(adaptlr, "probabilistic_lr"):
-  _METHODS["probabilistic_lr"] = (lambda: adaptlr.probabilistic_lr(0.05), True)
-if hasattr(adaptlr, "vsgd"):
-  _METHODS["vsgd"] = (lambda: adaptlr.vsgd(), True)
+# name -> (factory, needs value_fn): every registered method, and tlr inside a chain.
+_METHODS = {
+    name: (functools.partial(spec.optimizer, **_KWARGS.get(name, {"learning_rate": 0.05})),
+           spec.needs_value_fn or "lookahead" in _KWARGS.get(name, {}))
+    for name, spec in METHODS_REGISTRY.items()
+}
+_METHODS["tlr_chain_clip"] = (
+    lambda: optax.chain(optax.clip_by_global_norm(10.0), adaptlr.tlr(0.05)), False)
 METHODS = sorted(_METHODS)
 
 
@@ -162,7 +163,7 @@ def test_nnx_loop_matches_functional(method):
 
 def test_nnx_explicit_value_fn_equals_train_step():
   """The spelled-out loop (nnx_value_fn + nnx.value_and_grad + update) is the same step."""
-  make, _ = _METHODS["hypergradient_lookahead"]
+  make, _ = _METHODS["hypergradient"]
   x, y = _data()
   m1, m2 = NnxMLP(nnx.Rngs(0)), NnxMLP(nnx.Rngs(0))
   o1 = nnx.Optimizer(m1, make(), wrt=nnx.Param)
@@ -276,7 +277,7 @@ def test_nnx_has_aux_and_learning_rate():
 # ---------------------------------------------------------------------- Linen --
 # The Linen step is a thin wrapper (apply_gradients); its equivalence with the
 # functional loop is checked for one method of each kind, to keep the file fast.
-LINEN_REFERENCE = ("tlr", "hypergradient_lookahead")
+LINEN_REFERENCE = ("tlr", "hypergradient")
 
 
 @pytest.mark.parametrize("method", [m for m in METHODS if m != "tlr_chain_clip"])
@@ -299,7 +300,8 @@ def test_linen_loop_matches_functional(method):
   assert np.all(np.isfinite(losses))
   assert losses[-1] < 0.7 * losses[0], losses
   assert int(state.step) == STEPS
-  assert np.isfinite(float(jnp.ravel(jnp.asarray(jax.tree.leaves(aflax.learning_rate(state))[0]))[0]))
+  rate = jax.tree.leaves(aflax.learning_rate(state))[0]
+  assert np.isfinite(float(jnp.ravel(jnp.asarray(rate))[0]))
   if method not in LINEN_REFERENCE:
     return
 

@@ -4,9 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from _problems import REF, REF_LABELS, ref_loss, run_ref
 
 import adaptlr
-from _problems import REF, REF_LABELS, ref_loss, run_ref
 
 
 def test_multiplicative_rule_is_scale_free_additive_is_not():

@@ -42,7 +42,7 @@ def test_rosenbrock_iterates_do_not_depend_on_eta0_with_fstar_and_no_noise():
   """App. A / Fig. 4: f* = 0, R = 0 is a Polyak step, agnostic to η (the gray line)."""
   with jax.enable_x64(True):
     runs = [_fig4(eta0) for eta0 in (1e-3, 1e-2, 1e-1)]
-    for traj, _, rates, _ in runs[1:]:
+    for traj, _, _rates, _ in runs[1:]:
       np.testing.assert_allclose(traj[:100], runs[0][0][:100], rtol=0, atol=1e-6)
     assert not np.allclose(runs[0][2], runs[1][2])     # … although η itself differs
     assert runs[0][1][-1] < 1e-2 * runs[0][1][0]         # and it makes progress

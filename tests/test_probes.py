@@ -1,13 +1,15 @@
 """adaptlr.probes: batched loss probes along a line, per-group lines, jvp derivatives."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _problems import REF, flat, ref_loss, ref_params
 
 from adaptlr import probes as _probes
 from adaptlr._granularity import granularity_from
-from _problems import REF, flat, ref_loss, ref_params
 
 
 def _mlp():
@@ -33,8 +35,8 @@ def test_vmap_equals_map_equals_unroll_equals_sequential(offsets):
   jfn = jax.jit(lambda p, u, e: fn(jax.tree.map(lambda w, d: w - e * d, p, u)))
   sequential = np.array([float(jfn(params, u, eta + k * eps)) for k in offsets])
   for mode, batch_size in [("vmap", None), ("map", None), ("map", 2), ("unroll", None)]:
-    got = jax.jit(lambda p, u: _probes.line_probes(
-        fn, p, u, eta, eps, offsets, mode=mode, batch_size=batch_size))(params, u)
+    probe = functools.partial(_probes.line_probes, fn, mode=mode, batch_size=batch_size)
+    got = jax.jit(lambda p, u, probe=probe: probe(p, u, eta, eps, offsets))(params, u)
     assert got.shape == (len(offsets),)
     np.testing.assert_allclose(np.asarray(got), sequential, rtol=2e-6, err_msg=mode)
 

@@ -79,9 +79,9 @@ def test_smd_adapts_the_rate_in_the_right_direction():
     opt = adaptlr.smd(eta0, meta_lr=0.5, tau=10.0)
     w = jnp.array([1.0, 1.0])
     state = opt.init(w)
-    step = jax.jit(lambda w, s: opt.update(jax.grad(loss)(w), s, w, value_fn=loss))
+    step = jax.jit(lambda w, s, opt=opt: opt.update(jax.grad(loss)(w), s, w, value_fn=loss))
     first = None
-    for t in range(30):
+    for _ in range(30):
       u, state = step(w, state)
       if first is None:                                  # the first step uses η₀
         first = np.asarray(u)

@@ -1,11 +1,14 @@
 """adaptlr.tlr: the rule's invariants, the safeguard, accumulation, real data."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import adaptlr
 
@@ -120,6 +123,7 @@ def _softmax_loss(p, x, y):
   return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(x @ p["w"] + p["b"], y))
 
 
+@pytest.mark.slow
 def test_real_data_digits_matches_best_tuned_sgd():
   """Contract item 11: sklearn digits (1797 × 64), softmax regression, batch 64, 40 epochs.
 
@@ -178,7 +182,7 @@ def test_safeguard_sees_divergence_through_even_windows():
 
     rates = jnp.asarray([1e-3, 1e-2])
     for k in (2, 4):
-      paper = jax.vmap(lambda lr: run(k, False, lr))(rates)
-      guarded = jax.vmap(lambda lr: run(k, True, lr))(rates)
+      paper = jax.vmap(functools.partial(run, k, False))(rates)
+      guarded = jax.vmap(functools.partial(run, k, True))(rates)
       assert np.all(np.nanmax(np.where(np.isfinite(paper), paper, np.inf), axis=1) > 1e6), k
       assert np.all(np.isfinite(guarded)) and np.all(guarded[:, -1] < 1e-2), (k, guarded[:, -1])

@@ -11,10 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-
-import adaptlr
 from _problems import REF, flat, ref_loss, ref_params
 from _ref_vsgd import vsgd_reference
+
+import adaptlr
 
 
 def _state(state):

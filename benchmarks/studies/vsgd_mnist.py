@@ -18,9 +18,9 @@ back-propagated for this MLP) or with an unbiased sampled Gauss-Newton diagonal,
 and the slow-start constant C = 2 (authors' code) against C = d/10 (the paper's
 rule), and C = 100 and d/10 with bbprop.
 
-Command: python -m benchmarks.vsgd_mnist [--models M0,M1,M2] [--batch 128]
-         [--epochs 6] [--data mnist] [--train-limit N] [--methods a,b] [--grid near|paper]
-         [--merge]
+Command: python -m benchmarks.studies.vsgd_mnist [--models M0,M1,M2] [--batch 128]
+         [--epochs 6] [--data mnist] [--train-limit N] [--methods a,b]
+         [--grid near|paper] [--merge]
 Writes benchmarks/results/vsgd_mnist.{json,md} (or ``--out``).
 """
 
@@ -29,9 +29,8 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import operator
 import os
-import platform
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -43,6 +42,7 @@ import optax
 
 import adaptlr
 from adaptlr import curvature as _curvature
+from benchmarks import io
 
 MODELS = {"M0": (784, 10), "M1": (784, 120, 10), "M2": (784, 500, 300, 10)}
 L2 = 1e-4
@@ -101,7 +101,7 @@ def load_mnist(name: str = "mnist", train_limit: int | None = None):
 def init_params(key, sizes):
   """Glorot-uniform weights, zero biases."""
   params = {}
-  for i, (m, n) in enumerate(zip(sizes[:-1], sizes[1:])):
+  for i, (m, n) in enumerate(itertools.pairwise(sizes)):
     key, sub = jax.random.split(key)
     s = np.sqrt(6.0 / (m + n))
     params[f"layer{i}"] = {"w": jax.random.uniform(sub, (m, n), minval=-s, maxval=s),
@@ -134,7 +134,7 @@ def bbprop_curvature(params, x):
   """
   names = sorted(params)
   hs = [x]
-  for i, name in enumerate(names[:-1]):
+  for name in names[:-1]:
     hs.append(jnp.tanh(hs[-1] @ params[name]["w"] + params[name]["b"]))
   z = hs[-1] @ params[names[-1]]["w"] + params[names[-1]]["b"]
   p = jax.nn.softmax(z, axis=-1)
@@ -199,7 +199,10 @@ def methods(grid: str, model: str, batch: int, n_train: int) -> dict[str, dict]:
     alm_grid = _grid(eta0=[1e-4, 3e-4, 1e-3, 3e-3, 1e-2], tau=[1e2, 1e3, 1e4])
   one = {"unused": np.zeros(1, np.float32)}
   skip = M2_SKIP if (model == "M2" and not paper) else ()
-  v = lambda **kw: (lambda unused: adaptlr.vsgd(**kw))
+
+  def v(**kw):
+    return lambda unused: adaptlr.vsgd(**kw)
+
   table = {
       "sgd": {"make": lambda eta0, gamma: optax.sgd(_decay(eta0, gamma, batch, n_train)),
               "grid": _grid(eta0=etas, gamma=gammas)},
@@ -271,7 +274,7 @@ def train_grid(make: Callable[..., Any], grid: dict, sizes, data, epochs: int, b
   evaluate = jax.jit(lambda p: (error_rate(p, xtr, ytr), error_rate(p, xte, yte),
                                 loss_fn(p, xtr[:10000], ytr[:10000])))
   for i in range(rows):
-    p = jax.tree.map(lambda a: a[i], params)
+    p = jax.tree.map(operator.itemgetter(i), params)
     tr, te, lo = evaluate(p)
     out.append({"hp": {k: float(v[i]) for k, v in grid.items() if k != "unused"},
                 "train_err": float(tr) * 100, "test_err": float(te) * 100,
@@ -284,10 +287,8 @@ def _fmt(x):
   return "—" if x is None else ("diverged" if not np.isfinite(x) else f"{x:.2f}%")
 
 
-def write_report(info: dict, out: str):
-  os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-  with open(out + ".json", "w") as f:
-    json.dump(info, f, indent=1)
+def markdown(info: dict) -> str:
+  """The report of a results dict (``info``) as Markdown."""
   models = list(info["results"])
   names = []
   for m in models:
@@ -300,7 +301,7 @@ def write_report(info: dict, out: str):
       "Glorot-uniform init. Tuned methods: the grid row with the lowest **test** error, "
       "as in the paper (grids below). vSGD: one untuned run (defaults unless the name says "
       "otherwise). Machine: "
-      f"{info['machine']}, {info['cpu_count']} CPUs, jax {info['jax']}.", "",
+      f"{io.machine_line(info['machine'])}.", "",
   ]
   for split, title in (("train", "Training error (Table 2)"), ("test", "Test error (Table 3)")):
     lines += [f"## {title}", "", "| method | " + " | ".join(
@@ -326,9 +327,7 @@ def write_report(info: dict, out: str):
   lines += ["", "Grids: " + info["grid_note"], ""]
   if info.get("notes"):
     lines += ["## Notes", ""] + [f"- {n}" for n in info["notes"]] + [""]
-  with open(out + ".md", "w") as f:
-    f.write("\n".join(lines) + "\n")
-  return "\n".join(lines)
+  return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
@@ -349,11 +348,9 @@ def main(argv=None):
   xtr, ytr, xte, yte, desc = load_mnist(args.data, args.train_limit or None)
   data = (xtr, ytr, xte, yte)
   info = {
-      "command": "python -m benchmarks.vsgd_mnist " + " ".join(argv if argv is not None
-                                                                 else sys.argv[1:]),
+      "command": io.command_line("benchmarks.studies.vsgd_mnist", argv),
       "data": desc, "batch": args.batch, "epochs": args.epochs, "seed": args.seed,
-      "grid": args.grid, "machine": platform.platform(), "cpu_count": os.cpu_count(),
-      "jax": jax.__version__, "optax": optax.__version__, "results": {},
+      "grid": args.grid, "machine": io.machine_info(), "results": {},
       "grid_note": (
           "paper grids (η0 ∈ {1e-7, 3e-7, …, 10}, γ ∈ {0, 1/3, 1/2, 1}/#traindata, "
           "μ ∈ {1e-4 … 1e-1}, τ ∈ {1e1 … 1e5})." if args.grid == "paper" else
@@ -374,6 +371,12 @@ def main(argv=None):
     info["results"] = old["results"]
     info["notes"] = old.get("notes", [])
     info["command"] = old["command"] + "; then " + info["command"]
+  def write(info):
+    text = markdown(info)
+    io.write_results(os.path.basename(args.out), info, text,
+                     out_dir=os.path.dirname(args.out) or ".")
+    return text
+
   wanted = [m for m in args.methods.split(",") if m]
   for model in args.models.split(","):
     sizes = MODELS[model]
@@ -390,8 +393,8 @@ def main(argv=None):
       print(f"[{model}] {name:16s} train {best['train_err']:6.2f}%  test "
             f"{best['test_err']:6.2f}%  loss {best['train_loss']:.4f}  {best['hp']}  "
             f"({len(rows)} settings, {time.time() - t0:.0f} s)", flush=True)
-      write_report(info, args.out)                     # partial results survive a stop
-  print(write_report(info, args.out))
+      write(info)                                      # partial results survive a stop
+  print(write(info))
 
 
 if __name__ == "__main__":

@@ -10,16 +10,14 @@ Three problems, initial rates 1e-4 … 1, float64:
     batch 64, 20 epochs, accumulation k = steps_per_epoch / 3; reference: best
     fixed-rate SGD.
 
-Writes benchmarks/results/tlr_safeguard.{json,md}.
-Command: python -m benchmarks.tlr_safeguard
+Writes benchmarks/results/tlr_safeguard.{json,md,png} (or ``--out``).
+Command: python -m benchmarks.studies.tlr_safeguard
 """
 
 from __future__ import annotations
 
-import json
+import argparse
 import os
-import platform
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +25,7 @@ import numpy as np
 import optax
 
 import adaptlr
+from benchmarks import io
 
 RATES = [1e-4, 1e-3, 1e-2, 1e-1, 1.0]
 
@@ -85,7 +84,8 @@ def summarize(losses, offset):
   }
 
 
-def plot(out, path):
+def plot(out):
+  """The loss-gap curves per problem (columns) and rule (rows), as a Figure."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -96,9 +96,10 @@ def plot(out, path):
     res = out["problems"][pname]
     for i, rule in enumerate(("paper", "safeguard")):
       ax = axes[i, j]
-      for lr, curve in zip(out["rates"], res[rule]["curve"]):
+      for lr, curve in zip(out["rates"], res[rule]["curve"], strict=True):
         c = np.asarray(curve, float)
-        ax.semilogy(np.arange(len(c)) * res[rule]["curve_stride"], np.where(np.isfinite(c) & (c > 0), c, np.nan), label=f"α₀={lr:g}")
+        ax.semilogy(np.arange(len(c)) * res[rule]["curve_stride"],
+                    np.where(np.isfinite(c) & (c > 0), c, np.nan), label=f"α₀={lr:g}")
       ax.axhline(res["reference_final"], color="k", ls="--", lw=1, label="reference")
       ax.set_ylim(1e-9, 1e12)
       ax.set_title(f"{pname}: {rule}", fontsize=9)
@@ -107,21 +108,26 @@ def plot(out, path):
     axes[1, j].set_xlabel("step")
   axes[0, 0].legend(fontsize=7)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  return fig
 
 
-def main():
+def main(argv=None):
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("--out", default="benchmarks/results/tlr_safeguard")
+  args = ap.parse_args(argv)
   jax.config.update("jax_enable_x64", True)   # the whole study runs in float64
-  out = {"rates": RATES, "problems": {}, "machine": platform.platform(),
-         "python": sys.version.split()[0], "jax": jax.__version__,
-         "command": "python -m benchmarks.tlr_safeguard"}
+  out = {"rates": RATES, "problems": {}, "machine": io.machine_info(),
+         "command": io.command_line("benchmarks.studies.tlr_safeguard", argv)}
 
   def tlr_opt(safeguard, k):
     return lambda lr: adaptlr.tlr(lr, safeguard=safeguard, accumulation_steps=k)
 
   # Full-batch least squares.
   a, b = least_squares(64)
-  ls = lambda w, x, y: 0.5 * jnp.mean((x @ w - y) ** 2)
+
+  def ls(w, x, y):
+    return 0.5 * jnp.mean((x @ w - y) ** 2)
+
   fopt = float(ls(jnp.linalg.lstsq(a, b)[0], a, b))
   lmax = float(jnp.linalg.eigvalsh(a.T @ a / a.shape[0]).max())
   w0 = jnp.zeros(8)
@@ -151,7 +157,10 @@ def main():
 
   # Digits softmax regression with accumulation.
   x, y = digits()
-  xent = lambda w, xb, yb: jnp.mean(optax.softmax_cross_entropy(xb @ w["w"] + w["b"], yb))
+
+  def xent(w, xb, yb):
+    return jnp.mean(optax.softmax_cross_entropy(xb @ w["w"] + w["b"], yb))
+
   p0 = {"w": jnp.zeros((64, 10)), "b": jnp.zeros(10)}
   k = (1797 // 64) // 3
   res = {"epochs": 20, "batch": 64, "accumulation_steps": k, "loss_offset": 0.0,
@@ -164,25 +173,25 @@ def main():
     res[name] = summarize(train(tlr_opt(sg, k), xent, p0, x, y, 64, 20), 0.0)
   out["problems"]["digits_softmax"] = res
 
-  os.makedirs("benchmarks/results", exist_ok=True)
-  with open("benchmarks/results/tlr_safeguard.json", "w") as f:
-    json.dump(out, f, indent=1)
   lines = ["# TLR: paper rule vs safeguarded default", "",
-           f"Command: `{out['command']}` · machine: {out['machine']} · jax {out['jax']} · float64", "",
+           f"Command: `{out['command']}` · machine: {io.machine_line(out['machine'])} · float64",
+           "",
            "Loss gaps to the optimum (least squares) or losses (digits); initial rates "
            + ", ".join(f"{r:g}" for r in RATES) + ".", ""]
   for pname, res in out["problems"].items():
-    lines += [f"## {pname}", "", f"reference ({res['reference']}): final {res['reference_final']:.3g}", "",
+    lines += [f"## {pname}", "",
+              f"reference ({res['reference']}): final {res['reference_final']:.3g}", "",
               "| rule | " + " | ".join(f"α₀={r:g} peak / final" for r in RATES) + " |",
               "|---|" + "---|" * len(RATES)]
     for name in ("paper", "safeguard"):
-      cells = [f"{p:.3g} / {f:.3g}" for p, f in zip(res[name]["peak"], res[name]["final"])]
+      cells = [f"{p:.3g} / {f:.3g}"
+               for p, f in zip(res[name]["peak"], res[name]["final"], strict=True)]
       lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
-  lines += ["![loss curves](tlr_safeguard.png)", ""]
-  with open("benchmarks/results/tlr_safeguard.md", "w") as f:
-    f.write("\n".join(lines))
-  plot(out, "benchmarks/results/tlr_safeguard.png")
+  stem = os.path.basename(args.out)
+  lines += [f"![loss curves]({stem}.png)", ""]
+  io.write_results(stem, out, "\n".join(lines), figure=plot(out),
+                   out_dir=os.path.dirname(args.out))
   print("\n".join(lines))
 
 

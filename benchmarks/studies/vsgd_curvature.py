@@ -1,6 +1,6 @@
 """How close each of vSGD's curvature estimates is to the diagonal Hessian, on MNIST M1.
 
-The network of benchmarks/vsgd_mnist.py (784-120-10 tanh, cross-entropy + L2 1e-4),
+The network of benchmarks/studies/vsgd_mnist.py (784-120-10 tanh, cross-entropy + L2 1e-4),
 at its Glorot init and after one epoch of vSGD-l, on one minibatch of 128 real MNIST
 images. Reference |diag H|: the mean of 4,000 signed Hutchinson draws z ⊙ Hz (unbiased
 for diag H; its standard error is reported). Per estimator, one draw (as vSGD sees it
@@ -9,15 +9,14 @@ converges to): the median over parameters of |est − ref| / ref (parameters who
 reference exceeds 3 standard errors and 10 λ: the L2 term alone gives λ), the
 error weighted by curvature Σ|est − ref| / Σ ref, and the ratio of the sums.
 
-Command: python -m benchmarks.vsgd_curvature
-Writes benchmarks/results/vsgd_curvature.{json,md}.
+Command: python -m benchmarks.studies.vsgd_curvature
+Writes benchmarks/results/vsgd_curvature.{json,md} (or ``--out``).
 """
 
 from __future__ import annotations
 
-import json
+import argparse
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +25,8 @@ import optax
 
 import adaptlr
 from adaptlr import curvature as _curvature
-from benchmarks import vsgd_mnist as V
+from benchmarks import io
+from benchmarks.studies import vsgd_mnist as V
 
 
 def _flat(tree):
@@ -34,7 +34,9 @@ def _flat(tree):
 
 
 def measure(params, x, y, key, ref_draws=4000, draws=200):
-  loss = lambda p: V.loss_fn(p, x, y)
+  def loss(p):
+    return V.loss_fn(p, x, y)
+
   grad = jax.grad(loss)(params)
   keys = jax.random.split(key, ref_draws + 3 * draws)
 
@@ -42,8 +44,9 @@ def measure(params, x, y, key, ref_draws=4000, draws=200):
     f = jax.jit(jax.vmap(fn))
     return np.concatenate([np.asarray(f(ks[i:i + chunk])) for i in range(0, len(ks), chunk)])
 
-  hutch = lambda absolute: (lambda k: _flat_j(
-      _curvature.hutchinson_diagonal(loss, params, k, absolute=absolute)))
+  def hutch(absolute):
+    return lambda k: _flat_j(_curvature.hutchinson_diagonal(loss, params, k, absolute=absolute))
+
   signed = batched(hutch(False), keys[:ref_draws])
   ref, se = np.abs(signed.mean(0)), signed.std(0) / np.sqrt(ref_draws)
   # Elements whose curvature is more than the L2 term's λ (border pixels etc. have
@@ -52,7 +55,10 @@ def measure(params, x, y, key, ref_draws=4000, draws=200):
   hut = batched(hutch(True), keys[ref_draws:ref_draws + draws])
   gns = batched(lambda k: _flat_j(V.gauss_newton_curvature(params, x, k)),
                 keys[ref_draws + draws:ref_draws + 2 * draws])
-  fd = lambda d: _flat(_curvature.finite_difference_diagonal(loss, params, grad, d))
+
+  def fd(d):
+    return _flat(_curvature.finite_difference_diagonal(loss, params, grad, d))
+
   ests = {
       "hutchinson |z⊙Hz|, one draw": hut[0],
       "hutchinson |z⊙Hz|, mean of 200": hut.mean(0),
@@ -79,7 +85,11 @@ def _flat_j(tree):
 
 
 def main(argv=None):
-  xtr, ytr, _, _, desc = V.load_mnist("mnist")
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("--data", default="mnist", help="benchmarks.data set (default: full MNIST)")
+  ap.add_argument("--out", default="benchmarks/results/vsgd_curvature")
+  args = ap.parse_args(argv)
+  xtr, ytr, _, _, desc = V.load_mnist(args.data)
   sizes = V.MODELS["M1"]
   params0 = V.init_params(jax.random.PRNGKey(0), sizes)
   x, y = xtr[:128], ytr[:128]
@@ -96,16 +106,15 @@ def main(argv=None):
   p = params0
   for i in range(128, xtr.shape[0] - 128, 128):
     p, state = step(p, state, xtr[i:i + 128], ytr[i:i + 128])
-  out = {"command": "python -m benchmarks.vsgd_curvature " + " ".join(argv or sys.argv[1:]),
-         "data": desc, "model": "M1 784-120-10 tanh, CE + L2 1e-4, batch of 128", "points": {}}
+  out = {"command": io.command_line("benchmarks.studies.vsgd_curvature", argv),
+         "machine": io.machine_info(), "data": desc,
+         "model": "M1 784-120-10 tanh, CE + L2 1e-4, batch of 128", "points": {}}
   for label, params in (("init", params0), ("after 1 epoch of vSGD-l", p)):
     rows, meta = measure(params, x, y, jax.random.PRNGKey(1))
     out["points"][label] = {"meta": meta, "estimators": rows}
-  os.makedirs("benchmarks/results", exist_ok=True)
-  with open("benchmarks/results/vsgd_curvature.json", "w") as f:
-    json.dump(out, f, indent=1)
   lines = ["# vSGD curvature estimates against |diag H| (MNIST M1)", "", __doc__.split("\n\n")[1],
-           "", f"Command: `{out['command']}`. Data: {desc}.", ""]
+           "", f"Command: `{out['command']}`. Data: {desc}. "
+           f"Machine: {io.machine_line(out['machine'])}.", ""]
   for label, pt in out["points"].items():
     m = pt["meta"]
     lines += [f"## {label}", "",
@@ -119,8 +128,8 @@ def main(argv=None):
                    f"{r['weighted_rel_err']:.3f} | {r['sum_ratio']:.3f} | "
                    f"{r['frac_below_half']:.3f} |")
     lines.append("")
-  with open("benchmarks/results/vsgd_curvature.md", "w") as f:
-    f.write("\n".join(lines) + "\n")
+  io.write_results(os.path.basename(args.out), out, "\n".join(lines),
+                   out_dir=os.path.dirname(args.out))
   print("\n".join(lines))
 
 

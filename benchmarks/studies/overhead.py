@@ -12,33 +12,34 @@ Floors for the probe methods (same step, same machine, measured here too):
 ``forward`` is one extra forward pass, ``5 forwards`` five, and ``jvp2`` the
 nested forward-mode pass that gives f, f′, f″ along a line.
 
-Command: python -m benchmarks.overhead [--rounds 15] [--steps 20] [--methods a,b]
+Command: python -m benchmarks.studies.overhead [--rounds 15] [--steps 20] [--methods a,b]
 Writes benchmarks/results/overhead.{json,md}.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
+import itertools
 import os
-import platform
 import random
-import sys
 import time
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-import adaptlr
 from adaptlr import probes as _probes
+from adaptlr.registry import METHODS
+from benchmarks import io
 
 
 def mlp_init(key, sizes=(784, 512, 10)):
   params = {}
-  for i, (m, n) in enumerate(zip(sizes[:-1], sizes[1:])):
+  for i, (m, n) in enumerate(itertools.pairwise(sizes)):
     key, sub = jax.random.split(key)
     params[f"dense{i}"] = {"kernel": jax.random.normal(sub, (m, n)) * jnp.sqrt(2.0 / m),
                            "bias": jnp.zeros(n)}
@@ -55,10 +56,6 @@ def mlp_loss(params, x, y):
   return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(h, y))
 
 
-def _maybe(name: str, make: Callable[[], optax.GradientTransformation]):
-  return {name: make} if hasattr(adaptlr, name.split("(")[0].split("-")[0]) else {}
-
-
 def _with_free_curvature(opt):
   """Passes |g| as the ``curvature`` extra arg: a stand-in that costs nothing."""
   def update(updates, state, params=None, **extra):
@@ -66,44 +63,77 @@ def _with_free_curvature(opt):
   return optax.GradientTransformationExtraArgs(opt.init, update)
 
 
+@dataclasses.dataclass(frozen=True)
+class Row:
+  """One timed configuration of a method of ``adaptlr.registry.METHODS``.
+
+  Attributes:
+    label: the row's name in the table.
+    method: the registry key of the method.
+    kwargs: arguments of its optimizer (the rest keep the library's defaults).
+    wrap: optional ``opt -> opt`` applied to the built optimizer.
+  """
+
+  label: str
+  method: str
+  kwargs: dict = dataclasses.field(default_factory=dict)
+  wrap: Callable[[Any], optax.GradientTransformation] | None = None
+
+
+# Every registered method gets a row at its defaults, labelled by its name; this
+# table adds variants (and may replace a default row by declaring its label).
+ROWS = (
+    Row("tlr(leaf)", "tlr", {"granularity": "leaf"}),
+    Row("tlr(accumulation_steps=10)", "tlr", {"accumulation_steps": 10}),
+    Row("hypergradient(lookahead)", "hypergradient", {"lookahead": True}),
+    Row("newton_lr(finite_difference)", "newton_lr", {"derivatives": "finite_difference"}),
+    Row("newton_lr(autodiff)", "newton_lr", {"derivatives": "autodiff"}),
+    Row("newton_lr(finite_difference, probe_mode=map)", "newton_lr",
+        {"derivatives": "finite_difference", "probe_mode": "map"}),
+    Row("newton_lr(finite_difference, probe_mode=unroll)", "newton_lr",
+        {"derivatives": "finite_difference", "probe_mode": "unroll"}),
+    Row("probabilistic_lr", "probabilistic_lr", {"learning_rate": 0.01}),
+    # vSGD's curvature estimators: "hutchinson" (the default), vSGD-fd, and a
+    # caller-supplied diagonal ("given"; its cost is the caller's: measured here with a
+    # free stand-in, so the row is vSGD's own bookkeeping).
+    Row("vsgd(finite_difference)", "vsgd", {"curvature": "finite_difference"}),
+    Row("vsgd(given; curvature free)", "vsgd", {"curvature": "given"},
+        wrap=_with_free_curvature),
+)
+
+
+def _factory(row: Row) -> Callable[[], optax.GradientTransformation]:
+  def make():
+    opt = METHODS[row.method].optimizer(**row.kwargs)
+    return row.wrap(opt) if row.wrap is not None else opt
+  return make
+
+
 def registry() -> dict[str, Callable[[], optax.GradientTransformation]]:
-  """Name -> optimizer factory. Methods that are not in adaptlr yet are skipped."""
+  """Row label -> optimizer factory: two optax references, then adaptlr's methods.
+
+  Raises:
+    ValueError: a row of ``ROWS`` names a method that ``adaptlr.registry.METHODS``
+      does not have (renamed or removed).
+  """
+  unknown = sorted({r.method for r in ROWS} - set(METHODS))
+  if unknown:
+    raise ValueError(f"overhead.ROWS names adaptlr methods {unknown} that "
+                     f"adaptlr.registry.METHODS does not have (it has {list(METHODS)}).")
   r = {
       "optax.sgd": lambda: optax.sgd(0.01),
       "optax.adam": lambda: optax.adam(1e-3),
-      "tlr": lambda: adaptlr.tlr(0.01),
-      "tlr(leaf)": lambda: adaptlr.tlr(0.01, granularity="leaf"),
-      "tlr(accumulation_steps=10)": lambda: adaptlr.tlr(0.01, accumulation_steps=10),
-      "hypergradient": lambda: adaptlr.hypergradient(0.01),
-      "hypergradient(lookahead)": lambda: adaptlr.hypergradient(0.01, lookahead=True),
   }
-  # Methods of the other issues join here (keys: the adaptlr name, then options).
-  r.update(_maybe("newton_lr", lambda: adaptlr.newton_lr(0.01)))
-  r.update(_maybe("newton_lr(finite_difference)", lambda: adaptlr.newton_lr(
-      0.01, derivatives="finite_difference")))
-  r.update(_maybe("newton_lr(autodiff)", lambda: adaptlr.newton_lr(0.01, derivatives="autodiff")))
-  r.update(_maybe("newton_lr(finite_difference, probe_mode=map)", lambda: adaptlr.newton_lr(
-      0.01, derivatives="finite_difference", probe_mode="map")))
-  r.update(_maybe("newton_lr(finite_difference, probe_mode=unroll)", lambda: adaptlr.newton_lr(
-      0.01, derivatives="finite_difference", probe_mode="unroll")))
-  r.update(_maybe("probabilistic_lr", lambda: adaptlr.probabilistic_lr(0.01)))
-  r.update(_maybe("vsgd", lambda: adaptlr.vsgd()))
-  # vSGD's curvature estimators: "hutchinson" (the default, above), vSGD-fd, and a
-  # caller-supplied diagonal ("given"; its cost is the caller's: measured here with a
-  # free stand-in, so the row is vSGD's own bookkeeping).
-  r.update(_maybe("vsgd(finite_difference)",
-                  lambda: adaptlr.vsgd(curvature="finite_difference")))
-  r.update(_maybe("vsgd(given; curvature free)", lambda: _with_free_curvature(
-      adaptlr.vsgd(curvature="given"))))
-  r.update(_maybe("smd", lambda: adaptlr.smd()))
-  r.update(_maybe("almeida", lambda: adaptlr.almeida()))
+  for method in METHODS:
+    declared = [row for row in ROWS if row.method == method]
+    rows = [Row(method, method)] if method not in {row.label for row in declared} else []
+    for row in rows + declared:
+      r[row.label] = _factory(row)
   return r
 
 
 def floors(params, x, y):
   """Reference computations that are not optimizers: cost floors for probes."""
-  u = jax.tree.map(jnp.ones_like, params)
-
   def forward(p, s, x, y):
     loss, g = jax.value_and_grad(mlp_loss)(p, x, y)
     extra = mlp_loss(jax.tree.map(lambda a, b: a - 1e-3 * b, p, g), x, y)
@@ -111,7 +141,7 @@ def floors(params, x, y):
 
   def five_forwards(p, s, x, y):
     loss, g = jax.value_and_grad(mlp_loss)(p, x, y)
-    tot = sum(mlp_loss(jax.tree.map(lambda a, b: a - (1e-3 + 1e-4 * k) * b, p, g), x, y)
+    tot = sum(mlp_loss(jax.tree.map(lambda a, b, c=1e-3 + 1e-4 * k: a - c * b, p, g), x, y)
               for k in range(-2, 3))
     return optax.apply_updates(p, jax.tree.map(lambda b: -1e-3 * b * tot, g)), s, loss
 
@@ -147,9 +177,14 @@ def main(argv=None):
   x = jax.random.normal(jax.random.key(1), (args.batch, 784))
   y = jax.random.randint(jax.random.key(2), (args.batch,), 0, 10)
 
+  makers = registry()
+  wanted = [m for m in args.methods.split(",") if m]
+  unknown = [m for m in wanted if m not in makers]
+  if unknown:
+    ap.error(f"unknown --methods {unknown}; known: {list(makers)}")
   steps = {}
-  for name, make in registry().items():
-    if args.methods and name not in args.methods.split(",") and name != "optax.sgd":
+  for name, make in makers.items():
+    if wanted and name not in wanted and name != "optax.sgd":
       continue
     opt = make()
     steps[name] = (jax.jit(make_step(opt)), opt.init(params))
@@ -194,23 +229,17 @@ def main(argv=None):
     r["ratio_vs_adam"] = r["ratio_vs_sgd"] / adam
 
   info = {
-      "command": "python -m benchmarks.overhead " + " ".join(argv or sys.argv[1:]),
-      "machine": platform.platform(), "processor": platform.processor(),
-      "cpu_count": os.cpu_count(), "devices": [str(d) for d in jax.devices()][:1],
-      "python": sys.version.split()[0], "jax": jax.__version__, "optax": optax.__version__,
+      "command": io.command_line("benchmarks.studies.overhead", argv),
+      "machine": io.machine_info(),
       "rounds": args.rounds, "steps_per_round": args.steps, "batch": args.batch,
       "model": "MLP 784-512-10, float32",
       "results": rows,
   }
-  os.makedirs(os.path.dirname(args.out), exist_ok=True)
-  with open(args.out + ".json", "w") as f:
-    json.dump(info, f, indent=1)
   lines = [
       "# Per-step cost relative to optax.sgd", "",
       f"Jitted training step (value_and_grad + update + apply_updates), {info['model']}, "
       f"batch {args.batch}; {args.rounds} interleaved rounds × {args.steps} steps; "
-      f"median of per-round ratios (IQR). Machine: {info['machine']}, "
-      f"{info['cpu_count']} CPUs, jax {info['jax']}, {info['devices'][0]}.", "",
+      f"median of per-round ratios (IQR). Machine: {io.machine_line(info['machine'])}.", "",
       f"Command: `{info['command']}`", "",
       "| method | ms / step | × optax.sgd (IQR) | × optax.adam |",
       "|---|---:|---:|---:|",
@@ -219,8 +248,8 @@ def main(argv=None):
     lo, hi = r["ratio_iqr"]
     lines.append(f"| {name} | {r['ms_per_step']:.2f} | {r['ratio_vs_sgd']:.2f} "
                  f"({lo:.2f}–{hi:.2f}) | {r['ratio_vs_adam']:.2f} |")
-  with open(args.out + ".md", "w") as f:
-    f.write("\n".join(lines) + "\n")
+  io.write_results(os.path.basename(args.out), info, "\n".join(lines),
+                   out_dir=os.path.dirname(args.out))
   print("\n".join(lines))
 
 

@@ -18,8 +18,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
 from benchmarks import harness
@@ -38,7 +36,7 @@ def _rerun_hint(problem):
   return f"python -m benchmarks run --profile full --problems {problem}"
 
 
-def _best(per_rate: dict, key: str, rates) -> tuple[Optional[float], Optional[float]]:
+def _best(per_rate: dict, key: str, rates) -> tuple[float | None, float | None]:
   vals = [v if v is not None else np.inf for v in per_rate.get(key, [])]
   if not vals or not np.isfinite(min(vals)):
     return None, None
@@ -118,7 +116,7 @@ def vsgd_nonstationary(out) -> dict:
                                   0 if rate is None else m["rates"].index(rate)]}
   m = p["methods"].get("vsgd")
   if m is None:
-    rep["vsgd"] = "adaptlr.vsgd not available"
+    rep["vsgd"] = "vsgd not run (not among --methods)"
     return rep
   steps = np.asarray(p["steps"])
   lr = np.asarray([np.nan if v is None else v for v in m["curves"]["lr"][0]], float)
@@ -145,9 +143,8 @@ def deroos_robustness(out) -> dict:
                    "(Adam, β₁ = 0.5) vs Adam (β₁ = 0.9)",
          "problems": {}}
   if "probabilistic_lr" not in out["methods"]:
-    return {"status": "adaptlr.probabilistic_lr not available when this ran",
-            "how": "python -m benchmarks run --profile " + out["profile"] +
-                   " (it is included automatically once adaptlr.probabilistic_lr exists)"}
+    return {"status": "probabilistic_lr not run (not among --methods)",
+            "how": "python -m benchmarks run --profile " + out["profile"]}
   for pname, p in out["problems"].items():
     row = {}
     for adapted, base in (("probabilistic_lr", "sgd"), ("probabilistic_lr_adam", "adam")):
@@ -162,7 +159,7 @@ def deroos_robustness(out) -> dict:
           "base_reached": p["tuning_freedom"][base]["reached"], "of": len(m["rates"]),
           # rates at which the adaptation ends lower than its fixed-rate base
           "improves_at": sum(1 for a, c in zip(m["per_rate"]["final_train_loss"],
-                                               b["per_rate"]["final_train_loss"])
+                                               b["per_rate"]["final_train_loss"], strict=True)
                              if a is not None and (c is None or a < c)),
       }
     if row:
@@ -238,7 +235,7 @@ def reproductions(out, built, raw, profile, run_extra=False, progress=True) -> d
       "vsgd_nonstationary": _safe(vsgd_nonstationary, out),
       "deroos_robustness": _safe(deroos_robustness, out),
   }
-  if run_extra and "tlr" in methods_lib.registry():
+  if run_extra:
     rep["tlr_fig1"] = _safe(tlr_fig1, profile, progress)
   else:
     rep["tlr_fig1"] = {"status": "not run in this profile",

@@ -18,17 +18,14 @@ Plus a precision table: on the 784-1000-10 MLP (mnist_small), the relative
 error of f″ and of the Newton step from the five-point stencil at several ε, in
 float32, against the exact float64 values (nested jvp), at several rates.
 
-Command: python -m benchmarks.newton_defaults [--problems a,b] [--configs "a;b"]
+Command: python -m benchmarks.studies.newton_defaults [--problems a,b] [--configs "a;b"]
 Writes benchmarks/results/newton_defaults.{json,md}.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import sys
 import time
 
 import jax
@@ -38,7 +35,7 @@ import optax
 
 import adaptlr
 from adaptlr import probes as _probes
-from benchmarks import harness
+from benchmarks import harness, io
 from benchmarks import methods as methods_lib
 from benchmarks import problems as problems_lib
 
@@ -121,12 +118,17 @@ def precision_table(rates=(1e-3, 1e-2, 1e-1), eps_list=(1e-5, 1e-3, "rel 0.01", 
   with jax.enable_x64(True):
     p64 = init(jax.random.key(0), jnp.float64)
     x64, y64 = jnp.asarray(x, jnp.float64), jnp.asarray(y)
-    f64 = lambda p: loss(p, x64, y64)
+    def f64(p):
+      return loss(p, x64, y64)
+
     g64 = jax.grad(f64)(p64)
     exact = {r: [float(v) for v in _probes.line_derivatives(f64, p64, g64, r)] for r in rates}
   p32 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), p64)
   g32 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), g64)
-  f32 = lambda p: loss(p, jnp.asarray(x), jnp.asarray(y))
+
+  def f32(p):
+    return loss(p, jnp.asarray(x), jnp.asarray(y))
+
   for r in rates:
     _, d1, d2 = exact[r]
     newton = r - d1 / d2
@@ -174,18 +176,14 @@ def main(argv=None):
 
   precision = [] if args.no_precision else precision_table()
   info = {
-      "command": "python -m benchmarks.newton_defaults " + " ".join(argv or sys.argv[1:]),
-      "machine": platform.platform(), "cpu_count": os.cpu_count(),
-      "jax": jax.__version__, "optax": optax.__version__, "dtype": "float32",
+      "command": io.command_line("benchmarks.studies.newton_defaults", argv),
+      "machine": io.machine_info(), "dtype": "float32",
       "rates": list(RATES), "configs": {k: {kk: vv for kk, vv in v.items()}
                                         for k, v in configs.items()},
       "results": results, "precision": precision,
   }
-  os.makedirs(os.path.dirname(args.out), exist_ok=True)
-  with open(args.out + ".json", "w") as f:
-    json.dump(info, f, indent=1)
-  with open(args.out + ".md", "w") as f:
-    f.write(report(info))
+  io.write_results(os.path.basename(args.out), info, report(info),
+                   out_dir=os.path.dirname(args.out))
   print(report(info))
 
 
@@ -197,8 +195,8 @@ def report(info) -> str:
   rates = info["rates"]
   n = len(rates)
   lines = ["# newton_lr defaults: derivatives, eps, max_change", "",
-           f"Command: `{info['command']}` · {info['machine']}, {info['cpu_count']} CPUs · "
-           f"jax {info['jax']} · float32 · initial rates {', '.join(f'{r:g}' for r in rates)} "
+           f"Command: `{info['command']}` · {io.machine_line(info['machine'])} · "
+           f"float32 · initial rates {', '.join(f'{r:g}' for r in rates)} "
            "· one seed · quick-profile problems of `benchmarks/problems.py`.", "",
            f"`ok`: initial rates (of {n}) whose final training loss is within 10% of the best "
            "plain SGD of the same rate grid (excess over f* where known); `worst`: the "
