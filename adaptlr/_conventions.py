@@ -4,10 +4,11 @@
   ``optax.inject_hyperparams``, ``optax.chain``, ``optax.masked``.
 * :func:`check_learning_rate`: ``learning_rate`` is the initial rate the method
   adapts: a schedule or a vector is an error that says what to pass.
-* :func:`bound_value` / :func:`clip_rates`: ``min_learning_rate`` and
-  ``max_learning_rate`` may be schedules of the step count (warmup, decay).
+* :func:`initial_rates`: the initial rates, clamped to the bounds (which may
+  be schedules of the step count, see ``_base.clip_rates``).
 * :func:`search_direction`: the user's ``direction`` (validated: it must point
-  downhill), ``momentum``/``nesterov`` sugar and decoupled ``weight_decay``.
+  downhill) or ``momentum``/``nesterov`` sugar; :func:`direction_and_decay`
+  adds decoupled ``weight_decay`` with the loss the rules see made consistent.
 * :func:`unmask_value_fn`: the loss of the whole model for a method that sees
   only part of the params (``optax.masked``, ``optax.multi_transform``).
 * :func:`scalar_loss`: a ``value_fn`` that returns a non-scalar is an error.
@@ -15,6 +16,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, Optional
 
@@ -29,7 +31,7 @@ from adaptlr import _base
 
 
 def _state_names() -> frozenset[str]:
-  from adaptlr import registry   # here: registry imports the methods
+  from adaptlr import registry  # here: registry imports the methods
 
   return frozenset(spec.state.__name__ for spec in registry.METHODS.values())
 
@@ -67,7 +69,7 @@ def learning_rate(state: optax.OptState) -> Any:
     >>> import jax, jax.numpy as jnp, optax, adaptlr
     >>> opt = optax.inject_hyperparams(adaptlr.tlr)(learning_rate=0.1)
     >>> state = jax.jit(opt.init)(jnp.ones(3))
-    >>> float(adaptlr.learning_rate(state))
+    >>> round(float(adaptlr.learning_rate(state)), 6)
     0.1
   """
   found = optax.tree.get_all_with_path(state, "learning_rate", _is_learned_rate)
@@ -97,10 +99,11 @@ def check_learning_rate(learning_rate: Any, method: str) -> None:
   """
   if callable(learning_rate):
     raise ValueError(
-        f"{method}: learning_rate is the initial rate that {method} adapts, not a "
-        "schedule. For warmup or decay on top of the learned rate pass the "
-        "schedule as a ceiling, max_learning_rate=schedule (the learned rate never "
-        "exceeds schedule(step)); min_learning_rate=schedule is a floor. A factor "
+        f"{method}: learning_rate is a number (the initial rate the method adapts; "
+        "vsgd: the factor on its estimated rate), not a schedule. For warmup or "
+        "decay on top of the learned rate pass the schedule as a ceiling, "
+        "max_learning_rate=schedule (the learned rate never exceeds "
+        "schedule(step)); min_learning_rate=schedule is a floor. A factor "
         "chained after the method (optax.scale, optax.scale_by_schedule) is undone "
         "by the learned rate.")
   if jnp.ndim(learning_rate) != 0:
@@ -111,27 +114,10 @@ def check_learning_rate(learning_rate: Any, method: str) -> None:
         "learn one rate per parameter group, pass granularity='leaf' or labels.")
 
 
-def bound_value(bound: Any, count: Any) -> Any:
-  """A bound (``min_learning_rate``/``max_learning_rate``) at step ``count``."""
-  return bound(count) if callable(bound) else bound
-
-
-def check_bounds(min_value: Any, max_value: Any) -> None:
-  """:func:`_base.check_bounds` for constant bounds; schedules are checked at 0."""
-  lo = min_value(0) if callable(min_value) else min_value
-  hi = max_value(0) if callable(max_value) else max_value
-  _base.check_bounds(lo, hi)
-
-
-def clip_rates(rates: Any, low: Any, high: Any, count: Any) -> Any:
-  """Rates clamped to [low, high] at step ``count`` (bounds may be schedules)."""
-  return _base.clip_rates(rates, bound_value(low, count), bound_value(high, count))
-
-
 def initial_rates(groups, params, learning_rate, dtype, low, high) -> Any:
   """``groups.init_rates`` clamped to the bounds at step 0 (no unclamped first step)."""
   rates = groups.init_rates(params, learning_rate, dtype)
-  return clip_rates(rates, low, high, jnp.zeros([], jnp.int32))
+  return _base.clip_rates(rates, low, high, jnp.zeros([], jnp.int32))
 
 
 # ----------------------------------------------------------- direction --
@@ -178,48 +164,101 @@ def check_direction(direction: Any, method: str) -> None:
 def search_direction(
     direction: Optional[optax.GradientTransformation],
     method: str,
-    *,
     momentum: Any = None,
     nesterov: bool = False,
-    weight_decay: Any = 0.0,
-    mask: Any = None,
 ) -> Optional[optax.GradientTransformationExtraArgs]:
-  """The transformation ``g -> u`` a method scales by its learned rate.
+  """The transformation ``g -> u`` whose step a method scales by its learned rate.
 
-  ``u`` is the user's ``direction`` (validated by :func:`check_direction`), or
-  heavy-ball / Nesterov momentum (``optax.trace(momentum, nesterov)``, as in
-  ``optax.sgd``), or the gradient; with ``weight_decay`` λ, ``+λ w`` is added
-  (``optax.add_decayed_weights(λ, mask)``, as in ``optax.adamw``), so the step
-  is ``−α (u + λ w)``: decoupled decay scaled by the learned rate, and every
-  rule and probe sees the whole step, decay included.
-
-  Returns:
-    ``None`` for plain SGD (``u = g``), else a transformation with extra-args
-    support.
+  ``direction`` (validated by :func:`check_direction`), or heavy-ball /
+  Nesterov momentum ``optax.trace(momentum, nesterov)`` as in ``optax.sgd``,
+  or ``None``: the gradient itself (SGD).
 
   Raises:
-    ValueError: for a bad direction, both ``direction`` and ``momentum``, or a
-      momentum outside [0, 1).
+    ValueError: for a bad direction, both ``direction`` and ``momentum``,
+      ``nesterov`` without ``momentum``, or a momentum outside [0, 1).
   """
-  parts = []
-  if direction is not None:
-    check_direction(direction, method)
-    if momentum is not None:
+  if momentum is not None:
+    if direction is not None:
       raise ValueError(
           f"{method}: pass either direction or momentum, not both (momentum=m is "
           "direction=optax.trace(m, nesterov=nesterov)).")
-    parts.append(direction)
-  elif momentum is not None:
     _base.check_range("momentum", momentum, 0.0, 1.0, high_open=True)
-    parts.append(optax.trace(decay=momentum, nesterov=nesterov))
+    direction = optax.trace(decay=momentum, nesterov=nesterov)
   elif nesterov:
-    raise ValueError(f"{method}: nesterov=True needs momentum > 0 (e.g. momentum=0.9).")
+    raise ValueError(f"{method}: nesterov=True needs a momentum (e.g. momentum=0.9).")
+  return _base.init_direction(direction, method)
+
+
+def check_weight_decay(weight_decay: Any) -> None:
+  """Raises ``ValueError`` for a negative (concrete) ``weight_decay``."""
   _base.check_positive("weight_decay", weight_decay, allow_zero=True)
-  if not (isinstance(weight_decay, (int, float)) and weight_decay == 0.0):
-    parts.append(optax.add_decayed_weights(weight_decay, mask))
-  if not parts:
-    return None
-  return optax.with_extra_args_support(parts[0] if len(parts) == 1 else optax.chain(*parts))
+
+
+def _decays(weight_decay: Any) -> bool:
+  """False only for a Python 0 (no decay: nothing added, nothing traced)."""
+  return not (isinstance(weight_decay, (int, float)) and weight_decay == 0)
+
+
+def decayed(
+    grads: optax.Updates, params: Optional[optax.Params], extra_args: dict[str, Any],
+    weight_decay: Any, mask: Any, method: str,
+) -> tuple[optax.Updates, dict[str, Any], Any]:
+  """The gradient, extra args and decay term of the decayed loss L + λ/2 ‖m⊙w‖².
+
+  Decoupled weight decay as in ``optax.adamw``: the step is ``−α (u + λ m⊙w)``
+  with ``u`` the direction of the raw gradient. So that every rule and probe
+  sees the loss that step descends, the gradient the rule reads is
+  ``g + λ m⊙w`` and ``value`` / ``value_fn`` get ``+ λ/2 ‖m⊙w‖²``; with
+  ``direction=None`` the method is exactly the method on the decayed loss.
+
+  Returns:
+    ``(grads, extra_args, decay)``: ``decay`` = λ m⊙w, or ``None`` without
+    weight decay (then the inputs are returned unchanged).
+  """
+  if not _decays(weight_decay):
+    return grads, extra_args, None
+  _base.require_params(params, f"{method}(weight_decay=...)")
+  assert params is not None
+  decay_tx = optax.add_decayed_weights(weight_decay, mask)
+  decay, _ = decay_tx.update(optax.tree.zeros_like(grads), decay_tx.init(params), params)
+  decay = jax.tree.map(lambda d, g: d.astype(g.dtype), decay, grads)
+
+  def penalty(p):
+    d, _ = decay_tx.update(optax.tree.zeros_like(p), decay_tx.init(p), p)
+    return jnp.asarray(0.5 * optax.tree.vdot(d, p))   # λ/2 ‖m⊙w‖² (= ½⟨λ m⊙w, w⟩)
+
+  extra_args = dict(extra_args)
+  if extra_args.get("value") is not None:
+    v = jnp.asarray(extra_args["value"])
+    extra_args["value"] = v + penalty(params).astype(v.dtype)
+  value_fn = extra_args.get("value_fn")
+  if value_fn is not None:
+    @functools.wraps(value_fn)       # keeps its signature: kwargs are forwarded as before
+    def decayed_fn(p, *args, **kwargs):
+      v = jnp.asarray(value_fn(p, *args, **kwargs))
+      return v + penalty(p).astype(v.dtype)
+    extra_args["value_fn"] = decayed_fn
+  return optax.tree.add(grads, decay), extra_args, decay
+
+
+def direction_and_decay(
+    direction: Optional[optax.GradientTransformationExtraArgs], updates: optax.Updates,
+    direction_state: optax.OptState, params: Optional[optax.Params],
+    extra_args: dict[str, Any], weight_decay: Any, mask: Any, method: str,
+) -> tuple[optax.Updates, optax.Updates, optax.OptState, dict[str, Any]]:
+  """``(g, u, direction_state, extra_args)`` for a method's rule, decay included.
+
+  ``u`` is the direction of the raw gradient plus the decay term λ m⊙w
+  (decoupled, as ``optax.adamw``); ``g`` and the loss extra args are those of
+  the decayed loss (:func:`decayed`). Without decay and direction: ``u = g``.
+  """
+  grads, loss_args, decay = decayed(updates, params, extra_args, weight_decay, mask, method)
+  if direction is None:
+    return grads, grads, direction_state, loss_args
+  u, direction_state = direction.update(updates, direction_state, params, **extra_args)
+  if decay is not None:
+    u = jax.tree.map(lambda a, d: (a + d).astype(a.dtype), u, decay)
+  return grads, u, direction_state, loss_args
 
 
 # ------------------------------------------------------------------ masks --
@@ -241,8 +280,10 @@ def unmask_value_fn(
 
   Inside ``optax.masked`` (and ``optax.multi_transform``, which uses it) a
   method gets params whose frozen leaves are ``optax.MaskedNode``; the loss
-  needs all of them. The caller passes the whole params as the extra arg
-  ``full_params``; the frozen leaves are taken from there.
+  usually needs all of them. The caller passes the whole params as the extra
+  arg ``full_params``; the frozen leaves are taken from there. Without it, a
+  loss that does not read the frozen leaves is used as it is (checked by
+  tracing it once with ``jax.eval_shape``).
 
   Raises:
     ValueError: if ``params`` is masked and no ``full_params`` was passed.
@@ -251,11 +292,15 @@ def unmask_value_fn(
     return value_fn
   full = extra_args.get("full_params")
   if full is None:
-    raise ValueError(
-        f"{method} inside optax.masked / optax.multi_transform sees only part of "
-        "the params, but its probes evaluate the loss of the whole model: pass "
-        "the whole params as well, opt.update(grads, state, params, "
-        "value_fn=loss_fn, full_params=params, ...).")
+    try:   # a loss that never reads the frozen leaves needs nothing more
+      jax.eval_shape(value_fn, params)
+      return value_fn
+    except Exception as e:  # pylint: disable=broad-except
+      raise ValueError(
+          f"{method} inside optax.masked / optax.multi_transform sees only part of "
+          "the params, but its probes evaluate the loss of the whole model: pass "
+          "the whole params as well, opt.update(grads, state, params, "
+          "value_fn=loss_fn, full_params=params, ...).") from e
 
   def merge(part):
     return jax.tree.map(lambda p, f: f if _is_masked(p) else p, part, full,

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adaptlr import _base
+from adaptlr import _base, _conventions
 from adaptlr._granularity import GranularityLike, granularity_from, rate_dtype
 
 # Extra args TLR reads besides optax's value/grad/value_fn: none.
@@ -82,11 +82,13 @@ def scale_by_tlr(
     *,
     bound: Any = 0.25,
     granularity: GranularityLike = "global",
-    accumulation_steps: int = 1,
+    accumulation_steps: Optional[int] = None,
     direction: Optional[optax.GradientTransformation] = None,
     safeguard: bool = True,
     min_learning_rate: Any = 0.0,
     max_learning_rate: Any = jnp.inf,
+    weight_decay: Any = 0.0,
+    mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales the search direction by a learning rate trained with GD-TLR.
 
@@ -96,12 +98,15 @@ def scale_by_tlr(
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with a :class:`TLRState`.
   """
+  _conventions.check_learning_rate(learning_rate, "tlr")
   _base.check_positive("learning_rate", learning_rate)
+  _conventions.check_weight_decay(weight_decay)
   _base.check_positive("bound", bound)
-  accumulation_steps = _base.check_int("accumulation_steps", accumulation_steps, 1)
+  accumulation_steps = _base.check_int(
+      "accumulation_steps", 1 if accumulation_steps is None else accumulation_steps, 1)
   _base.check_bounds(min_learning_rate, max_learning_rate)
   groups = granularity_from(granularity)
-  direction = _base.init_direction(direction)
+  direction = _base.init_direction(direction, "tlr")
   k = accumulation_steps
   accumulate = k > 1
 
@@ -109,7 +114,8 @@ def scale_by_tlr(
     dtype = rate_dtype(params)
     acc = lambda: _base.zeros(params, dtype)
     return TLRState(
-        learning_rate=groups.init_rates(params, learning_rate, dtype),
+        learning_rate=_conventions.initial_rates(
+            groups, params, learning_rate, dtype, min_learning_rate, max_learning_rate),
         **_base.counters(),
         prev_direction=acc() if accumulate else optax.tree.zeros_like(params),
         prev_inner=groups.init_rates(params, 0.0, dtype),
@@ -123,9 +129,9 @@ def scale_by_tlr(
       updates: optax.Updates, state: TLRState, params: Optional[optax.Params] = None,
       **extra_args: Any,
   ) -> tuple[optax.Updates, TLRState]:
-    grads = updates
-    u, direction_state = _base.apply_direction(
-        direction, grads, state.direction_state, params, extra_args)
+    grads, u, direction_state, extra_args = _conventions.direction_and_decay(
+        direction, updates, state.direction_state, params, extra_args, weight_decay, mask,
+        "tlr")
     if accumulate:                                                     # Eq. 10
       grad_sum = optax.tree.add(state.grad_sum, grads)
       direction_sum = optax.tree.add(state.direction_sum, u) if direction is not None else ()
@@ -144,7 +150,7 @@ def scale_by_tlr(
     candidate, ceiling = _base.map_rule(
         lambda r, m, a, b, c: _tlr_rate(r, m, a, b, c, bound, safeguard, k),
         state.learning_rate, state.ceiling, ip, gu, state.prev_inner)
-    candidate = _base.clip_rates(candidate, min_learning_rate, max_learning_rate)
+    candidate = _base.clip_rates(candidate, min_learning_rate, max_learning_rate, state.count)
     adapt = window_end & has_prev
     rate = optax.tree.where(adapt, candidate, state.learning_rate)
     ceiling = optax.tree.where(adapt, ceiling, state.ceiling)
@@ -183,11 +189,13 @@ def tlr(
     *,
     bound: Any = 0.25,
     granularity: GranularityLike = "global",
-    accumulation_steps: int = 1,
+    accumulation_steps: Optional[int] = None,
     direction: Optional[optax.GradientTransformation] = None,
     safeguard: bool = True,
     min_learning_rate: Any = 0.0,
     max_learning_rate: Any = jnp.inf,
+    weight_decay: Any = 0.0,
+    mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""SGD (or any search direction) with a Trainable Learning Rate (GD-TLR, Alg. 2).
 
@@ -248,14 +256,25 @@ def tlr(
     granularity: ``"global"`` (sgd_tlr), ``"leaf"`` (sgd_tlr_pl, one rate per
       tensor, App. D.2), ``"element"``, or labels (a pytree or callable as in
       ``optax.multi_transform``).
-    accumulation_steps: window length ``k`` of Eq. 10 (``>= 1``); about
-      ``steps_per_epoch / 3`` for minibatch SGD, 1 for full batch.
+    accumulation_steps: window length ``k`` of Eq. 10 (an int ``>= 1``);
+      about ``steps_per_epoch / 3`` for minibatch SGD; ``None``: 1 (full
+      batch). It shapes the computation: ``optax.inject_hyperparams`` leaves
+      it static unless it is passed (then name it in ``static_args``).
     direction: optional optax transformation turning gradients into the
       search direction; ``None`` is SGD.
     safeguard: brake on detected divergence (see above); ``False`` is the
       paper's rule exactly.
     min_learning_rate: lower clamp of the rates (default 0: never binds).
     max_learning_rate: upper clamp of the rates (default inf: never binds).
+      Either bound may be a schedule of the step count: a ceiling that
+      moves (warmup or decay on top of the learned rate), or a floor.
+    weight_decay: decoupled weight decay λ ≥ 0, as in ``optax.adamw``: the
+      step is :math:`-\alpha(u + \lambda\, m \odot w)`. The rule and its
+      probes see the loss that step descends, :math:`L + \tfrac{\lambda}{2}
+      \|m \odot w\|^2` (its gradient, ``value`` and ``value_fn``): with the
+      gradient as direction this is the method on that loss.
+    mask: the leaves that decay (``m``): a pytree of bools or a callable
+      ``params -> bools``, as ``optax.adamw``'s ``mask``; ``None``: all.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose updates are
@@ -289,4 +308,5 @@ def tlr(
   return _base.descent(scale_by_tlr(
       learning_rate, bound=bound, granularity=granularity,
       accumulation_steps=accumulation_steps, direction=direction, safeguard=safeguard,
-      min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate))
+      min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate,
+      weight_decay=weight_decay, mask=mask))

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adaptlr import _base
+from adaptlr import _base, _conventions
 from adaptlr import curvature as _curvature
 from adaptlr._granularity import GranularityLike, granularity_from, rate_dtype
 
@@ -66,13 +66,15 @@ def scale_by_vsgd(
     *,
     granularity: GranularityLike = "element",
     curvature: str = "hutchinson",
-    init_samples: int = 10,
+    init_samples: Optional[int] = None,
     slow_start: Union[float, str] = 2.0,
     batch_size: Optional[int] = None,
     min_curvature: Any = 1e-6,
-    seed: int = 0,
+    seed: Optional[int] = None,
     min_learning_rate: Any = 0.0,
     max_learning_rate: Any = jnp.inf,
+    weight_decay: Any = 0.0,
+    mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales gradients by vSGD's estimate of the greedy-optimal learning rate.
 
@@ -82,11 +84,13 @@ def scale_by_vsgd(
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with a :class:`VSGDState`.
   """
+  _conventions.check_learning_rate(learning_rate, "vsgd")
   _base.check_positive("learning_rate", learning_rate)
+  _conventions.check_weight_decay(weight_decay)
   _base.check_one_of("curvature", curvature, _curvature.ESTIMATORS)
   # n₀ = 1 would start the memory at τ = 1, a fixed point of §4.2 (one-sample
   # averages give ḡ² = v̄, so τ stays 1 and the rate stays 1/h whatever the noise).
-  n0 = _base.check_int("init_samples", init_samples, 2)
+  n0 = _base.check_int("init_samples", 10 if init_samples is None else init_samples, 2)
   if isinstance(slow_start, str):
     if slow_start != _PAPER_C:
       raise ValueError(
@@ -96,11 +100,10 @@ def scale_by_vsgd(
     _base.check_range("slow_start", slow_start, 1.0, float("inf"))
   n = None if batch_size is None else _base.check_int("batch_size", batch_size, 1)
   _base.check_positive("min_curvature", min_curvature)
-  seed = _base.check_int("seed", seed, 0)
+  seed = _base.check_int("seed", 0 if seed is None else seed, 0)
   _base.check_bounds(min_learning_rate, max_learning_rate)
   groups = granularity_from(granularity)
-  rule = dict(learning_rate=learning_rate, min_curvature=min_curvature, batch_size=n,
-              min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate)
+  rule = dict(learning_rate=learning_rate, min_curvature=min_curvature, batch_size=n)
 
   def init_fn(params: optax.Params) -> VSGDState:
     dtype = rate_dtype(params)
@@ -135,7 +138,7 @@ def scale_by_vsgd(
     value_fn = _base.get_value_fn(
         extra_args, f"vsgd(curvature={curvature!r})",
         " to estimate the diagonal curvature (or pass curvature='given' and the "
-        "`curvature` extra arg)")
+        "`curvature` extra arg)", params=params)
     if curvature == "hutchinson":
       key, sub = jax.random.split(state.key)
       return _curvature.hutchinson_diagonal(value_fn, params, sub), key
@@ -150,9 +153,12 @@ def scale_by_vsgd(
       updates: optax.Updates, state: VSGDState, params: Optional[optax.Params] = None,
       **extra_args: Any,
   ) -> tuple[optax.Updates, VSGDState]:
-    grads = updates
+    grads, _, _, extra_args = _conventions.direction_and_decay(
+        None, updates, (), params, extra_args, weight_decay, mask, "vsgd")
     dtype = rate_dtype(state.learning_rate)
     count = state.count
+    bounds = dict(min_learning_rate=_base.bound_at(min_learning_rate, count),
+                  max_learning_rate=_base.bound_at(max_learning_rate, count))
     warm = count < n0                                                  # slow start (§4.4)
 
     h, key = estimate(grads, state, params, extra_args)                # §4.3
@@ -185,7 +191,7 @@ def scale_by_vsgd(
     num = groups.sq_norm(grad_avg, dtype)                             # Σ ḡ² per group
     h_plus = groups.max(curv_avg, dtype)                              # h̄ or h⁺ = max h̄
     rate, tau = _base.map_rule(
-        lambda m, v, hp, t: _vsgd_rate(m, v, hp, t, warm, dtype=dtype, **rule),
+        lambda m, v, hp, t: _vsgd_rate(m, v, hp, t, warm, dtype=dtype, **bounds, **rule),
         num, sq_avg, h_plus, state.tau)
 
     new_updates = groups.scale(rate, grads)                           # θ ← θ − η ∇
@@ -213,13 +219,15 @@ def vsgd(
     *,
     granularity: GranularityLike = "element",
     curvature: str = "hutchinson",
-    init_samples: int = 10,
+    init_samples: Optional[int] = None,
     slow_start: Union[float, str] = 2.0,
     batch_size: Optional[int] = None,
     min_curvature: Any = 1e-6,
-    seed: int = 0,
+    seed: Optional[int] = None,
     min_learning_rate: Any = 0.0,
     max_learning_rate: Any = jnp.inf,
+    weight_decay: Any = 0.0,
+    mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""vSGD (vSGD-l / -b / -g): SGD whose rates are estimated, not tuned.
 
@@ -298,14 +306,26 @@ def vsgd(
     curvature: ``"hutchinson"``, ``"finite_difference"`` (vSGD-fd) or
       ``"given"`` (the ``curvature`` extra arg).
     init_samples: :math:`n_0 \ge 2`, the slow-start updates (zero steps);
-      also the initial memory τ.
+      also the initial memory τ. ``None``: 10.
     slow_start: C ≥ 1, the overestimate of :math:`\bar v, \bar l` after the
       slow start, or ``"d/10"`` for the paper's max(1, d/10).
     batch_size: n, only with the ``grad_sq`` extra arg (see above).
     min_curvature: lower bound on :math:`h^+` (> 0).
-    seed: PRNG seed for ``"hutchinson"``.
+    seed: PRNG seed for ``"hutchinson"``; ``None``: 0. ``init_samples``,
+      ``batch_size`` and ``seed`` are static ints: ``optax.inject_hyperparams``
+      leaves them alone unless they are passed (then name them in
+      ``static_args``).
     min_learning_rate: lower clamp of the rates (default 0).
     max_learning_rate: upper clamp of the rates (default inf).
+      Either bound may be a schedule of the step count: a ceiling that
+      moves (warmup or decay on top of the learned rate), or a floor.
+    weight_decay: decoupled weight decay λ ≥ 0, as in ``optax.adamw``: the
+      step is :math:`-\alpha(u + \lambda\, m \odot w)`. The rule and its
+      probes see the loss that step descends, :math:`L + \tfrac{\lambda}{2}
+      \|m \odot w\|^2` (its gradient, ``value`` and ``value_fn``): with the
+      gradient as direction this is the method on that loss.
+    mask: the leaves that decay (``m``): a pytree of bools or a callable
+      ``params -> bools``, as ``optax.adamw``'s ``mask``; ``None``: all.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose updates are
@@ -344,4 +364,5 @@ def vsgd(
       learning_rate, granularity=granularity, curvature=curvature,
       init_samples=init_samples, slow_start=slow_start, batch_size=batch_size,
       min_curvature=min_curvature, seed=seed,
-      min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate))
+      min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate,
+      weight_decay=weight_decay, mask=mask))

@@ -56,7 +56,7 @@ def probabilistic_reference(prob, steps, learning_rate, base="sgd", beta=0.5, b1
         eta = eta * increase_factor
       elif ratio < decrease_threshold:
         eta = eta * decrease_factor
-      if safeguard and not f_plus <= f:                   # the step raised the loss
+      if safeguard and f_min is None and not f_plus <= f:  # the step raised the loss
         w_new = w
     w = w_new
     traj.append(w.copy()); rates.append(np.array([eta]))

@@ -364,7 +364,7 @@ def test_probabilistic_safeguard_keeps_rosenbrock_finite():
   for safeguard in (True, False):
     opt = adaptlr.probabilistic_lr(safeguard=safeguard)
 
-    def body(c, _):
+    def body(c, _, opt=opt):
       p, s = c
       v, g = jax.value_and_grad(f)(p)
       u, s = opt.update(g, s, p, value=v, value_fn=f)

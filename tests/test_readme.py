@@ -29,4 +29,4 @@ def test_readme_optax_idioms_run(capsys):
   losses = [float(line.split("loss")[1].split()[0]) for line in out.splitlines() if "loss" in line]
   assert len(losses) == len(namespace["optimizers"])
   start = float(namespace["loss_fn"](namespace["params"], namespace["x"], namespace["y"]))
-  assert all(l < 0.1 * start for l in losses), (start, losses)
+  assert all(v < 0.1 * start for v in losses), (start, losses)
