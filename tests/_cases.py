@@ -157,9 +157,13 @@ _HYPERGRADIENT_CASES = [
 _HYPERGRADIENT_REF_CASES = [
     RefCase("hypergradient", adaptlr.hypergradient, {"learning_rate": 0.01, "hyper_lr": 1e-3},
             hypergradient_reference),
+    # Baydin et al.'s rule exactly: here the divergence brake (safeguard=True,
+    # tests/test_optax_conventions.py) fires on one leaf.
     RefCase("hypergradient-leaf", adaptlr.hypergradient,
-            {"learning_rate": 0.01, "hyper_lr": 1e-3, "granularity": "leaf"},
-            hypergradient_reference),
+            {"learning_rate": 0.01, "hyper_lr": 1e-3, "granularity": "leaf",
+             "safeguard": False},
+            hypergradient_reference,
+            ref_kwargs={"learning_rate": 0.01, "hyper_lr": 1e-3, "granularity": "leaf"}),
     RefCase("hypergradient-clamp", adaptlr.hypergradient,
             {"learning_rate": 0.3, "hyper_lr": 0.05, "min_learning_rate": 1e-6},
             hypergradient_reference),
