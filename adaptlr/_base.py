@@ -4,7 +4,9 @@
   optimizer is built; traced ones (under ``jax.vmap``, ``jax.jit`` or
   ``optax.inject_hyperparams``) pass through unchecked.
 * Extra args follow optax's line searches: ``value`` (loss at ``params``),
-  ``grad``, ``value_fn`` (params -> scalar loss). Keyword args that ``value_fn``
+  ``grad``, ``value_fn`` (params -> scalar loss; with ``value_fn_has_aux=True``
+  it returns ``(loss, aux)``, as for ``jax.value_and_grad(..., has_aux=True)``,
+  and the aux is dropped). Keyword args that ``value_fn``
   accepts (``x=..., y=...``) are forwarded to it; any other keyword is ignored,
   never an error, so an adaptlr method sits in any ``optax.chain``.
 * Non-finite guard: a step whose loss or gradient is not finite is skipped; the
@@ -28,10 +30,11 @@ import jax.core
 import jax.numpy as jnp
 import optax
 
-# Optax's line-search extra args; every method may read them, none is forwarded
+# Optax's line-search extra args (and ``value_fn_has_aux``, the flag for a
+# ``value_fn`` that returns ``(loss, aux)``); every method may read them, none is forwarded
 # to ``value_fn``. A method's own extra args are declared in its module
 # (``CONSUMES``) and its registry entry (``MethodSpec.consumes``).
-LINE_SEARCH_EXTRA_ARGS = frozenset({"value", "grad", "value_fn"})
+LINE_SEARCH_EXTRA_ARGS = frozenset({"value", "grad", "value_fn", "value_fn_has_aux"})
 # adaptlr's own extra args for every method: the whole params, for a method
 # inside ``optax.masked`` / ``optax.multi_transform`` that evaluates the loss.
 SHARED_EXTRA_ARGS = frozenset({"full_params"})
@@ -125,15 +128,25 @@ def check_one_of(name: str, value: Any, options: tuple[Any, ...]) -> None:
     raise ValueError(f"{name} must be one of {options}, got {value!r}.")
 
 
-def check_bounds(min_value: Any, max_value: Any, name: str = "learning_rate") -> None:
+def check_bounds(min_value: Any, max_value: Any, name: str = "learning_rate", *,
+                 signed_min: bool = False) -> None:
   """Raises ``ValueError`` for a bad ``[min_<name>, max_<name>]`` clamp.
 
-  A bound may be a schedule (a callable of the step count): it is checked at
-  step 0.
+  ``signed_min``: the minimum may be any number, −inf included (not NaN);
+  otherwise it must be >= 0. A bound may be a schedule (a callable of the step
+  count): it is checked at step 0.
   """
   min_value = min_value(0) if callable(min_value) else min_value
   max_value = max_value(0) if callable(max_value) else max_value
-  check_positive(f"min_{name}", min_value, allow_zero=True)
+  if signed_min:
+    lo = _concrete(min_value)
+    if lo is not None:
+      import numpy as np
+
+      if np.any(np.isnan(np.asarray(lo))):
+        raise ValueError(f"min_{name} must be a number (or None), got {min_value!r}.")
+  else:
+    check_positive(f"min_{name}", min_value, allow_zero=True)
   check_positive(f"max_{name}", max_value)
   lo, hi = _concrete(min_value), _concrete(max_value)
   if lo is not None and hi is not None:
@@ -177,9 +190,11 @@ def get_value_fn(
 ) -> Callable[[Any], jax.Array]:
   """``params -> loss`` from the ``value_fn`` extra arg, with its kwargs bound.
 
-  The loss is checked to be a scalar when it is traced. Inside ``optax.masked``
-  (``params`` has ``MaskedNode`` leaves) it is the loss of the part the method
-  sees, the frozen leaves taken from the ``full_params`` extra arg.
+  With the extra arg ``value_fn_has_aux=True``, ``value_fn`` returns ``(loss,
+  aux)`` and the returned function keeps the loss. The loss is checked to be a
+  scalar when it is traced. Inside ``optax.masked`` (``params`` has
+  ``MaskedNode`` leaves) it is the loss of the part the method sees, the frozen
+  leaves taken from the ``full_params`` extra arg.
 
   Raises:
     ValueError: if no ``value_fn`` was passed, or ``params`` is masked and no
@@ -192,13 +207,47 @@ def get_value_fn(
     raise ValueError(
         f"{method} needs the loss as a function of the params{why}: call "
         "`opt.update(grads, state, params, value_fn=loss_fn, **batch)` where "
-        "`loss_fn(params, **batch)` returns a scalar; keyword args that "
-        "loss_fn accepts (e.g. x=..., y=...) are forwarded to it."
+        "`loss_fn(params, **batch)` returns a scalar (or `(loss, aux)` with "
+        "`value_fn_has_aux=True`); keyword args that loss_fn accepts (e.g. "
+        "x=..., y=...) are forwarded to it. In Flax the helpers pass it: NNX "
+        "`adaptlr.flax.nnx_train_step(optimizer, model, loss_fn, **batch)` or "
+        "`optimizer.update(model, grads, value=loss, value_fn="
+        "adaptlr.flax.nnx_value_fn(model, loss_fn), **batch)`; Linen "
+        "`adaptlr.flax.linen_train_step(state, loss_fn, **batch)` or "
+        "`adaptlr.flax.apply_gradients(state, grads, value=loss, value_fn=loss_fn, "
+        "**batch)` (`TrainState.apply_gradients` passes no extra args)."
     )
   kwargs = value_fn_kwargs(value_fn, extra_args)
-  bound = functools.partial(value_fn, **kwargs) if kwargs else value_fn
-  bound = _conventions.unmask_value_fn(bound, params, extra_args, method)
-  return _conventions.scalar_loss(bound, method)
+  fn = functools.partial(value_fn, **kwargs) if kwargs else value_fn
+  fn = _loss_only(fn, bool(extra_args.get("value_fn_has_aux", False)), method)
+  fn = _conventions.unmask_value_fn(fn, params, extra_args, method)
+  return _conventions.scalar_loss(fn, method)
+
+
+def loss_from(out: Any, has_aux: bool, who: str, flag: str = "value_fn_has_aux") -> Any:
+  """The loss in a loss function's output: ``out[0]`` with ``has_aux``, else ``out``.
+
+  A ``(loss, aux)`` pair without ``has_aux``, or anything but a pair with it, is a
+  ``TypeError`` that names ``flag`` (the option the caller spells ``has_aux``).
+  """
+  if has_aux:
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+      raise TypeError(
+          f"{who}: {flag}=True but the loss function returned "
+          f"{type(out).__name__}, not a (loss, aux) pair.")
+    return out[0]
+  if isinstance(out, (tuple, list)):
+    raise TypeError(
+        f"{who}: the loss function returned a {type(out).__name__} of length {len(out)}, "
+        f"not a scalar loss. If it returns (loss, aux), pass {flag}=True "
+        "(value_fn_has_aux=True to an optimizer's update; has_aux=True to the "
+        "adaptlr.flax helpers).")
+  return out
+
+
+def _loss_only(fn: Callable[..., Any], has_aux: bool, method: str) -> Callable[..., Any]:
+  """``fn`` returning only its loss (see :func:`loss_from`)."""
+  return lambda params: loss_from(fn(params), has_aux, method)
 
 
 def get_value(extra_args: dict[str, Any], method: str) -> jax.Array:
@@ -306,7 +355,10 @@ def map_rule(rule: Callable[..., tuple[Any, ...]], *trees: Any) -> tuple[Any, ..
   # are themselves a tuple (optax's mixed tensor target) must not be unzipped.
   treedef = jax.tree.structure(trees[0])
   per_group = treedef.flatten_up_to(out)
-  n = len(per_group[0]) if per_group else 0
+  if per_group:
+    n = len(per_group[0])
+  else:  # every group masked out: n from the rule's signature of outputs, no computation
+    n = len(jax.eval_shape(rule, *(jax.ShapeDtypeStruct((), jnp.float32) for _ in trees)))
   return tuple(treedef.unflatten([o[i] for o in per_group]) for i in range(n))
 
 

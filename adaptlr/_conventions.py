@@ -233,10 +233,14 @@ def decayed(
     extra_args["value"] = v + penalty(params).astype(v.dtype)
   value_fn = extra_args.get("value_fn")
   if value_fn is not None:
+    has_aux = bool(extra_args.get("value_fn_has_aux", False))
+
     @functools.wraps(value_fn)       # keeps its signature: kwargs are forwarded as before
     def decayed_fn(p, *args, **kwargs):
-      v = jnp.asarray(value_fn(p, *args, **kwargs))
-      return v + penalty(p).astype(v.dtype)
+      out = value_fn(p, *args, **kwargs)
+      v = jnp.asarray(out[0] if has_aux else out)
+      v = v + penalty(p).astype(v.dtype)
+      return (v, out[1]) if has_aux else v
     extra_args["value_fn"] = decayed_fn
   return optax.tree.add(grads, decay), extra_args, decay
 

@@ -94,7 +94,9 @@ def scale_by_hypergradient(
   _base.check_positive("learning_rate", learning_rate)
   _conventions.check_weight_decay(weight_decay)
   _base.check_positive("hyper_lr", hyper_lr, allow_zero=True)
-  _base.check_bounds(min_learning_rate, max_learning_rate)
+  if min_learning_rate is None:                     # Baydin et al.: no clamp
+    min_learning_rate = -jnp.inf
+  _base.check_bounds(min_learning_rate, max_learning_rate, signed_min=True)
   if multiplicative and lookahead:
     raise ValueError(
         "multiplicative=True and lookahead=True cannot be combined: the "
@@ -196,8 +198,21 @@ def hypergradient(
     \eta_t = \max\big(\eta_{t-1} + \beta \langle g_t, u_{t-1}\rangle,\;
              \eta_{\min}\big), \qquad w_{t+1} = w_t - \eta_t u_t .  \qquad (3)
 
-  The clamp at :math:`\eta_{\min} = 0` is TLR App. D.4 (Ravaut & Gorti Eq. 13
-  use :math:`\delta = 10^{-6}`; pass ``min_learning_rate=1e-6`` for it).
+  **Clamp.** The default :math:`\eta_{\min} = 0` is TLR App. D.4
+  (:math:`\alpha_{t+1} = \max(0, \alpha_t + \eta\langle g_t, g_{t-1}\rangle)`);
+  Ravaut & Gorti Eq. 13 floor at :math:`\delta = 10^{-6}`
+  (``min_learning_rate=1e-6``); Baydin et al.'s SGD-HD, Adam-HD and their
+  code (``gbaydin/hypergradient-descent``) do not clamp: the rate may turn
+  negative, a step uphill (``min_learning_rate=None``, or ``-jnp.inf``).
+
+  **Defaults and where they come from.** ``hyper_lr`` β = 1e-3: Baydin et
+  al.'s SGD-HD / SGDN-HD runs (``run.sh``: logistic regression, MLP and VGG
+  on MNIST / CIFAR-10 with η₀ = 1e-3; their code's own default is 1e-6, and
+  Adam-HD uses 1e-7 – 1e-8). ``learning_rate`` η₀ = 0.01 is adaptlr's common
+  initial rate, not a paper's (Baydin et al. start at 1e-3, TLR App. D.4 at
+  0.1). ``min_learning_rate`` = 0: TLR App. D.4, as above. The additive rule
+  is Baydin et al.'s and Ravaut & Gorti's Eq. 3–4; ``multiplicative`` and
+  ``lookahead`` are off by default.
 
   **Multiplicative** (``multiplicative=True``, Baydin et al. §"multiplicative
   rule"): the step is scale-free,
@@ -241,7 +256,7 @@ def hypergradient(
   Args:
     learning_rate: initial rate :math:`\eta_0` (> 0).
     hyper_lr: :math:`\beta \ge 0`, the hypergradient step size (Baydin et
-      al. use 1e-3 for SGD-HD on MNIST logistic regression with η₀ = 1e-3).
+      al.'s runs use 1e-3 for SGD-HD with η₀ = 1e-3).
     multiplicative: use the normalized multiplicative rule.
     lookahead: TLR Alg. 1 (slope at the look-ahead point from ``value_fn``);
       not combinable with ``multiplicative``.
@@ -256,7 +271,9 @@ def hypergradient(
     nesterov: Nesterov momentum (needs ``momentum``).
     safeguard: on detected divergence of SGD-HD (no direction), set η to the
       secant line-search step (see above); ``False`` is Baydin et al.'s rule.
-    min_learning_rate: lower clamp (default 0, TLR App. D.4).
+    min_learning_rate: lower clamp (default 0, TLR App. D.4); any number, or
+      ``None`` (= ``-inf``) for Baydin et al.'s unclamped rule (the rate may
+      go negative).
     max_learning_rate: upper clamp (default inf).
       Either bound may be a schedule of the step count: a ceiling that
       moves (warmup or decay on top of the learned rate), or a floor.

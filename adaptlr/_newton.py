@@ -56,7 +56,9 @@ def _newton_rate(rate, velocity, num, den, tol_num, tol_den, *, delta, max_chang
   dtype = rate.dtype
   num, den = num.astype(dtype), den.astype(dtype)
   if max_change is None:                                           # the paper's rule
-    den = jnp.where(jnp.abs(den) < delta, den + delta, den)        # Eq. 11–12
+    # Eq. 11–12: δ is added "when it reaches zero machine, but only when it
+    # does so" (§4.1): where the computed second difference is exactly 0.
+    den = jnp.where(den == 0, delta, den)
     step = -num / den                                              # Eq. 10
   else:
     # Bounded rule: a convex line takes the Newton step (capped above); a
@@ -286,8 +288,9 @@ def newton_lr(
 
   **Concave lines.** Where :math:`f''(\eta_k) \le 0` Newton heads for the
   maximum of its model (§3.2); the paper's rule only guards the division
-  (Eq. 11–12: δ is added to a denominator :math:`|\cdot| < \delta`) and floors
-  η at δ (Eq. 13). With ``max_change=c`` a concave (or flat) line moves η by
+  (Eq. 11–12: δ is added to the denominator "when it reaches zero machine,
+  but only when it does so", §4.1: where it is exactly 0) and floors η at δ
+  (Eq. 13). With ``max_change=c`` a concave (or flat) line moves η by
   the factor :math:`1+c` downhill along the line: :math:`\times(1+c)` if
   :math:`f'(\eta_k) < 0`, :math:`\div(1+c)` if :math:`f' > 0`, kept if
   :math:`f' = 0`. The floor :math:`\eta \ge \delta` (Eq. 13) applies always.
@@ -333,8 +336,8 @@ def newton_lr(
     momentum: β ∈ [0, 1) on the η updates (§5.2; the paper tries 0.9). This
       is the paper's momentum of the *rate*; momentum of the weights, as in
       ``optax.sgd(lr, momentum=0.9)``, is ``direction=optax.trace(0.9)``.
-    delta: δ of Eq. 11–13 (the paper: 1e-6): added to a near-zero
-      denominator (paper's rule only) and the floor of η.
+    delta: δ of Eq. 11–13 (the paper: 1e-6): added to a denominator that is
+      exactly zero (paper's rule only) and the floor of η.
     granularity: ``"global"``, ``"leaf"`` or labels (see above).
     direction: optional optax transformation for the search direction u
       (``optax.trace(0.9)``, ``optax.scale_by_adam()``); ``None``: the

@@ -24,6 +24,8 @@ from adaptlr._granularity import GranularityLike, granularity_from, rate_dtype
 
 # Extra args TLR reads besides optax's value/grad/value_fn: none.
 CONSUMES: frozenset[str] = frozenset()
+# What replaces g in Eq. 7–9 with a search direction (see tlr).
+INNER_PRODUCTS = ("gradient", "displacement")
 
 class TLRState(NamedTuple):
   """State of :func:`scale_by_tlr`."""
@@ -83,7 +85,10 @@ def scale_by_tlr(
     bound: Any = 0.25,
     granularity: GranularityLike = "global",
     accumulation_steps: Optional[int] = None,
+    momentum: Optional[float] = None,
+    nesterov: bool = False,
     direction: Optional[optax.GradientTransformation] = None,
+    inner_products: str = "gradient",
     safeguard: bool = True,
     min_learning_rate: Any = 0.0,
     max_learning_rate: Any = jnp.inf,
@@ -105,8 +110,10 @@ def scale_by_tlr(
   accumulation_steps = _base.check_int(
       "accumulation_steps", 1 if accumulation_steps is None else accumulation_steps, 1)
   _base.check_bounds(min_learning_rate, max_learning_rate)
+  _base.check_one_of("inner_products", inner_products, INNER_PRODUCTS)
   groups = granularity_from(granularity)
-  direction = _base.init_direction(direction, "tlr")
+  direction = _conventions.search_direction(direction, "tlr", momentum, nesterov)  # as optax.sgd
+  displacement = inner_products == "displacement"
   k = accumulation_steps
   accumulate = k > 1
 
@@ -145,8 +152,11 @@ def scale_by_tlr(
       has_prev = state.count >= 1
 
     dtype = rate_dtype(state.learning_rate)
-    ip = groups.vdot(window_g, state.prev_direction, dtype)           # ⟨g_t, u_{t−1}⟩, Eq. 7
-    gu = groups.vdot(window_g, window_u, dtype)                       # ⟨g_t, u_t⟩
+    # Eq. 7–9 with a direction: "gradient" reads ⟨g_t, u_{t−1}⟩ and ⟨g_t, u_t⟩;
+    # "displacement" reads G_t = (w_{t−K} − w_t)/α = U_t in both slots (Eq. 10, App. D).
+    first = window_u if displacement else window_g
+    ip = groups.vdot(first, state.prev_direction, dtype)              # ⟨g_t, u_{t−1}⟩, Eq. 7
+    gu = groups.vdot(first, window_u, dtype)                          # ⟨g_t, u_t⟩
     candidate, ceiling = _base.map_rule(
         lambda r, m, a, b, c: _tlr_rate(r, m, a, b, c, bound, safeguard, k),
         state.learning_rate, state.ceiling, ip, gu, state.prev_inner)
@@ -190,7 +200,10 @@ def tlr(
     bound: Any = 0.25,
     granularity: GranularityLike = "global",
     accumulation_steps: Optional[int] = None,
+    momentum: Optional[float] = None,
+    nesterov: bool = False,
     direction: Optional[optax.GradientTransformation] = None,
+    inner_products: str = "gradient",
     safeguard: bool = True,
     min_learning_rate: Any = 0.0,
     max_learning_rate: Any = jnp.inf,
@@ -241,13 +254,30 @@ def tlr(
   and the previous window's sums, and held in between. The paper's default is a
   third of an epoch: ``k ≈ steps_per_epoch / 3``. Full-batch GD: ``k = 1``.
 
-  **Search direction** (``direction``, the paper's future work). With a
-  direction transformation (``optax.scale_by_adam()``, ``optax.trace(0.9)``) the
-  weights step along :math:`u_t` and the line is :math:`L(w - \alpha u)`, whose
-  slope at :math:`\alpha_t` is :math:`-\langle g_t, u_{t-1}\rangle`. The rule
-  then uses :math:`\langle g_t, u_{t-1}\rangle` in place of
-  :math:`\langle g_t, g_{t-1}\rangle` and :math:`\langle g_t, u_t\rangle` in place
-  of :math:`\|g_t\|^2`: both reduce to the SGD rule when :math:`u = g`.
+  **Search direction and momentum** (``direction``, e.g.
+  ``optax.scale_by_adam()``; ``momentum=m, nesterov=...`` is
+  ``direction=optax.trace(m, nesterov=...)``, as in ``optax.sgd``). The weights
+  step along :math:`u_t` (window sums :math:`U_t` with ``accumulation_steps``)
+  and ``inner_products`` says what replaces :math:`g` in Eq. 7–9:
+
+  * ``"gradient"`` (default): the line is :math:`L(w - \alpha u)`, whose slope
+    at :math:`\alpha_t` is :math:`-\langle g_t, u_{t-1}\rangle`; the rule uses
+    :math:`\langle g_t, u_{t-1}\rangle` for :math:`\langle g_t, g_{t-1}\rangle`
+    and :math:`\langle g_t, u_t\rangle` for :math:`\|g_t\|^2`.
+  * ``"displacement"``: the paper's momentum (Sec. 4 Eq. 10, App. D, momentum
+    0.8) and the authors' NTLR code: :math:`G_t = (w_{t-K} - w_t)/\alpha`, the
+    weights' displacement over the rate (:math:`= U_t`), in both slots,
+    :math:`\langle G_t, G_{t-1}\rangle` and :math:`\|G_t\|^2`. (NTLR also
+    drops the upper bound, updates the rate after the step and warms up for
+    3K + 1 steps; the paper, followed here, does not.)
+
+  Both reduce to Alg. 2 when :math:`u = g`. Why the default
+  (``benchmarks/results/tlr_momentum.md``, float64, 4 problems × 3 momenta ×
+  α₀ = 1e-4 … 1): the displacement form ends lower at momentum 0.8 where it
+  converges, but a momentum-smoothed displacement rarely reverses, so its
+  rate grows unchecked: 14 of 60 runs diverged where fixed-rate SGD with the
+  same momentum converged (13 at 0.9); the gradient form diverged only where
+  that SGD did too.
 
   Args:
     learning_rate: initial rate :math:`\alpha_0` (> 0).
@@ -260,8 +290,15 @@ def tlr(
       about ``steps_per_epoch / 3`` for minibatch SGD; ``None``: 1 (full
       batch). It shapes the computation: ``optax.inject_hyperparams`` leaves
       it static unless it is passed (then name it in ``static_args``).
+    momentum: heavy-ball momentum m ∈ [0, 1) as in ``optax.sgd``: the
+      direction ``optax.trace(m, nesterov=nesterov)``; ``None``: SGD. The
+      paper's momentum runs (m = 0.8, App. D) are ``momentum=0.8,
+      inner_products="displacement"``.
+    nesterov: Nesterov momentum (needs ``momentum``).
     direction: optional optax transformation turning gradients into the
-      search direction; ``None`` is SGD.
+      search direction (not together with ``momentum``); ``None`` is SGD.
+    inner_products: ``"gradient"`` (default) or ``"displacement"`` (the
+      paper's momentum): what Eq. 7–9 read with a direction (see above).
     safeguard: brake on detected divergence (see above); ``False`` is the
       paper's rule exactly.
     min_learning_rate: lower clamp of the rates (default 0: never binds).
@@ -285,7 +322,9 @@ def tlr(
 
   Raises:
     ValueError: for a non-positive ``learning_rate`` or ``bound``,
-      ``accumulation_steps < 1``, bad clamps, or an unknown granularity.
+      ``accumulation_steps < 1``, bad clamps, an unknown granularity or
+      ``inner_products``, ``momentum`` outside [0, 1), ``momentum`` together
+      with ``direction``, or ``nesterov`` without ``momentum``.
 
   Example:
     >>> import jax, jax.numpy as jnp, optax, adaptlr
@@ -303,10 +342,13 @@ def tlr(
 
   References:
     Trainable Learning Rate, anonymous submission to ICLR 2022 (OpenReview),
-    Eq. 2, 7–10, Alg. 2 and App. D.2.
+    Eq. 2, 7–10, Alg. 2, App. D and D.2; the authors' code,
+    github.com/georgeretsi/NTLR.
   """
   return _base.descent(scale_by_tlr(
       learning_rate, bound=bound, granularity=granularity,
-      accumulation_steps=accumulation_steps, direction=direction, safeguard=safeguard,
+      accumulation_steps=accumulation_steps, momentum=momentum, nesterov=nesterov,
+      direction=direction,
+      inner_products=inner_products, safeguard=safeguard,
       min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate,
       weight_decay=weight_decay, mask=mask))

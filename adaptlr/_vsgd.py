@@ -10,7 +10,8 @@ References:
   arXiv:1206.1106: §3–5, Alg. 1, App. B.
   T. Schaul, Y. LeCun, Adaptive learning rates and parallelization for
   stochastic, sparse, non-smooth gradients, ICLR 2013, arXiv:1301.3764
-  (vSGD-fd, minibatches).
+  (vSGD-fd's rate and finite-difference curvature, minibatches). The authors'
+  code: T. Schaul's py-optim and S. Zhang's vsgd-bb.m.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from adaptlr._granularity import GranularityLike, granularity_from, rate_dtype
 # Extra args vSGD reads besides optax's value/grad/value_fn.
 CONSUMES: frozenset[str] = frozenset({"curvature", "grad_sq"})
 _PAPER_C = "d/10"
+_START_MEMORY = ("init_samples", "adapted")
 
 
 class VSGDState(NamedTuple):
@@ -39,16 +41,20 @@ class VSGDState(NamedTuple):
   grad_avg: Any        # ḡ per element (§4.1)
   sq_avg: Any          # per group: v̄ (element-wise) or l̄ = E‖∇‖² over the group (§4.1)
   curv_avg: Any        # h̄ per element (§4.3)
+  curv_sq_avg: Any     # v̄_h = E[h²] per element (curvature_variance=True only; () otherwise)
   tau: Any             # τ per group: the memory size (§4.2, App. B)
   key: Any             # PRNG key (uint32[2]) for curvature="hutchinson"; () otherwise
 
 
-def _vsgd_rate(num, sq_avg, h_plus, tau, warm, *, dtype, learning_rate, min_curvature,
-               batch_size, min_learning_rate, max_learning_rate):
+def _vsgd_rate(num, sq_avg, h_plus, tau, warm, last_warm, *, dtype, learning_rate,
+               min_curvature, batch_size, start_memory, min_learning_rate,
+               max_learning_rate):
   """(η, τ) for one group from the updated averages (Eq. 7 / 8, §4.2, Alg. 1).
 
-  num = Σ ḡ² over the group (ḡ² per element), sq_avg = l̄ (v̄), h_plus = h⁺ (h̄);
-  ``warm``: still in the slow start (§4.4), where η = 0 and τ is kept.
+  num = Σ ḡ² over the group (ḡ² per element), sq_avg = l̄ (v̄), h_plus = h⁺ (h̄,
+  or v̄_h / h̄ for vSGD-fd's rate); ``warm``: still in the slow start (§4.4),
+  where η = 0 and τ is kept; ``last_warm``: its last update, after which the
+  memory is ``start_memory``.
   """
   n = batch_size
   den = sq_avg if n is None else sq_avg / n + (n - 1.0) / n * num   # minibatch correction
@@ -57,7 +63,14 @@ def _vsgd_rate(num, sq_avg, h_plus, tau, warm, *, dtype, learning_rate, min_curv
   rate = rate.astype(dtype)
   rate = jnp.clip(rate, min_learning_rate, max_learning_rate).astype(rate.dtype)
   rate = jnp.where(warm, jnp.zeros_like(rate), rate)
-  tau = jnp.where(warm, tau, (1.0 - vpart) * tau + 1.0).astype(dtype)  # §4.2, App. B
+  tau = jnp.where(warm, tau, (1.0 - vpart) * tau + 1.0)              # §4.2, App. B
+  if start_memory == "adapted":       # vsgd-bb.m: §4.2 applied once to τ = 1
+    first = 2.0 - vpart
+  elif start_memory == "init_samples":
+    first = tau                       # n₀, kept through the slow start
+  else:                               # py-optim: τ = 2
+    first = jnp.full_like(tau, start_memory)
+  tau = jnp.where(last_warm, first, tau).astype(dtype)
   return rate, tau
 
 
@@ -68,6 +81,8 @@ def scale_by_vsgd(
     curvature: str = "hutchinson",
     init_samples: Optional[int] = None,
     slow_start: Union[float, str] = 2.0,
+    start_memory: Union[float, str] = "init_samples",
+    curvature_variance: bool = False,
     batch_size: Optional[int] = None,
     min_curvature: Any = 1e-6,
     seed: Optional[int] = None,
@@ -98,12 +113,17 @@ def scale_by_vsgd(
           f"got {slow_start!r}.")
   else:
     _base.check_range("slow_start", slow_start, 1.0, float("inf"))
+  if isinstance(start_memory, str):
+    _base.check_one_of("start_memory", start_memory, _START_MEMORY)
+  else:   # τ = 1 is a fixed point of §4.2 (see init_samples above)
+    _base.check_range("start_memory", start_memory, 1.0, float("inf"), low_open=True)
   n = None if batch_size is None else _base.check_int("batch_size", batch_size, 1)
   _base.check_positive("min_curvature", min_curvature)
   seed = _base.check_int("seed", 0 if seed is None else seed, 0)
   _base.check_bounds(min_learning_rate, max_learning_rate)
   groups = granularity_from(granularity)
-  rule = dict(learning_rate=learning_rate, min_curvature=min_curvature, batch_size=n)
+  rule = dict(learning_rate=learning_rate, min_curvature=min_curvature, batch_size=n,
+              start_memory=start_memory)
 
   def init_fn(params: optax.Params) -> VSGDState:
     dtype = rate_dtype(params)
@@ -113,6 +133,7 @@ def scale_by_vsgd(
         grad_avg=_base.zeros(params, dtype),
         sq_avg=groups.init_rates(params, 0.0, dtype),
         curv_avg=_base.zeros(params, dtype),
+        curv_sq_avg=_base.zeros(params, dtype) if curvature_variance else (),
         tau=groups.init_rates(params, float(n0), dtype),
         key=jax.random.PRNGKey(seed) if curvature == "hutchinson" else (),
     )
@@ -142,7 +163,7 @@ def scale_by_vsgd(
     if curvature == "hutchinson":
       key, sub = jax.random.split(state.key)
       return _curvature.hutchinson_diagonal(value_fn, params, sub), key
-    # vSGD-fd: δ = ḡ (the gradient itself on the very first step).
+    # Finite differences (Schaul & LeCun 2013): δ = ḡ (the gradient itself on the first step).
     delta = jax.tree.map(
         lambda g, a: jnp.where(state.count == 0, g, a.astype(g.dtype)), grads, state.grad_avg)
     fallback = _base.cast_like(state.curv_avg, params)
@@ -183,15 +204,28 @@ def scale_by_vsgd(
     ema = lambda avg, x, f: (1.0 - f) * avg + f * x
     grad_avg = jax.tree.map(ema, state.grad_avg, g, inv_tau_el)       # Alg. 1: ḡ
     curv_avg = jax.tree.map(ema, state.curv_avg, h, inv_tau_el)       #         h̄
+    curv_sq_avg = jax.tree.map(                                       #         v̄_h
+        lambda a, x, f: ema(a, x * x, f), state.curv_sq_avg, h, inv_tau_el
+    ) if curvature_variance else ()
     sq_avg = jax.tree.map(ema, state.sq_avg, sq, inv_tau)             #         v̄ or l̄
     c = slow_start_factor(grads)
     sq_avg = jax.tree.map(lambda v: jnp.where(count == n0 - 1, c * v, v).astype(dtype), sq_avg)
 
     # Rate (Eq. 7 / Eq. 8, Alg. 1) from the updated averages, then the memory.
     num = groups.sq_norm(grad_avg, dtype)                             # Σ ḡ² per group
-    h_plus = groups.max(curv_avg, dtype)                              # h̄ or h⁺ = max h̄
+    if curvature_variance:
+      # vSGD-fd (Schaul & LeCun 2013; py-optim vSGDfd): 1/h̄ becomes h̄ / v̄_h;
+      # per group the largest v̄_h / h̄ (as h⁺ = max h̄). v̄_h / h̄ ≥ h̄ holds for
+      # the exact averages (E[h²] ≥ E[h]²); enforced, as h² underflows first.
+      inv = jax.tree.map(lambda hb, vh: jnp.maximum(_base.safe_div(vh, hb), hb),
+                         curv_avg, curv_sq_avg)
+      h_plus = groups.max(inv, dtype)                                 # v̄_h / h̄
+    else:
+      h_plus = groups.max(curv_avg, dtype)                            # h̄ or h⁺ = max h̄
+    last_warm = count == n0 - 1
     rate, tau = _base.map_rule(
-        lambda m, v, hp, t: _vsgd_rate(m, v, hp, t, warm, dtype=dtype, **bounds, **rule),
+        lambda m, v, hp, t: _vsgd_rate(m, v, hp, t, warm, last_warm, dtype=dtype, **bounds,
+                                       **rule),
         num, sq_avg, h_plus, state.tau)
 
     new_updates = groups.scale(rate, grads)                           # θ ← θ − η ∇
@@ -202,6 +236,7 @@ def scale_by_vsgd(
         grad_avg=grad_avg,
         sq_avg=sq_avg,
         curv_avg=curv_avg,
+        curv_sq_avg=curv_sq_avg,
         tau=tau,
         key=key,
     )
@@ -221,6 +256,8 @@ def vsgd(
     curvature: str = "hutchinson",
     init_samples: Optional[int] = None,
     slow_start: Union[float, str] = 2.0,
+    start_memory: Union[float, str] = "init_samples",
+    curvature_variance: bool = False,
     batch_size: Optional[int] = None,
     min_curvature: Any = 1e-6,
     seed: Optional[int] = None,
@@ -263,9 +300,11 @@ def vsgd(
     forward-over-reverse autodiff on the same batch; exact for a diagonal
     Hessian, an upper bound in expectation otherwise. The PRNG key is in the
     state (``seed``).
-  * ``"finite_difference"`` (vSGD-fd): :math:`|(\nabla(\theta+\delta) -
+  * ``"finite_difference"``: :math:`|(\nabla(\theta+\delta) -
     \nabla\theta)/\delta|` with :math:`\delta = \bar g` (the current gradient
-    on the first step), same batch; one more gradient per step.
+    on the first step), same batch; one more gradient per step. This is
+    Schaul & LeCun's (ICLR 2013) estimate, but with the rate above it is not
+    their vSGD-fd, whose rate differs (``curvature_variance``, below).
   * ``"given"``: the ``curvature`` extra arg (a pytree like the params, e.g.
     a Gauss-Newton diagonal such as the paper's bbprop, or
     ``adaptlr.curvature.softmax_gauss_newton_diagonal``); its absolute value
@@ -277,16 +316,47 @@ def vsgd(
   Gauss-Newton diagonal steps as a diagonal Newton method and wants a larger
   ``slow_start``.
 
+  **vSGD-fd** (Schaul & LeCun, ICLR 2013; py-optim ``vSGDfd``) is
+  ``curvature="finite_difference", curvature_variance=True``: the rate
+  :math:`\bar g^2/\bar v \cdot \bar h/\bar v_h`, with :math:`\bar v_h` the
+  running mean of :math:`h^2` (same memory), replaces :math:`1/\bar h` by
+  :math:`\bar h/\bar v_h \le 1/\bar h`, smaller where the curvature estimate
+  is noisy (per group the smallest; :math:`1/\bar h` where :math:`h^2`
+  underflows). Where this differs from py-optim: the finite-difference step is
+  :math:`\bar g` (py-optim adds 1e-9; a step below the params' precision falls
+  back to :math:`\bar h` here); during the slow start it is the running mean
+  of the gradients so far (py-optim draws all :math:`n_0` samples at once and
+  uses their mean); with minibatches :math:`\bar v_h` averages the square of
+  the batch's h, py-optim the per-sample squares (larger: smaller rates); and
+  py-optim's outlier rule (τ += 1 where :math:`(\nabla - \bar g)^2` exceeds the
+  estimated variance, on by default in its ``vSGD`` and ``vSGDfd``) is not
+  implemented. Measured (``benchmarks/results/vsgd_memory.md``): this rate
+  diverged on MNIST M1 (τ₀ = n₀ and 2) and M0 (τ₀ = 2) where the
+  :math:`1/\bar h` rate with the same curvature did not, so it is off by
+  default and offered to reproduce the paper.
+
   **Slow start** (§4.4). The first ``init_samples`` updates only gather
   statistics: **they return zero updates** and the state's ``learning_rate``
   is 0. After them the averages are the arithmetic means of those samples,
-  :math:`\bar v` / :math:`\bar l` multiplied by C = ``slow_start``, and
-  :math:`\tau = n_0`. The overestimate damps the first steps (rates about
-  1/C of :math:`\eta^*`) and fades after about :math:`C n_0` steps.
-  ``slow_start="d/10"`` is the paper's rule C = d/10 (d the number of
-  parameters); the default C = 2 with ``init_samples=10`` is the authors'
-  code, which beat d/10 in minibatch training on MNIST
-  (``benchmarks/results/vsgd_mnist.md``).
+  :math:`\bar v` / :math:`\bar l` multiplied by C = ``slow_start``. The
+  overestimate damps the first steps (rates about 1/C of :math:`\eta^*`) and
+  fades after about :math:`C n_0` steps. ``slow_start="d/10"`` is the paper's
+  rule C = d/10 (d the number of parameters); the default C = 2 with
+  ``init_samples=10`` is py-optim's (``vSGD.slow_constant``, ``init_samples``;
+  ``vsgd-bb.m`` takes both as options), which beat d/10 in minibatch training
+  on MNIST (``benchmarks/results/vsgd_mnist.md``).
+
+  **Memory after the slow start** (``start_memory``; the paper does not say):
+  the τ the next update averages with is ``"init_samples"``, τ = n₀ (the
+  default, adaptlr's); a number, e.g. 2.0, py-optim's ``vSGD`` (τ = 2); or
+  ``"adapted"``, τ = 2 − vpart₀, S. Zhang's ``vsgd-bb.m`` (its forgetting
+  factor starts at 0, τ = 1, and §4.2 updates it once from the slow-start
+  averages, vpart₀ = Σḡ²/(C v̄)). The default is kept by measurement
+  (``benchmarks/results/vsgd_memory.md``, MNIST M0/M1, batch 128, 6 epochs):
+  vSGD-l ends at a lower training loss with n₀ than with 2 or 2 − vpart₀ on
+  both (M1: 0.095 / 0.121 / 0.196, test error 3.14 / 3.40 / 4.35 %; training
+  errors within 0.3 points); -b and -g differ by under 0.1 points; with
+  ``"finite_difference"``, τ = 2 did better on M1.
 
   **Minibatches**. By default :math:`\bar v` averages the square of the
   minibatch gradient it is given, which directly estimates the second moment
@@ -303,12 +373,16 @@ def vsgd(
     granularity: ``"element"`` (vSGD-l), ``"leaf"`` (vSGD-b), ``"global"``
       (vSGD-g), or labels (a pytree or callable as in
       ``optax.multi_transform``).
-    curvature: ``"hutchinson"``, ``"finite_difference"`` (vSGD-fd) or
-      ``"given"`` (the ``curvature`` extra arg).
-    init_samples: :math:`n_0 \ge 2`, the slow-start updates (zero steps);
-      also the initial memory τ. ``None``: 10.
+    curvature: ``"hutchinson"``, ``"finite_difference"`` or ``"given"``
+      (the ``curvature`` extra arg).
+    init_samples: :math:`n_0 \ge 2`, the slow-start updates (zero steps).
+      ``None``: 10.
     slow_start: C ≥ 1, the overestimate of :math:`\bar v, \bar l` after the
       slow start, or ``"d/10"`` for the paper's max(1, d/10).
+    start_memory: τ after the slow start: ``"init_samples"`` (n₀, default),
+      a number > 1 (py-optim: 2.0) or ``"adapted"`` (2 − vpart₀, vsgd-bb.m).
+    curvature_variance: the rate uses :math:`\bar h/\bar v_h` in place of
+      :math:`1/\bar h`: vSGD-fd's rate (with ``"finite_difference"``).
     batch_size: n, only with the ``grad_sq`` extra arg (see above).
     min_curvature: lower bound on :math:`h^+` (> 0).
     seed: PRNG seed for ``"hutchinson"``; ``None``: 0. ``init_samples``,
@@ -358,11 +432,13 @@ def vsgd(
     Schaul, Zhang & LeCun, No More Pesky Learning Rates, ICML 2013,
     arXiv:1206.1106: Eq. 7–8, §4.1–4.4, Alg. 1, App. B. Schaul & LeCun,
     Adaptive learning rates and parallelization for stochastic, sparse,
-    non-smooth gradients, ICLR 2013, arXiv:1301.3764 (vSGD-fd).
+    non-smooth gradients, ICLR 2013, arXiv:1301.3764 (vSGD-fd). The authors'
+    code: T. Schaul's py-optim (``vSGD``, ``vSGDfd``), S. Zhang's ``vsgd-bb.m``.
   """
   return _base.descent(scale_by_vsgd(
       learning_rate, granularity=granularity, curvature=curvature,
-      init_samples=init_samples, slow_start=slow_start, batch_size=batch_size,
+      init_samples=init_samples, slow_start=slow_start, start_memory=start_memory,
+      curvature_variance=curvature_variance, batch_size=batch_size,
       min_curvature=min_curvature, seed=seed,
       min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate,
       weight_decay=weight_decay, mask=mask))

@@ -9,7 +9,8 @@ For a loss ``L`` (``value_fn`` with its forwarded kwargs) at params ``w``:
   expectation is diag(H) for any H (E[z_i z_j] = δ_ij); it equals diag(H)
   exactly when H is diagonal. vSGD averages its absolute value.
 * :func:`finite_difference_diagonal`: |(∇L(w + δ) − ∇L(w)) / δ| elementwise,
-  on the same batch (vSGD-fd, Schaul & LeCun 2013, with δ = ḡ). Exact for a
+  on the same batch (the estimate of Schaul & LeCun 2013, used by vSGD-fd with
+  δ = ḡ). Exact for a
   diagonal quadratic; for a separable loss it is the secant slope.
 * :func:`softmax_gauss_newton_diagonal`: an unbiased one-backward-pass
   estimate of the Gauss-Newton (= Fisher) diagonal of a mean softmax
@@ -110,7 +111,7 @@ def finite_difference_diagonal(
     value_fn: Callable[[Any], jax.Array], params: Any, grad: Any, delta: Any,
     fallback: Any = None,
 ) -> Any:
-  """|(∇L(w + δ) − ∇L(w)) / δ| elementwise (vSGD-fd), on the same ``value_fn``.
+  """|(∇L(w + δ) − ∇L(w)) / δ| elementwise (Schaul & LeCun 2013), on the same ``value_fn``.
 
   ``grad`` is ∇L(w) (already computed by the caller). The difference divides
   by the step actually taken in the params' dtype, ``(w + δ) − w``, so a δ_i

@@ -1,8 +1,9 @@
 """The one list of adaptlr's methods.
 
-Tests, benchmarks, the Flax helpers and the README tables read this registry;
-a new method is added by writing its module and one :class:`MethodSpec` entry
-below (see ``CONTRIBUTING.md``).
+The contract and Flax tests and the benchmarks read this registry (and a test
+checks that the README's method table has a row for each entry); a new method
+is added by writing its module and one :class:`MethodSpec` entry below (see
+``CONTRIBUTING.md``).
 
 Example:
   >>> import adaptlr

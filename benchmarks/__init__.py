@@ -12,6 +12,7 @@ Framework (``python -m benchmarks run --profile quick|full``):
   the reproductions of published numbers inside it.
 
 Studies (``python -m benchmarks.studies.<name>``): ``benchmarks/studies/``, one
-module per question, all writing through :mod:`benchmarks.io`. What every
+module per question, all writing through :mod:`benchmarks.io`; models shared by
+several studies (the sharded transformer) live in ``benchmarks/models/``. What every
 results file answers: ``benchmarks/results/README.md``.
 """

@@ -22,8 +22,8 @@ def newton_rule(eta, vel, num, den, tol_num, tol_den, *, max_change, momentum, d
   """(η_{k+1}, δ_{k+1}, the line's own rate) for one group."""
   clamp = lambda r: min(max(max(r, delta), min_learning_rate), max_learning_rate)
   if max_change is None:
-    if abs(den) < delta:                       # Eq. 11–12
-      den = den + delta
+    if den == 0:                               # Eq. 11–12: "when it reaches zero
+      den = den + delta                        # machine, but only when it does so" (§4.1)
     step = -num / den                          # Eq. 10
   else:
     c = max_change

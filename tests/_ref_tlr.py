@@ -8,10 +8,14 @@ def _group_sum(x, ids):
 
 
 def tlr_reference(prob, steps, learning_rate, bound=0.25, granularity="global",
-                  accumulation_steps=1, safeguard=True, momentum=None):
+                  accumulation_steps=1, safeguard=True, momentum=None, nesterov=False,
+                  inner_products="gradient"):
   """Alg. 2 with the Eq. 10 windows, written out scalar by scalar.
 
-  ``momentum``: the direction is optax.trace(momentum) (u_t = g_t + μ u_{t−1}).
+  ``momentum``: the direction is optax.trace(momentum) (m_t = g_t + μ m_{t−1};
+  the step u_t = m_t, or g_t + μ m_t with ``nesterov``). ``inner_products``:
+  "displacement" puts G_t = (w_{t−K} − w_t)/α = Σ u (Sec. 4 Eq. 10, App. D) in
+  both slots of Eq. 9; "gradient" puts the gradient sum in the first slot.
   """
   ids = prob.group_ids(granularity)
   n = ids.max() + 1
@@ -29,12 +33,15 @@ def tlr_reference(prob, steps, learning_rate, bound=0.25, granularity="global",
       u = g
     else:
       trace = g + momentum * trace
-      u = trace
+      u = g + momentum * trace if nesterov else trace
     G += g; U += u
     if (t + 1) % k == 0:
-      gu = _group_sum(G * U, ids)                          # ‖g_t‖² (⟨g_t, u_t⟩ with a direction)
+      # G_t of Eq. 10 with momentum: each step moves w by α u, so the window's
+      # displacement over the rate is U = Σ u (its last step is taken below).
+      first = U if inner_products == "displacement" else G
+      gu = _group_sum(first * U, ids)                      # ‖g_t‖² (⟨G_t, u_t⟩ with a direction)
       if U_prev is not None:
-        ip = _group_sum(G * U_prev, ids)                   # ⟨g_t, g_{t−1}⟩ (Eq. 7)
+        ip = _group_sum(first * U_prev, ids)               # ⟨g_t, g_{t−1}⟩ (Eq. 7)
         for j in range(n):
           gu_j = max(gu[j], 0.0)                           # a direction may point uphill
           den = max(4 * (gu_j - ip[j]), ip[j] / bound)     # Eq. 9

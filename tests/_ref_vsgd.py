@@ -15,13 +15,20 @@ def _group_max(x, ids):
 
 def vsgd_reference(prob, steps, learning_rate=1.0, granularity="element",
                    curvature="hutchinson", init_samples=10, slow_start=2.0,
+                   start_memory="init_samples", curvature_variance=False,
                    min_curvature=1e-6, grad_sq=None, batch_size=None):
   """Alg. 1 for vSGD-l (and its -b / -g analogues, §5 + App. B).
 
   ``curvature="hutchinson"`` is the exact |diag H| (the reference problem is
   separable, so Hutchinson's z ⊙ Hz is exact); ``"finite_difference"`` is
-  vSGD-fd with δ = ḡ. ``grad_sq(w, shift)``: per-sample second moments for the
-  minibatch-corrected variant (with ``batch_size``).
+  |∇(θ + δ) − ∇θ| / δ with δ = ḡ (Schaul & LeCun 2013). ``grad_sq(w, shift)``:
+  per-sample second moments for the minibatch-corrected variant (with
+  ``batch_size``). ``start_memory``: τ after the slow start — "init_samples"
+  (n₀), a number (py-optim ``vSGD``: 2) or "adapted" (vsgd-bb.m: the forgetting
+  factor starts at 0, i.e. τ = 1, and is updated once before the first step,
+  α = (1 − vpart)/(2 − vpart − 0), τ = 1/(1 − α) = 2 − vpart₀).
+  ``curvature_variance``: py-optim ``vSGDfd``'s rate vpart · h̄ / v̄_h with v̄_h
+  the running mean of h² (per group: the smallest h̄ / v̄_h).
   """
   ids = prob.group_ids(granularity)
   ng = ids.max() + 1
@@ -30,6 +37,7 @@ def vsgd_reference(prob, steps, learning_rate=1.0, granularity="element",
   w = prob.w0.copy()
   gbar = np.zeros_like(w)
   hbar = np.zeros_like(w)
+  vhbar = np.zeros_like(w)                      # v̄_h (curvature_variance)
   sq_avg = np.zeros(ng)                         # v̄ (element) or l̄ per block
   tau = np.full(ng, float(n0))
   traj, rates = [], []
@@ -38,7 +46,7 @@ def vsgd_reference(prob, steps, learning_rate=1.0, granularity="element",
     g = prob.grad(w, s)
     if curvature == "hutchinson":
       h = np.abs(prob.hess_diag(w, s))
-    else:                                       # vSGD-fd, same sample
+    else:                                       # finite difference, same sample
       delta = g if t == 0 else gbar
       step = (w + delta) - w
       h = np.where(step != 0,
@@ -53,6 +61,7 @@ def vsgd_reference(prob, steps, learning_rate=1.0, granularity="element",
     fe = frac[ids]
     gbar = (1 - fe) * gbar + fe * g             # §4.1
     hbar = (1 - fe) * hbar + fe * h             # §4.3
+    vhbar = (1 - fe) * vhbar + fe * h * h       # vSGDfd: v̄_h
     sq_avg = (1 - frac) * sq_avg + frac * sq
     if t == n0 - 1:
       sq_avg = C * sq_avg                       # slow start, §4.4
@@ -60,12 +69,25 @@ def vsgd_reference(prob, steps, learning_rate=1.0, granularity="element",
     n = batch_size
     den = sq_avg if n is None else sq_avg / n + (n - 1) / n * num
     vpart = np.clip(np.where(den > 0, num / np.where(den > 0, den, 1), 0.0), 0, 1)
-    hplus = np.maximum(_group_max(hbar, ids), min_curvature)
+    if curvature_variance:                      # vSGDfd: vpart · h̄ / v̄_h
+      hpart = np.array([min(min(hbar[i] / vhbar[i], 1 / hbar[i]) if hbar[i] > 0 else np.inf
+                            for i in np.flatnonzero(ids == j)) for j in range(ng)])
+      hplus = np.maximum(1 / hpart, min_curvature)
+    else:
+      hplus = np.maximum(_group_max(hbar, ids), min_curvature)
     eta = learning_rate * vpart / hplus         # Eq. 7 / Eq. 8
     if warm:
       eta = np.zeros(ng)
     else:
       tau = (1 - vpart) * tau + 1               # §4.2, App. B
+    if t == n0 - 1:                             # the memory after the slow start
+      if start_memory == "init_samples":
+        tau = np.full(ng, float(n0))
+      elif start_memory == "adapted":
+        alpha = (1 - vpart) / (2 - vpart - 0.0)     # vsgd-bb.m, from alpha = 0
+        tau = 1 / (1 - alpha)
+      else:
+        tau = np.full(ng, float(start_memory))
     w = w - eta[ids] * g
     traj.append(w.copy()); rates.append(eta.copy())
   return np.array(traj), np.array(rates)

@@ -251,8 +251,21 @@ def test_write_results_json_markdown_png(tmp_path):
   assert json.loads((tmp_path / "s2.json").read_text()) == {"command": "x", "machine": "m"}
 
 
-@pytest.mark.parametrize("name", ["newton_defaults", "overhead", "tlr_safeguard",
-                                  "vsgd_curvature", "vsgd_mnist"])
+def _studies():
+  import pkgutil
+
+  import benchmarks.studies
+
+  return sorted(m.name for m in pkgutil.iter_modules(benchmarks.studies.__path__))
+
+
+def test_every_study_is_indexed_in_the_results_readme():
+  index = open("benchmarks/results/README.md").read()
+  missing = [n for n in _studies() if f"benchmarks.studies.{n}" not in index]
+  assert not missing, f"add a row to benchmarks/results/README.md for {missing}"
+
+
+@pytest.mark.parametrize("name", _studies())
 def test_studies_import_from_their_package(name):
   module = importlib.import_module(f"benchmarks.studies.{name}")
   assert callable(module.main)

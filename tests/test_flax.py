@@ -10,6 +10,8 @@ examples of adaptlr.flax run in tests/test_docs.py.)
 from __future__ import annotations
 
 import functools
+import pathlib
+import re
 import subprocess
 import sys
 
@@ -106,6 +108,59 @@ def test_import_adaptlr_does_not_import_flax():
   subprocess.run([sys.executable, "-c", code], check=True)
 
 
+_BLOCK_FLAX = """
+import sys
+class _NoFlax:
+  def find_spec(self, name, path=None, target=None):
+    if name == "flax" or name.startswith("flax."):
+      raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+    return None
+sys.meta_path.insert(0, _NoFlax())
+"""
+
+
+def test_flax_is_optional():
+  """Without Flax: every optimizer imports and steps; adaptlr.flax says what to install."""
+  code = _BLOCK_FLAX + """
+import jax.numpy as jnp, adaptlr
+from adaptlr import registry
+for spec in registry.METHODS.values():
+  spec.optimizer()
+opt = adaptlr.tlr(0.1)
+params = {"w": jnp.ones(3)}
+updates, _ = opt.update({"w": jnp.ones(3)}, opt.init(params), params)
+assert "flax" not in sys.modules
+try:
+  import adaptlr.flax
+except ImportError as e:
+  assert "pip install adaptlr[flax]" in str(e), e
+  print("OK")
+else:
+  raise AssertionError("adaptlr.flax imported without flax")
+"""
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=pathlib.Path(__file__).resolve().parent.parent)
+  assert out.returncode == 0, out.stderr
+  assert out.stdout.strip().endswith("OK"), out.stdout
+
+
+def test_pyproject_flax_is_an_extra():
+  try:
+    import tomllib
+  except ModuleNotFoundError:  # Python 3.10
+    tomllib = pytest.importorskip("tomli")
+  project = tomllib.loads(
+      (pathlib.Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]
+  name = lambda req: re.split(r"[<>=!~\[ ;]", req, maxsplit=1)[0].lower()
+  assert "flax" not in {name(r) for r in project["dependencies"]}
+  extras = project["optional-dependencies"]
+  for extra in ("flax", "dev", "bench"):  # `make test` / `make demo` install dev, bench
+    assert "flax" in {name(r) for r in extras[extra]}, extra
+  assert project["license"] == "Apache-2.0"
+  license_text = (pathlib.Path(__file__).resolve().parent.parent / "LICENSE").read_text()
+  assert "Apache License" in license_text
+
+
 def test_lazy_attribute():
   assert adaptlr.flax is aflax
 
@@ -184,13 +239,194 @@ def test_nnx_explicit_value_fn_equals_train_step():
 
 
 def test_nnx_value_fn_is_required():
-  """Without value_fn a probing method says what to pass (the plain update path)."""
+  """Without value_fn a probing method says what to pass, naming the Flax helpers too."""
   x, y = _data()
   model = NnxMLP(nnx.Rngs(0))
   optimizer = nnx.Optimizer(model, adaptlr.hypergradient(0.05, lookahead=True), wrt=nnx.Param)
   grads = nnx.grad(nnx_loss)(model, x, y)
-  with pytest.raises(ValueError, match="value_fn"):
+  with pytest.raises(ValueError, match="value_fn") as err:
     optimizer.update(model, grads)
+  msg = str(err.value)
+  for name in ("opt.update(grads, state, params, value_fn=loss_fn",  # plain optax
+               "adaptlr.flax.nnx_train_step", "adaptlr.flax.nnx_value_fn",  # NNX
+               "adaptlr.flax.linen_train_step", "adaptlr.flax.apply_gradients"):  # Linen
+    assert name in msg, (name, msg)
+
+
+# --------------------------------------------------- NNX with random streams --
+class DropNet(nnx.Module):
+  """Dropout whose keys come from an `rngs` argument, as in Flax's MNIST tutorial."""
+
+  def __init__(self, rngs, d=8, h=32):
+    self.l1 = nnx.Linear(d, h, rngs=rngs)
+    self.drop = nnx.Dropout(0.5)
+    self.l2 = nnx.Linear(h, 1, rngs=rngs)
+
+  def __call__(self, x, rngs=None):
+    return self.l2(self.drop(nnx.tanh(self.l1(x)), rngs=rngs))
+
+
+def drop_loss(model, rngs, batch):  # the tutorial's signature: (loss, aux)
+  pred = model(batch["x"], rngs)
+  return jnp.mean((pred - batch["y"]) ** 2), pred
+
+
+def _probe_spy():
+  """An optimizer recording value_fn(params) - value: 0 iff the probes see the gradient's masks."""
+
+  def update(updates, state, params=None, **extra):
+    # The batch is forwarded by the update, or bound in value_fn.
+    batch = {k: extra[k] for k in ("rngs", "batch") if k in extra}
+    diff = extra["value_fn"](params, **batch) - extra["value"]
+    return jax.tree.map(jnp.zeros_like, updates), {"diff": diff}
+
+  return optax.GradientTransformationExtraArgs(lambda p: {"diff": jnp.zeros(())}, update)
+
+
+def _spy_diff(optimizer):
+  return float(nnx.as_pure(optimizer.opt_state)["diff"])
+
+
+def _count(rngs):
+  return int(rngs.default.count[...])
+
+
+def test_nnx_rngs_loss_through_optimizer_update():
+  """optimizer.update(model, grads, ..., rngs=rngs) with a loss that draws from rngs."""
+  x, y = _data()
+  batch = {"x": x, "y": y}
+  model, rngs = DropNet(nnx.Rngs(0)), nnx.Rngs(1)
+  optimizer = nnx.Optimizer(model, _probe_spy(), wrt=nnx.Param)
+
+  @nnx.jit
+  def bound(model, optimizer, rngs, batch):  # value_fn built (and rngs bound) before the gradient
+    value_fn = aflax.nnx_value_fn(model, drop_loss, rngs, batch, has_aux=True)
+    (loss, _), grads = nnx.value_and_grad(drop_loss, has_aux=True)(model, rngs, batch)
+    optimizer.update(model, grads, value=loss, value_fn=value_fn)
+    return loss
+
+  @nnx.jit
+  def forwarded(model, optimizer, rngs, batch):  # rngs forwarded by the update, after the gradient
+    value_fn = aflax.nnx_value_fn(model, drop_loss, has_aux=True)
+    (loss, _), grads = nnx.value_and_grad(drop_loss, has_aux=True)(model, rngs, batch)
+    optimizer.update(model, grads, value=loss, value_fn=value_fn, rngs=rngs, batch=batch)
+    return loss
+
+  bound(model, optimizer, rngs, batch)
+  assert _spy_diff(optimizer) == 0.0  # the gradient's dropout mask
+  assert _count(rngs) == 1  # advanced by the gradient only; the probes never touch it
+  forwarded(model, optimizer, rngs, batch)
+  assert abs(_spy_diff(optimizer)) > 1e-4  # the next mask: dropout does matter here
+  assert _count(rngs) == 2
+
+  for method in ("newton_lr", "probabilistic_lr"):  # and the real methods train with it
+    model, rngs = DropNet(nnx.Rngs(0)), nnx.Rngs(1)
+    optimizer = nnx.Optimizer(model, adaptlr.registry.METHODS[method].optimizer(0.05),
+                              wrt=nnx.Param)
+    losses = [float(bound(model, optimizer, rngs, batch)) for _ in range(30)]
+    assert np.isfinite(losses).all(), (method, losses)
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]), (method, losses)
+    forwarded(model, optimizer, rngs, batch)
+
+
+def test_nnx_train_step_with_rngs_argument():
+  """nnx_train_step(..., rngs=rngs): no trace-level error, probes see the gradient's mask,
+  and rngs / model / loss move exactly as with nnx.value_and_grad."""
+  x, y = _data()
+  batch = {"x": x, "y": y}
+  model, rngs = DropNet(nnx.Rngs(0)), nnx.Rngs(1)
+  optimizer = nnx.Optimizer(model, _probe_spy(), wrt=nnx.Param)
+  step = nnx.jit(lambda m, o, r, b: aflax.nnx_train_step(o, m, drop_loss, has_aux=True,
+                                                         rngs=r, batch=b))
+  twin, twin_rngs = DropNet(nnx.Rngs(0)), nnx.Rngs(1)
+  ref = nnx.jit(lambda m, r, b: nnx.value_and_grad(drop_loss, has_aux=True)(m, r, b))
+  for k in range(3):
+    loss, pred = step(model, optimizer, rngs, batch)
+    (ref_loss, ref_pred), _ = ref(twin, twin_rngs, batch)
+    assert _spy_diff(optimizer) == 0.0
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-6)
+    np.testing.assert_allclose(pred, ref_pred, rtol=1e-6, atol=1e-7)
+    assert _count(rngs) == _count(twin_rngs) == k + 1
+
+  model, rngs = DropNet(nnx.Rngs(0)), nnx.Rngs(1)
+  optimizer = nnx.Optimizer(model, adaptlr.newton_lr(0.05), wrt=nnx.Param)
+  losses = [float(step(model, optimizer, rngs, batch)[0]) for _ in range(30)]
+  assert np.isfinite(losses).all() and np.mean(losses[-5:]) < np.mean(losses[:5]), losses
+
+
+# ------------------------------------------------------------ (loss, aux) --
+def _aux_loss(params, x, y):
+  pred = jnp.tanh(x @ params["w"]) @ params["v"]
+  return jnp.mean((pred - y) ** 2), {"pred": pred}
+
+
+@pytest.mark.parametrize("method", sorted(
+    n for n, spec in adaptlr.registry.METHODS.items() if spec.needs_value_fn))
+def test_value_fn_has_aux(method):
+  """value_fn returning (loss, aux) with value_fn_has_aux=True is the scalar loss's step;
+  without the flag the error says what to pass (it was `'tuple' has no attribute 'astype'`)."""
+  x, y = _data()
+  k1, k2 = jax.random.split(jax.random.key(3))
+  params = {"w": 0.3 * jax.random.normal(k1, (8, 16)), "v": 0.3 * jax.random.normal(k2, (16, 1))}
+  scalar = lambda p, x, y: _aux_loss(p, x, y)[0]
+  tx = adaptlr.registry.METHODS[method].optimizer()
+  state = tx.init(params)
+  value, grad = jax.value_and_grad(scalar)(params, x, y)
+  ref, _ = tx.update(grad, state, params, value=value, grad=grad, value_fn=scalar, x=x, y=y)
+  got, _ = tx.update(grad, state, params, value=value, grad=grad, value_fn=_aux_loss,
+                     value_fn_has_aux=True, x=x, y=y)
+  _assert_trees_close(got, ref, rtol=1e-6, atol=1e-8)
+  with pytest.raises(TypeError, match="value_fn_has_aux=True"):
+    tx.update(grad, state, params, value=value, grad=grad, value_fn=_aux_loss, x=x, y=y)
+
+
+def test_linen_apply_gradients_has_aux():
+  x, y = _data()
+  model = LinenMLP()
+  params = model.init(jax.random.key(0), x)["params"]
+
+  def loss_fn(params, x, y):  # the Linen example's (loss, logits)
+    pred = model.apply({"params": params}, x)
+    return jnp.mean((pred - y) ** 2), pred
+
+  scalar = lambda params, x, y: loss_fn(params, x, y)[0]
+  make = lambda: TrainState.create(apply_fn=model.apply, params=params, tx=adaptlr.newton_lr(0.05))
+  (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x, y)
+  ref = aflax.apply_gradients(make(), grads, value=loss, value_fn=scalar, x=x, y=y)
+  got = aflax.apply_gradients(make(), grads, has_aux=True, value=loss, value_fn=loss_fn, x=x, y=y)
+  _assert_trees_close(got.params, ref.params, rtol=1e-6, atol=1e-8)
+  _assert_trees_close(got.opt_state, ref.opt_state, rtol=1e-6, atol=1e-8)
+  with pytest.raises(TypeError, match="has_aux=True"):
+    aflax.apply_gradients(make(), grads, value=loss, value_fn=loss_fn, x=x, y=y)
+  with pytest.raises(TypeError, match="has_aux=True"):
+    aflax.linen_train_step(make(), loss_fn, x=x, y=y)
+  state, (loss2, pred) = aflax.linen_train_step(make(), loss_fn, has_aux=True, x=x, y=y)
+  np.testing.assert_allclose(loss2, loss, rtol=1e-6)
+  _assert_trees_close(state.params, ref.params, rtol=1e-6, atol=1e-8)
+  # has_aux spelled both ways (the helper's and the optimizer's own flag): one strip, same step.
+  both = aflax.apply_gradients(make(), grads, has_aux=True, value_fn_has_aux=True, value=loss,
+                               value_fn=loss_fn, x=x, y=y)
+  _assert_trees_close(both.params, ref.params, rtol=1e-6, atol=1e-8)
+  # has_aux=True with a scalar loss: an error that names has_aux, not an IndexError.
+  model = NnxMLP(nnx.Rngs(0))
+  optimizer = nnx.Optimizer(model, adaptlr.newton_lr(0.05), wrt=nnx.Param)
+  with pytest.raises(TypeError, match="has_aux=True but the loss function returned"):
+    aflax.nnx_train_step(optimizer, model, nnx_loss, has_aux=True, x=x, y=y)
+
+
+def test_linen_helpers_forward_extra_args_through_multisteps():
+  """optax.MultiSteps' transformation is untyped but takes extra args: the helpers pass them."""
+  x, y = _data()
+  model = LinenMLP()
+  params = model.init(jax.random.key(0), x)["params"]
+  loss_fn = lambda params, x, y: jnp.mean((model.apply({"params": params}, x) - y) ** 2)
+  tx = optax.MultiSteps(adaptlr.newton_lr(0.05), every_k_schedule=2).gradient_transformation()
+  state = TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+  losses = []
+  for _ in range(6):
+    state, loss = aflax.linen_train_step(state, loss_fn, x=x, y=y)
+    losses.append(float(loss))
+  assert losses[-1] < losses[0], losses
 
 
 class StatefulNet(nnx.Module):
@@ -329,3 +565,22 @@ def test_linen_apply_gradients_keeps_subclass_fields():
   # Plain TrainState.apply_gradients cannot pass value_fn: the method says so.
   with pytest.raises(ValueError, match="value_fn"):
     state.apply_gradients(grads=grads)
+
+
+# --------------------------------------------------------------------- README --
+def test_readme_flax_section_runs(capsys):
+  """The README's Flax code (NNX with dropout rngs and (loss, aux), then Linen) runs and trains."""
+  readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+  section = readme[readme.index("### Flax"):]
+  section = section[:section.index("\n## ")]
+  blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+  assert len(blocks) == 2 and "nnx_value_fn" in blocks[0] and "apply_gradients" in blocks[1]
+  namespace = {}
+  for block in blocks:
+    exec(compile(block, "README.md", "exec"), namespace)
+  for name in ("nnx_losses", "linen_losses"):
+    losses = namespace[name]
+    assert np.isfinite(losses).all(), (name, losses)
+    assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10]), (name, losses)
+  out = capsys.readouterr().out
+  assert "NNX: loss" in out and "Linen: loss" in out

@@ -16,6 +16,15 @@ def test_readme_usage_example_runs(capsys):
   assert "learning rate" in capsys.readouterr().out
 
 
+def test_readme_method_table_lists_every_registered_method():
+  from adaptlr.registry import METHODS
+
+  text = README.read_text()
+  table = text[: text.index("## Quick start")]
+  missing = [name for name in METHODS if f"`{name}`" not in table]
+  assert not missing, f"add a row for {missing} to the README's method table"
+
+
 def test_readme_optax_idioms_run(capsys):
   """The Optax section: inject_hyperparams, schedules as bounds, momentum and weight
   decay, an Adam direction and multi_transform all train and report a learned rate."""

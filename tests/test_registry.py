@@ -51,7 +51,8 @@ def test_alias_is_scale_by_then_negation(name):
 def test_consumed_extra_args_are_declared_by_the_methods():
   consumed = set().union(*(spec.consumes for spec in METHODS.values()))
   assert consumed == {"curvature", "grad_sq"}
-  assert _base.reserved_extra_args() == {"value", "grad", "value_fn", "full_params"} | consumed
+  assert _base.reserved_extra_args() == (
+      {"value", "grad", "value_fn", "value_fn_has_aux", "full_params"} | consumed)
   loss = lambda w, x, curvature=None, grad_sq=None: jnp.sum(w * x)
   extra = {"x": 1.0, "curvature": 2.0, "grad_sq": 3.0, "value": 0.0, "other": 4.0}
   assert _base.value_fn_kwargs(loss, extra) == {"x": 1.0}
@@ -77,3 +78,13 @@ def test_leaf_granularity_inside_optax_masked(name):
     params = optax.apply_updates(params, updates)
   assert float(params["b"][0]) == 3.0                     # masked out: untouched
   assert np.all(np.isfinite(np.asarray(params["a"])))
+  # every group masked out (a multi_transform label that no leaf carries): a no-op, no error
+  if METHODS[name].needs_value_fn:
+    return   # the loss of fully masked params: tests/test_optax_conventions.py (issue 10, masks)
+  opt = optax.multi_transform(
+      {"x": METHODS[name].optimizer(**kwargs, granularity="leaf"), "y": optax.sgd(0.1)},
+      {"a": "y", "b": "y"})
+  state = opt.init(params)
+  value, grads = jax.value_and_grad(loss)(params)
+  updates, state = opt.update(grads, state, params, value=value, value_fn=loss)
+  np.testing.assert_allclose(updates["a"], -0.1 * grads["a"])

@@ -5,9 +5,12 @@ and the command that regenerates it, is indexed in ``benchmarks/results/README.m
 
 * ``newton_defaults``: newton_lr's derivatives, finite-difference ε and max_change.
 * ``overhead``: per-step cost of every method relative to ``optax.sgd``.
+* ``tlr_momentum``: TLR with momentum: the paper's displacement form against the gradient form.
 * ``tlr_safeguard``: TLR's paper rule against its safeguarded default.
 * ``vsgd_curvature``: vSGD's curvature estimators against |diag H| on MNIST.
-* ``vsgd_mnist``: vSGD, SGD, AdaGrad, SMD and Almeida on MNIST (vSGD Tables 2–3).
+* ``vsgd_mnist``: vSGD, SGD, AdaGrad, SMD and Almeida on MNIST (vSGD Tables 2–3); with
+  ``--out benchmarks/results/vsgd_memory`` and the ``τ₀=…`` variants, vSGD's memory after
+  the slow start and vSGD-fd's rate.
 
 They share the framework (``benchmarks.problems``, ``benchmarks.harness``,
 ``benchmarks.methods``) and the output writer :mod:`benchmarks.io`.

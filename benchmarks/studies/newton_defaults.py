@@ -19,12 +19,14 @@ error of f″ and of the Newton step from the five-point stencil at several ε, 
 float32, against the exact float64 values (nested jvp), at several rates.
 
 Command: python -m benchmarks.studies.newton_defaults [--problems a,b] [--configs "a;b"]
-Writes benchmarks/results/newton_defaults.{json,md}.
+[--merge]. Writes benchmarks/results/newton_defaults.{json,md}; with ``--merge``
+only the given configs are recomputed and spliced into the existing JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 
@@ -155,6 +157,9 @@ def main(argv=None):
   ap.add_argument("--configs", default="", help="semicolon-separated subset of CONFIGS")
   ap.add_argument("--out", default="benchmarks/results/newton_defaults")
   ap.add_argument("--no-precision", action="store_true")
+  ap.add_argument("--merge", action="store_true",
+                  help="keep the other configs' rows (and the precision table) of the "
+                       "existing <out>.json; recompute only --configs")
   args = ap.parse_args(argv)
   configs = {k: v for k, v in CONFIGS.items()
              if not args.configs or k in args.configs.split(";")}
@@ -174,7 +179,7 @@ def main(argv=None):
       results[pname]["configs"][cname] = _summary(res, problem, best_sgd)
     print(f"{pname}: {time.perf_counter() - t0:.0f}s", flush=True)
 
-  precision = [] if args.no_precision else precision_table()
+  precision = [] if (args.no_precision or args.merge) else precision_table()
   info = {
       "command": io.command_line("benchmarks.studies.newton_defaults", argv),
       "machine": io.machine_info(), "dtype": "float32",
@@ -182,9 +187,33 @@ def main(argv=None):
                                         for k, v in configs.items()},
       "results": results, "precision": precision,
   }
+  if args.merge:
+    info = _merge(args.out + ".json", info)
   io.write_results(os.path.basename(args.out), info, report(info),
                    out_dir=os.path.dirname(args.out))
   print(report(info))
+
+
+def _merge(path, new):
+  """``new`` spliced into the results at ``path``: its configs replace theirs.
+
+  The other configs' rows, the precision table and the earlier command are
+  kept; ``commands`` lists every command that produced a part, in order.
+  """
+  with open(path) as f:
+    old = json.load(f)
+  for pname, r in new["results"].items():
+    kept = old["results"].setdefault(pname, r)
+    for key in ("best_sgd", "f_star", "init_loss", "sgd_final"):
+      kept[key] = r[key]
+    order = list(CONFIGS)
+    merged = {**kept["configs"], **r["configs"]}
+    kept["configs"] = {c: merged[c] for c in sorted(merged, key=order.index)}
+  old["configs"] = {c: CONFIGS[c] for c in CONFIGS
+                    if any(c in r["configs"] for r in old["results"].values())}
+  old["commands"] = old.get("commands", [old["command"]]) + [new["command"]]
+  old["command"] = " && ".join(old["commands"])
+  return old
 
 
 def _fmt(v):

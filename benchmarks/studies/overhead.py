@@ -93,7 +93,7 @@ ROWS = (
     Row("newton_lr(finite_difference, probe_mode=unroll)", "newton_lr",
         {"derivatives": "finite_difference", "probe_mode": "unroll"}),
     Row("probabilistic_lr", "probabilistic_lr", {"learning_rate": 0.01}),
-    # vSGD's curvature estimators: "hutchinson" (the default), vSGD-fd, and a
+    # vSGD's curvature estimators: "hutchinson" (the default), finite differences, and a
     # caller-supplied diagonal ("given"; its cost is the caller's: measured here with a
     # free stand-in, so the row is vSGD's own bookkeeping).
     Row("vsgd(finite_difference)", "vsgd", {"curvature": "finite_difference"}),

@@ -62,7 +62,7 @@ def measure(params, x, y, key, ref_draws=4000, draws=200):
   ests = {
       "hutchinson |z⊙Hz|, one draw": hut[0],
       "hutchinson |z⊙Hz|, mean of 200": hut.mean(0),
-      "finite difference, δ = ∇ (vSGD-fd's first step)": fd(grad),
+      "finite difference, δ = ∇ (the finite-difference first step)": fd(grad),
       "finite difference, δ = 0.01 ∇": fd(jax.tree.map(lambda g: 0.01 * g, grad)),
       "bbprop (Gauss-Newton, diagonal back-propagation)": _flat(V.bbprop_curvature(params, x)),
       "sampled Gauss-Newton, one draw": gns[0],

@@ -227,6 +227,18 @@ def methods(grid: str, model: str, batch: int, n_train: int) -> dict[str, dict]:
       "vsgd-l bbprop C=d/10": {"make": v(curvature="given", slow_start="d/10"), "grid": one,
                                "curvature": "bbprop"},
   }
+  # The memory τ the averages use right after the slow start (start_memory): n₀ (adaptlr
+  # before issue 9), 2 (py-optim) or 2 − vpart₀ (vsgd-bb.m); and vSGD-fd's rate h̄/v̄_h.
+  for g, gran in (("l", "element"), ("b", "leaf"), ("g", "global")):
+    for tag, mem in (("n₀", "init_samples"), ("2", 2.0), ("2−v₀", "adapted")):
+      table[f"vsgd-{g} τ₀={tag}"] = {"make": v(granularity=gran, start_memory=mem),
+                                     "grid": one}
+  for tag, mem in (("n₀", "init_samples"), ("2", 2.0)):
+    table[f"vsgd-l fd τ₀={tag}"] = {"make": v(curvature="finite_difference",
+                                              start_memory=mem), "grid": one}
+    table[f"vsgd-l fd h̄/v̄_h τ₀={tag}"] = {
+        "make": v(curvature="finite_difference", curvature_variance=True, start_memory=mem),
+        "grid": one}
   return {k: spec for k, spec in table.items() if k not in skip}
 
 

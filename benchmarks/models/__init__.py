@@ -1,0 +1,1 @@
+"""Models shared by several benchmarks (the per-problem ones live in ``benchmarks.problems``)."""
