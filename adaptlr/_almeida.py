@@ -74,7 +74,7 @@ def scale_by_almeida(
     dtype = rate_dtype(params)
     return AlmeidaState(
         learning_rate=_base.clip_rates(
-            jax.tree.map(lambda p: jnp.full(jnp.shape(p), learning_rate, dtype), params),
+            optax.tree.full_like(params, learning_rate, dtype=dtype),
             min_learning_rate, max_learning_rate),
         **_base.counters(),
         prev_grad=_base.zeros(params, dtype),

@@ -332,8 +332,13 @@ def next_count(count: jax.Array) -> jax.Array:
 
 
 def zeros(params: Any, dtype: Any) -> Any:
-  """Zeros shaped like each leaf of ``params``, in ``dtype`` (the rate dtype)."""
-  return jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), dtype), params)
+  """Zeros shaped like each leaf of ``params``, in ``dtype`` (the rate dtype).
+
+  Built with ``jnp.zeros_like``, so each leaf keeps the sharding of its
+  parameter: on sharded params the state is born sharded, not whole on one
+  device.
+  """
+  return optax.tree.zeros_like(params, dtype=dtype)
 
 
 def safe_div(num: Any, den: Any, ok: Any = None) -> jax.Array:

@@ -24,6 +24,7 @@ from typing import Any, Union
 
 import jax
 import jax.numpy as jnp
+import optax
 
 GranularityLike = Union[str, Any, Callable[[Any], Any]]
 
@@ -100,8 +101,8 @@ class Granularity:
       return fill()
     if self.kind == "leaf":
       return jax.tree.map(lambda _: fill(), params)
-    if self.kind == "element":
-      return jax.tree.map(lambda p: fill(jnp.shape(p)), params)
+    if self.kind == "element":   # full_like: each rate keeps its parameter's sharding
+      return optax.tree.full_like(params, value, dtype=dtype)
     return {name: fill() for name in self.label_names(params)}
 
   # ------------------------------------------------------------ reductions --

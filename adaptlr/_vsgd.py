@@ -16,10 +16,12 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from adaptlr import _base, _conventions
@@ -27,8 +29,12 @@ from adaptlr import curvature as _curvature
 from adaptlr._granularity import GranularityLike, granularity_from, rate_dtype
 
 # Extra args vSGD reads besides optax's value/grad/value_fn.
-CONSUMES: frozenset[str] = frozenset({"curvature", "grad_sq"})
+CONSUMES: frozenset[str] = frozenset({"curvature", "grad_sq", "logits_fn"})
 _PAPER_C = "d/10"
+# Curvature refreshed every k steps by default (curvature_every=None): for vSGD-l with the
+# estimators vSGD computes itself; a caller's curvature ("given"), vSGD-fd's δ = ḡ and the
+# grouped rates (one stale h⁺ = max h̄ steps a whole group) sample every step.
+_DEFAULT_EVERY = {"hutchinson": 10, "gauss_newton": 10, "finite_difference": 1, "given": 1}
 _START_MEMORY = ("init_samples", "adapted")
 
 
@@ -43,7 +49,7 @@ class VSGDState(NamedTuple):
   curv_avg: Any        # h̄ per element (§4.3)
   curv_sq_avg: Any     # v̄_h = E[h²] per element (curvature_variance=True only; () otherwise)
   tau: Any             # τ per group: the memory size (§4.2, App. B)
-  key: Any             # PRNG key (uint32[2]) for curvature="hutchinson"; () otherwise
+  key: Any             # PRNG key (uint32[2]) for "hutchinson" / "gauss_newton"; () otherwise
 
 
 def _vsgd_rate(num, sq_avg, h_plus, tau, warm, last_warm, *, dtype, learning_rate,
@@ -74,11 +80,68 @@ def _vsgd_rate(num, sq_avg, h_plus, tau, warm, last_warm, *, dtype, learning_rat
   return rate, tau
 
 
+def _vsgd_element(g, sq, grad_avg, sq_avg, curv_avg, tau, old_rate, *, warm, last_warm, ok,
+                  first_d, c, dtype, learning_rate, min_curvature, batch_size, start_memory,
+                  min_learning_rate, max_learning_rate):
+  """vSGD-l for one leaf, fused: (update, ḡ, v̄, η, τ) from the new sample (Alg. 1, Eq. 7).
+
+  The element-wise twin of the grouped path (averages, then :func:`_vsgd_rate`), written
+  so that XLA emits one loop per output array (ḡ, v̄, η, τ, and the update, which fuses
+  into ``optax.apply_updates``): a divide used by two outputs would be materialised as an
+  array of its own (XLA:CPU does not duplicate divides nor fuse loops with several
+  outputs), so each output carries its own, and a non-finite step is folded into the
+  averages' weights (the averages stay put) instead of a select over finished arrays.
+
+  ``curv_avg`` is h̄ already updated; ``ok``: the step is finite (scalar); ``first_d``:
+  the slow-start divisor k + 1; ``c``: the slow-start factor on v̄ (1 except on its last
+  step, ``last_warm``, after which τ is ``start_memory``'s). An element whose g²
+  overflows keeps its statistics and takes no step.
+  """
+  gd = g.astype(dtype)
+  sq = gd * gd if sq is None else sq
+  ok = ok & jnp.isfinite(sq)
+  d = jnp.where(warm, first_d, tau)                                   # memory (§4.1)
+  grad_avg = grad_avg + jnp.where(ok, (gd - grad_avg) / d, 0.0)      # ḡ
+  c = jnp.where(ok, c, 1.0)
+  sq_avg = sq_avg * c + jnp.where(ok, (sq - sq_avg) * c / d, 0.0)   # v̄ (× C after §4.4)
+  num = grad_avg * grad_avg
+  n = batch_size
+  den = sq_avg if n is None else sq_avg / n + (n - 1.0) / n * num    # minibatch correction
+  m = jnp.minimum(num, den)                                          # vpart = m / den ∈ [0, 1]
+  den_h = den * jnp.maximum(curv_avg, min_curvature)
+  live = ok & ~warm
+  clamped = not (_is_value(min_learning_rate, 0.0) and _is_value(max_learning_rate, jnp.inf))
+  rate = learning_rate * _base.safe_div(m, den_h)                    # Eq. 7
+  if clamped:
+    rate = jnp.clip(rate, min_learning_rate, max_learning_rate)
+    update = jnp.where(live, rate * gd, 0.0)
+  else:                                                              # own divide: no shared array
+    update = _base.safe_div((learning_rate * gd) * m, den_h, live & (den_h > 0))
+  rate = jnp.where(ok, jnp.where(warm, 0.0, rate), old_rate).astype(dtype)
+  vpart = _base.safe_div(m, den)
+  new_tau = tau + 1.0 - tau * vpart                                  # §4.2
+  if start_memory == "adapted":                                      # τ after the slow start
+    first = 2.0 - vpart
+  elif start_memory == "init_samples":
+    first = tau
+  else:
+    first = jnp.full_like(tau, start_memory)
+  tau = jnp.where(live, new_tau, jnp.where(ok & last_warm, first, tau)).astype(dtype)
+  return update.astype(g.dtype), grad_avg, sq_avg.astype(dtype), rate, tau
+
+
+def _is_value(x: Any, value: float) -> bool:
+  """``x`` is concretely the scalar ``value`` (a traced bound counts as not)."""
+  x = _base._concrete(x)
+  return x is not None and bool(np.all(np.asarray(x) == value))
+
+
 def scale_by_vsgd(
     learning_rate: Any = 1.0,
     *,
     granularity: GranularityLike = "element",
     curvature: str = "hutchinson",
+    curvature_every: Optional[int] = None,
     init_samples: Optional[int] = None,
     slow_start: Union[float, str] = 2.0,
     start_memory: Union[float, str] = "init_samples",
@@ -106,6 +169,11 @@ def scale_by_vsgd(
   # n₀ = 1 would start the memory at τ = 1, a fixed point of §4.2 (one-sample
   # averages give ḡ² = v̄, so τ stays 1 and the rate stays 1/h whatever the noise).
   n0 = _base.check_int("init_samples", 10 if init_samples is None else init_samples, 2)
+  groups = granularity_from(granularity)
+  if curvature_every is None:
+    every = _DEFAULT_EVERY[curvature] if groups.kind == "element" else 1
+  else:
+    every = _base.check_int("curvature_every", curvature_every, 1)
   if isinstance(slow_start, str):
     if slow_start != _PAPER_C:
       raise ValueError(
@@ -121,9 +189,9 @@ def scale_by_vsgd(
   _base.check_positive("min_curvature", min_curvature)
   seed = _base.check_int("seed", 0 if seed is None else seed, 0)
   _base.check_bounds(min_learning_rate, max_learning_rate)
-  groups = granularity_from(granularity)
   rule = dict(learning_rate=learning_rate, min_curvature=min_curvature, batch_size=n,
               start_memory=start_memory)
+  random = curvature in ("hutchinson", "gauss_newton")
 
   def init_fn(params: optax.Params) -> VSGDState:
     dtype = rate_dtype(params)
@@ -135,7 +203,7 @@ def scale_by_vsgd(
         curv_avg=_base.zeros(params, dtype),
         curv_sq_avg=_base.zeros(params, dtype) if curvature_variance else (),
         tau=groups.init_rates(params, float(n0), dtype),
-        key=jax.random.PRNGKey(seed) if curvature == "hutchinson" else (),
+        key=jax.random.PRNGKey(seed) if random else (),
     )
 
   def slow_start_factor(params: optax.Params) -> float:
@@ -144,8 +212,9 @@ def scale_by_vsgd(
       return max(1.0, d / 10.0)
     return slow_start
 
-  def estimate(grads, state, params, extra_args):
-    """|diag H| per element at this step (§4.3), and the next PRNG key."""
+  def estimate(grads, state, params, extra_args, key):
+    """|diag H| (or its Gauss-Newton stand-in) per element at this step (§4.3)."""
+    name = f"vsgd(curvature={curvature!r})"
     if curvature == "given":
       c = extra_args.get("curvature")
       if c is None:
@@ -154,21 +223,63 @@ def scale_by_vsgd(
             "`curvature` extra arg: `opt.update(grads, state, params, "
             "curvature=diag_h)` with diag_h a pytree like the params (e.g. a "
             "Gauss-Newton diagonal); or use curvature='hutchinson'.")
-      return jax.tree.map(lambda x: jnp.abs(jnp.asarray(x)), c), state.key
-    _base.require_params(params, f"vsgd(curvature={curvature!r})")
+      return jax.tree.map(lambda x: jnp.abs(jnp.asarray(x)), c)
+    _base.require_params(params, name)
+    if curvature == "gauss_newton":
+      logits_fn = extra_args.get("logits_fn")
+      if logits_fn is None:
+        raise ValueError(
+            f"{name} needs the model's logits as a function of the params: call "
+            "`opt.update(grads, state, params, logits_fn=apply_fn, **batch)` where "
+            "`apply_fn(params, **batch)` returns logits of shape (batch, classes) of a "
+            "mean softmax cross-entropy (keyword args it accepts are forwarded); or use "
+            "curvature='hutchinson', which needs only `value_fn`.")
+      kwargs = _base.value_fn_kwargs(logits_fn, extra_args)
+      fn = functools.partial(logits_fn, **kwargs) if kwargs else logits_fn
+      return _curvature.softmax_gauss_newton_diagonal(fn, params, key)
     value_fn = _base.get_value_fn(
-        extra_args, f"vsgd(curvature={curvature!r})",
+        extra_args, name,
         " to estimate the diagonal curvature (or pass curvature='given' and the "
         "`curvature` extra arg)", params=params)
     if curvature == "hutchinson":
-      key, sub = jax.random.split(state.key)
-      return _curvature.hutchinson_diagonal(value_fn, params, sub), key
+      return _curvature.hutchinson_diagonal(value_fn, params, key)
     # Finite differences (Schaul & LeCun 2013): δ = ḡ (the gradient itself on the first step).
     delta = jax.tree.map(
         lambda g, a: jnp.where(state.count == 0, g, a.astype(g.dtype)), grads, state.grad_avg)
     fallback = _base.cast_like(state.curv_avg, params)
-    h = _curvature.finite_difference_diagonal(value_fn, params, grads, delta, fallback)
-    return h, state.key
+    return _curvature.finite_difference_diagonal(value_fn, params, grads, delta, fallback)
+
+  def curvature_average(grads, state, params, extra_args, key, finite, warm):
+    """(h̄, v̄_h, finite): h̄ (and v̄_h) moved towards a new sample on refresh steps.
+
+    Samples: every slow-start step, then steps n₀, n₀ + k, n₀ + 2k, … (k =
+    ``curvature_every``). Weight: the slow start's 1/(t + 1), then 1/τ for k = 1 and
+    min(½, 1 − (1 − 1/τ)^k) for k > 1 (the weight a sample held for k steps of memory τ
+    would get, at most ½); ``finite`` also requires the sample to be finite.
+    """
+    count = state.count
+    dtype = rate_dtype(state.learning_rate)
+
+    def refreshed():
+      h = estimate(grads, state, params, extra_args, key)
+      h = jax.tree.map(lambda x, a: jnp.abs(x).astype(a.dtype), h, state.curv_avg)
+      ok = finite & jnp.isfinite(sum(jnp.sum(x) for x in jax.tree.leaves(h)))
+      inv = jax.tree.map(lambda t: 1.0 / t, state.tau)
+      if every > 1:
+        inv = jax.tree.map(lambda f: jnp.minimum(0.5, 1.0 - (1.0 - f) ** every), inv)
+      w = jax.tree.map(lambda f: jnp.where(warm, 1.0 / (count + 1).astype(dtype), f), inv)
+      w = groups.broadcast(w, h)
+      move = lambda a, x, f: a + jnp.where(ok, f * (x - a), 0.0).astype(a.dtype)
+      avg = jax.tree.map(move, state.curv_avg, h, w)
+      sq_avg = (jax.tree.map(lambda a, x, f: move(a, x * x, f), state.curv_sq_avg, h, w)
+                if curvature_variance else ())
+      return avg, sq_avg, ok
+
+    if every == 1:
+      return refreshed()
+    refresh = warm | ((count - n0) % every == 0)
+    return jax.lax.cond(refresh, refreshed,
+                        lambda: (state.curv_avg, state.curv_sq_avg, finite))
 
   def update_fn(
       updates: optax.Updates, state: VSGDState, params: Optional[optax.Params] = None,
@@ -181,9 +292,7 @@ def scale_by_vsgd(
     bounds = dict(min_learning_rate=_base.bound_at(min_learning_rate, count),
                   max_learning_rate=_base.bound_at(max_learning_rate, count))
     warm = count < n0                                                  # slow start (§4.4)
-
-    h, key = estimate(grads, state, params, extra_args)                # §4.3
-    h = jax.tree.map(lambda x, a: x.astype(a.dtype), h, state.curv_avg)
+    key, sub = jax.random.split(state.key) if random else ((), None)
 
     g = jax.tree.map(lambda x: x.astype(dtype), grads)
     grad_sq = extra_args.get("grad_sq")
@@ -192,26 +301,57 @@ def scale_by_vsgd(
           "vsgd: pass batch_size=n together with the `grad_sq` extra arg (the batch "
           "mean of the per-example squared gradients), or neither: without them "
           "the squared minibatch gradient is averaged, which needs no batch size.")
-    if grad_sq is None:
-      sq = groups.sq_norm(g, dtype)                                     # ∇² or ‖∇‖² per group
-    else:
-      sq = groups.sum(jax.tree.map(lambda x: jnp.asarray(x).astype(dtype), grad_sq), dtype)
+    if grad_sq is not None:
+      grad_sq = jax.tree.map(lambda x: jnp.asarray(x).astype(dtype), grad_sq)
+    c = slow_start_factor(grads)
+    element = groups.kind == "element"
 
+    # Finiteness of the inputs from one reduction each (NaN or inf make the sum so).
+    # Element-wise, Σ g is read straight off g (a square would be written out first).
+    check = sum(jnp.sum(x if element else jnp.square(x)) for x in jax.tree.leaves(g))
+    if grad_sq is not None:
+      check = check + sum(jnp.sum(x) for x in jax.tree.leaves(grad_sq))
+    finite = _base.finite_from(check, extra_args.get("value"))
+    curv_avg, curv_sq_avg, finite = curvature_average(
+        grads, state, params, extra_args, sub, finite, warm)
+    last_warm = count == n0 - 1
+
+    if element and not curvature_variance:                             # vSGD-l, fused
+      first_d = (count + 1).astype(dtype)
+      c_now = jnp.where(count == n0 - 1, c, 1.0).astype(dtype)
+      new_updates, grad_avg, sq_avg, rate, tau = _base.map_rule(
+          lambda gl, ql, *a: _vsgd_element(
+              gl, None if grad_sq is None else ql, *a, warm=warm, last_warm=last_warm,
+              ok=finite, first_d=first_d, c=c_now, dtype=dtype, **bounds, **rule),
+          grads, grads if grad_sq is None else grad_sq, state.grad_avg, state.sq_avg,
+          curv_avg, state.tau, state.learning_rate)
+      keep = lambda new, old: jnp.where(finite, new, old)
+      new_state = VSGDState(
+          learning_rate=rate,
+          count=keep(_base.next_count(count), count),
+          skipped=keep(state.skipped, state.skipped + 1),
+          grad_avg=grad_avg,
+          sq_avg=sq_avg,
+          curv_avg=curv_avg,
+          curv_sq_avg=state.curv_sq_avg,
+          tau=tau,
+          key=jax.tree.map(keep, key, state.key),
+      )
+      return new_updates, new_state
+
+    if grad_sq is None:
+      sq = groups.sq_norm(g, dtype)                                     # ‖∇‖² per group
+    else:
+      sq = groups.sum(grad_sq, dtype)
     # Memory: the arithmetic mean during the slow start (τ = k + 1), then 1/τ (§4.1).
     inv_tau = jax.tree.map(
         lambda t: jnp.where(warm, 1.0 / (count + 1).astype(dtype), 1.0 / t), state.tau)
     inv_tau_el = groups.broadcast(inv_tau, g)
     ema = lambda avg, x, f: (1.0 - f) * avg + f * x
     grad_avg = jax.tree.map(ema, state.grad_avg, g, inv_tau_el)       # Alg. 1: ḡ
-    curv_avg = jax.tree.map(ema, state.curv_avg, h, inv_tau_el)       #         h̄
-    curv_sq_avg = jax.tree.map(                                       #         v̄_h
-        lambda a, x, f: ema(a, x * x, f), state.curv_sq_avg, h, inv_tau_el
-    ) if curvature_variance else ()
-    sq_avg = jax.tree.map(ema, state.sq_avg, sq, inv_tau)             #         v̄ or l̄
-    c = slow_start_factor(grads)
+    sq_avg = jax.tree.map(ema, state.sq_avg, sq, inv_tau)             #         l̄
     sq_avg = jax.tree.map(lambda v: jnp.where(count == n0 - 1, c * v, v).astype(dtype), sq_avg)
-
-    # Rate (Eq. 7 / Eq. 8, Alg. 1) from the updated averages, then the memory.
+    # Rate (Eq. 8, Alg. 1) from the updated averages, then the memory.
     num = groups.sq_norm(grad_avg, dtype)                             # Σ ḡ² per group
     if curvature_variance:
       # vSGD-fd (Schaul & LeCun 2013; py-optim vSGDfd): 1/h̄ becomes h̄ / v̄_h;
@@ -222,12 +362,10 @@ def scale_by_vsgd(
       h_plus = groups.max(inv, dtype)                                 # v̄_h / h̄
     else:
       h_plus = groups.max(curv_avg, dtype)                            # h̄ or h⁺ = max h̄
-    last_warm = count == n0 - 1
     rate, tau = _base.map_rule(
         lambda m, v, hp, t: _vsgd_rate(m, v, hp, t, warm, last_warm, dtype=dtype, **bounds,
                                        **rule),
         num, sq_avg, h_plus, state.tau)
-
     new_updates = groups.scale(rate, grads)                           # θ ← θ − η ∇
     new_state = VSGDState(
         learning_rate=rate,
@@ -240,10 +378,6 @@ def scale_by_vsgd(
         tau=tau,
         key=key,
     )
-    # One reduction over the inputs (NaN, inf, or a square that overflows): the rate and
-    # the averages are finite whenever g², h (and grad_sq) are.
-    check = sum(jnp.sum(x) for x in jax.tree.leaves((jax.tree.map(jnp.square, g), h, grad_sq)))
-    finite = _base.finite_from(check, extra_args.get("value"))
     return _base.skip_if_not_finite(finite, new_updates, new_state, state)
 
   return _base.transformation(init_fn, update_fn)
@@ -254,6 +388,7 @@ def vsgd(
     *,
     granularity: GranularityLike = "element",
     curvature: str = "hutchinson",
+    curvature_every: Optional[int] = None,
     init_samples: Optional[int] = None,
     slow_start: Union[float, str] = 2.0,
     start_memory: Union[float, str] = "init_samples",
@@ -294,27 +429,60 @@ def vsgd(
   :math:`h^+` is bounded below by ``min_curvature`` (§4.3), so no rate exceeds
   ``learning_rate / min_curvature``.
 
-  **Curvature** (§4.3; ``curvature=``, needs ``value_fn`` unless "given"):
+  **Curvature** (§4.3; ``curvature=``, needs ``value_fn`` unless "given" or
+  "gauss_newton"):
 
   * ``"hutchinson"`` (default): :math:`|z \odot Hz|` with Rademacher z, Hz by
     forward-over-reverse autodiff on the same batch; exact for a diagonal
     Hessian, an upper bound in expectation otherwise. The PRNG key is in the
     state (``seed``).
+  * ``"gauss_newton"``: the sampled-label Gauss-Newton diagonal of Sophia's
+    Gauss-Newton-Bartlett estimator (Liu et al. 2023;
+    ``adaptlr.curvature.softmax_gauss_newton_diagonal``), one forward and one
+    backward pass of the ``logits_fn`` extra arg (``logits_fn(params, **batch)``
+    -> logits of a mean softmax cross-entropy). A params -> scalar ``value_fn``
+    has no Gauss-Newton matrix (that needs the split into model outputs and a
+    loss on them), hence the extra arg; curvature of other loss terms (an L2
+    penalty) is not in it.
   * ``"finite_difference"``: :math:`|(\nabla(\theta+\delta) -
     \nabla\theta)/\delta|` with :math:`\delta = \bar g` (the current gradient
-    on the first step), same batch; one more gradient per step. This is
+    on the first step), same batch; one more gradient per sample. This is
     Schaul & LeCun's (ICLR 2013) estimate, but with the rate above it is not
     their vSGD-fd, whose rate differs (``curvature_variance``, below).
   * ``"given"``: the ``curvature`` extra arg (a pytree like the params, e.g.
-    a Gauss-Newton diagonal such as the paper's bbprop, or
-    ``adaptlr.curvature.softmax_gauss_newton_diagonal``); its absolute value
+    a Gauss-Newton diagonal such as the paper's bbprop); its absolute value
     is averaged.
 
-  Measured on MNIST (``benchmarks/results/vsgd_curvature.md``): on dense layers
-  ``"hutchinson"`` overestimates :math:`|\mathrm{diag}\,H|` several-fold, so
-  the rates err small and vSGD-l stays stable untuned; an accurate
-  Gauss-Newton diagonal steps as a diagonal Newton method and wants a larger
-  ``slow_start``.
+  **Refresh** (``curvature_every`` = k; the paper's "could be skipped in all
+  but a fraction of the updates"). The curvature is sampled on every
+  slow-start update and then on updates :math:`n_0, n_0 + k, n_0 + 2k, \dots`
+  (steps taken); in between :math:`\bar h` is kept and no estimate is
+  computed (``jax.lax.cond``). A sample after the slow start enters
+  :math:`\bar h` with weight :math:`1/\tau` for k = 1 (Alg. 1) and
+  :math:`\min(\tfrac12, 1 - (1 - 1/\tau)^k)` for k > 1 (what a sample held
+  for k steps of memory τ would get, at most half). Default k: 10 for vSGD-l
+  with "hutchinson" or "gauss_newton", else 1 (a grouped rate rests on one
+  :math:`h^+ = \max \bar h`). Without gradient noise the rates are Newton
+  steps :math:`1/\bar h` that a stale curvature overshoots: pass
+  ``curvature_every=1`` for deterministic problems.
+
+  Measured (``benchmarks/results/vsgd_cost.md``): k = 10 reaches the losses of
+  k = 1 on MNIST M0/M1, quadratic_deep and held-out Fashion-MNIST (within
+  1 %); weighting a sample 1/τ (memory kτ steps) or min(1, k/τ) diverged;
+  "gauss_newton" has no curvature where only an L2 term curves and diverged.
+  "hutchinson" overestimates :math:`|\mathrm{diag}\,H|` on dense layers
+  (``vsgd_curvature.md``), so the rates err small.
+
+  **Cost**. vSGD-l makes one loop over the params per array it writes: the
+  state's :math:`\bar g, \bar v, \bar h`, τ and rate, 5 beyond SGD's update
+  (which fuses into ``optax.apply_updates``), plus one read of the gradient
+  for the finiteness check. Fewer is not possible for this state without
+  buffer donation: XLA:CPU emits no loop with several outputs, so each output
+  computes its own divide (a shared one would be written out as an array; 12
+  loops before). Between refreshes :math:`\bar h` is a copy; a clamped rate is
+  written once more; grouped rates (their reductions come first) and
+  ``curvature_variance`` take the unfused path.
+  Measured on a loaded 2-core CPU: 1.9× ``optax.sgd`` per step (3.5× before).
 
   **vSGD-fd** (Schaul & LeCun, ICLR 2013; py-optim ``vSGDfd``) is
   ``curvature="finite_difference", curvature_variance=True``: the rate
@@ -373,8 +541,12 @@ def vsgd(
     granularity: ``"element"`` (vSGD-l), ``"leaf"`` (vSGD-b), ``"global"``
       (vSGD-g), or labels (a pytree or callable as in
       ``optax.multi_transform``).
-    curvature: ``"hutchinson"``, ``"finite_difference"`` or ``"given"``
-      (the ``curvature`` extra arg).
+    curvature: ``"hutchinson"``, ``"gauss_newton"`` (with the ``logits_fn``
+      extra arg), ``"finite_difference"`` or ``"given"`` (the ``curvature``
+      extra arg).
+    curvature_every: k ≥ 1, sample the curvature on every k-th step after the
+      slow start (see **Refresh**); ``None``: 10 for vSGD-l with
+      "hutchinson" or "gauss_newton", else 1.
     init_samples: :math:`n_0 \ge 2`, the slow-start updates (zero steps).
       ``None``: 10.
     slow_start: C ≥ 1, the overestimate of :math:`\bar v, \bar l` after the
@@ -385,10 +557,10 @@ def vsgd(
       :math:`1/\bar h`: vSGD-fd's rate (with ``"finite_difference"``).
     batch_size: n, only with the ``grad_sq`` extra arg (see above).
     min_curvature: lower bound on :math:`h^+` (> 0).
-    seed: PRNG seed for ``"hutchinson"``; ``None``: 0. ``init_samples``,
-      ``batch_size`` and ``seed`` are static ints: ``optax.inject_hyperparams``
-      leaves them alone unless they are passed (then name them in
-      ``static_args``).
+    seed: PRNG seed for ``"hutchinson"`` and ``"gauss_newton"``; ``None``: 0.
+      ``init_samples``, ``curvature_every``, ``batch_size`` and ``seed`` are
+      static ints: ``optax.inject_hyperparams`` leaves them alone unless they
+      are passed (then name them in ``static_args``).
     min_learning_rate: lower clamp of the rates (default 0).
     max_learning_rate: upper clamp of the rates (default inf).
       Either bound may be a schedule of the step count: a ceiling that
@@ -411,7 +583,8 @@ def vsgd(
 
   Raises:
     ValueError: for bad hyperparameters when built; at update time, when
-      ``value_fn`` (or the ``curvature`` extra arg for ``"given"``) is missing,
+      ``value_fn`` (or the ``curvature`` extra arg for ``"given"``, the
+      ``logits_fn`` extra arg for ``"gauss_newton"``) is missing,
       or ``grad_sq`` and ``batch_size`` are not given together.
 
   Example:
@@ -437,8 +610,9 @@ def vsgd(
   """
   return _base.descent(scale_by_vsgd(
       learning_rate, granularity=granularity, curvature=curvature,
-      init_samples=init_samples, slow_start=slow_start, start_memory=start_memory,
-      curvature_variance=curvature_variance, batch_size=batch_size,
+      curvature_every=curvature_every, init_samples=init_samples, slow_start=slow_start,
+      start_memory=start_memory, curvature_variance=curvature_variance,
+      batch_size=batch_size,
       min_curvature=min_curvature, seed=seed,
       min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate,
       weight_decay=weight_decay, mask=mask))

@@ -12,10 +12,11 @@ For a loss ``L`` (``value_fn`` with its forwarded kwargs) at params ``w``:
   on the same batch (the estimate of Schaul & LeCun 2013, used by vSGD-fd with
   δ = ḡ). Exact for a
   diagonal quadratic; for a separable loss it is the secant slope.
-* :func:`softmax_gauss_newton_diagonal`: an unbiased one-backward-pass
-  estimate of the Gauss-Newton (= Fisher) diagonal of a mean softmax
-  cross-entropy, from labels sampled from the model (the role of the paper's
-  bbprop), to pass to ``vsgd(curvature="given")`` as the ``curvature`` extra arg.
+* :func:`softmax_gauss_newton_diagonal`: an unbiased estimate of the
+  Gauss-Newton (= Fisher) diagonal of a mean softmax cross-entropy from labels
+  sampled from the model (Sophia's Gauss-Newton-Bartlett estimator, Liu et al.
+  2023; the role of the paper's bbprop), one forward and one backward pass:
+  ``vsgd(curvature="gauss_newton")`` with the ``logits_fn`` extra arg.
 
 All functions work on pytrees and return a pytree shaped like the params, in
 the params' dtypes.
@@ -30,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-ESTIMATORS = ("hutchinson", "finite_difference", "given")
+ESTIMATORS = ("hutchinson", "finite_difference", "gauss_newton", "given")
 
 
 def grad_and_hvp(value_fn: Callable[[Any], jax.Array], params: Any, v: Any) -> tuple[Any, Any]:
@@ -154,9 +155,11 @@ def softmax_gauss_newton_diagonal(
   ŷ_n ~ softmax(logits_n) and taking ``s = ∇_w Σ_n CE(logits_n, ŷ_n)`` gives
   ``E[s ⊙ s] = Σ_n diag(J_nᵀ(diag p_n − p_n p_nᵀ)J_n) = N diag(G)`` (cross terms
   vanish: each ∇CE(·, ŷ_n) has mean 0 under the model), so ``s ⊙ s / N`` is an
-  unbiased, non-negative estimate of diag(G) for one backward pass — the role
-  of the paper's bbprop. It does not include curvature of extra loss terms
-  (add ``λ`` for an L2 penalty ``λ/2 ‖w‖²``).
+  unbiased, non-negative estimate of diag(G) for one forward and one backward
+  pass (``jax.vjp`` of ``logits_fn``, pulled back from softmax − onehot(ŷ)) —
+  the role of the paper's bbprop; Sophia's Gauss-Newton-Bartlett estimator
+  (Liu et al., arXiv:2305.14342, Alg. 2). It does not include curvature of
+  extra loss terms (add ``λ`` for an L2 penalty ``λ/2 ‖w‖²``).
 
   Args:
     logits_fn: params -> logits of shape ``(N, K)`` (the batch bound in).
@@ -166,14 +169,11 @@ def softmax_gauss_newton_diagonal(
   Returns:
     A pytree like ``params``.
   """
-  logits = jax.lax.stop_gradient(logits_fn(params))
+  logits, pullback = jax.vjp(logits_fn, params)          # the one forward pass
+  logits = jax.lax.stop_gradient(logits)
   n = logits.shape[0]
   labels = jax.random.categorical(key, logits, axis=-1)
-
-  def summed_ce(p):
-    lg = logits_fn(p)
-    logp = jax.nn.log_softmax(lg, axis=-1)
-    return -jnp.sum(jnp.take_along_axis(logp, labels[:, None], axis=-1))
-
-  s = jax.grad(summed_ce)(params)
+  # ∂/∂logits of Σ_n CE(logits_n, ŷ_n) = softmax(logits) − onehot(ŷ): one backward pass.
+  probs = jax.nn.softmax(logits, axis=-1)
+  (s,) = pullback(probs - jax.nn.one_hot(labels, logits.shape[-1], dtype=probs.dtype))
   return jax.tree.map(lambda x: x * x / n, s)

@@ -2,6 +2,8 @@
 
   python -m benchmarks run --profile quick            # README demo, bundled data, < 5 min
   python -m benchmarks run --profile full             # full sets (`make data` first)
+  python -m benchmarks run --profile networks         # only the network problems, at
+                                                      # settled budgets (`make data`)
   python -m benchmarks run --profile quick --problems rosenbrock boston_linreg \\
       --methods tlr newton_lr                         # the SGD/Adam baselines always run
   python -m benchmarks list                           # problems, methods, data sets
@@ -37,7 +39,7 @@ def main(argv=None):
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   sub = parser.add_subparsers(dest="cmd", required=True)
   run = sub.add_parser("run", help="run a benchmark profile")
-  run.add_argument("--profile", default="quick", choices=("quick", "full", "tiny"))
+  run.add_argument("--profile", default="quick", choices=("quick", "full", "networks", "tiny"))
   run.add_argument("--problems", nargs="+", metavar="NAME",
                    help="problems to run (default: the profile's)")
   run.add_argument("--methods", nargs="+", metavar="NAME",
@@ -50,6 +52,10 @@ def main(argv=None):
   studies.add_argument("--no-studies", dest="studies", action="store_false")
   run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
   run.add_argument("--no-progress", action="store_true", help="no progress bars")
+  smoke = run.add_argument_group("smoke tests (override every problem's budget)")
+  smoke.add_argument("--seeds", nargs="+", type=int, metavar="S")
+  smoke.add_argument("--rates", nargs="+", type=float, metavar="R")
+  smoke.add_argument("--steps", type=int, metavar="N")
   sub.add_parser("list", help="list problems, methods and data sets")
   args = parser.parse_args(argv)
 
@@ -61,6 +67,8 @@ def main(argv=None):
   out = runner.run_profile(
       args.profile, problems=args.problems, methods=args.methods, out_dir=args.out,
       progress=not args.no_progress, studies=args.studies, plots=not args.no_plots,
+      overrides={k: v for k in ("seeds", "rates", "steps")
+                 if (v := getattr(args, k)) is not None},
       command=["python", "-m", "benchmarks", *(argv if argv is not None else sys.argv[1:])])
   where = args.out or f"benchmarks/results/{args.profile}"
   print(f"wrote {where}/report.md, results.json and plots in {out['wall_s'] / 60:.1f} min",

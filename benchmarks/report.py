@@ -38,6 +38,57 @@ def _method_order(out):
   return list(out["methods"])
 
 
+def _regret_cell(rg):
+  if rg is None:
+    return ""
+  inf = lambda v: "∞" if v is None else _f(v, 3)
+  med, worst = rg.get("median"), rg.get("worst")
+  if med == worst:
+    return inf(med)
+  return f"{inf(med)} / {inf(worst)}"
+
+
+def _regret_md(out, probs, methods) -> str:
+  """The regret table and the settling check (only for results that have them)."""
+  probs = [p for p in probs if out["problems"][p].get("regret")]
+  if not probs:
+    return ""
+  lines = []
+  add = lines.append
+  add("## Regret\n")
+  add("Final training loss ÷ best-tuned (the lowest seed-mean final training loss of "
+      "every swept baseline on that problem; excess over f* where f* > 0), over the "
+      "initial rates 1e-5 … 1: **median / worst** (one number: a rate-free method's single "
+      "run; ∞: a rate diverged). Tuning-free means both a high count above *and* a median "
+      "regret near 1.\n")
+  add("| method | " + " | ".join(probs) + " |")
+  add("|---|" + "---|" * len(probs))
+  for name in methods:
+    cells = [_regret_cell(out["problems"][p]["regret"].get(name)) for p in probs]
+    if any(cells):
+      add(f"| `{name}` | " + " | ".join(cells) + " |")
+  bt = [out["problems"][p].get("best_tuned") or {} for p in probs]
+  add("| *best-tuned* | " + " | ".join(
+      f"`{b.get('method')}` {_rate(b.get('rate'))}: {_f(b.get('final_train_loss'))}"
+      if b else "—" for b in bt) + " |")
+  add("")
+  settle = [(p, out["problems"][p].get("settling")) for p in probs]
+  settle = [(p, s) for p, s in settle if s]
+  if settle:
+    add("Settling: how much the best-tuned baseline's training loss (excess over f* "
+        "where known) still fell over the last fifth of the budget (the network budgets "
+        "aim at < 10%):\n")
+    add("| problem | best-tuned | loss at step | loss at the end | improvement | settled |")
+    add("|---|---|---|---|---|---|")
+    for p, s in settle:
+      add(f"| `{p}` | `{s['method']}` {_rate(s['rate'])} | {_f(s['loss_from'])} "
+          f"(step {s['step_from']}) | {_f(s['loss_to'])} (step {s['step_to']}) | "
+          f"{_f(100 * s['improvement'], 3) if s['improvement'] is not None else '—'}% | "
+          f"{'✓' if s['settled'] else '✗'} |")
+    add("")
+  return "\n".join(lines) + "\n"
+
+
 # --------------------------------------------------------------- markdown --
 def markdown(out) -> str:
   probs = list(out["problems"])
@@ -62,7 +113,10 @@ def markdown(out) -> str:
   add(f"How many of the initial rates (1e-5 … 1, one per decade) reach a final training "
       f"loss within {out['tolerance']:.0%} of the best-tuned SGD / SGD-momentum / "
       "SGD-multistep / Adam of the whole grid (excess over the known minimum f* where "
-      "there is one; seed mean). Rate-free methods run once: ✓ or ✗.\n")
+      "there is one; seed mean)"
+      + (" — on the networks also AdamW + warmup-cosine and schedule-free AdamW"
+         if any(n in out["methods"] for n in ("adamw_cosine", "schedule_free_adamw"))
+         else "") + ". Rate-free methods run once: ✓ or ✗.\n")
   add("| method | " + " | ".join(probs) + " |")
   add("|---|" + "---|" * len(probs))
   for name in methods:
@@ -86,6 +140,7 @@ def markdown(out) -> str:
     add("| *threshold* | " + " | ".join(_f(out["problems"][p]["threshold_raw"]) for p in raw)
         + " |\n")
 
+  add(_regret_md(out, probs, methods))
   add("## Per problem\n")
   add("Columns: rates reaching the threshold; best final training loss (at rate); the "
       "lowest training loss seen during that run; median final training loss over the "
@@ -100,11 +155,12 @@ def markdown(out) -> str:
         + (f", batch {spec['batch_size']}" if spec["batch_size"] else "")
         + f", seeds {spec['seeds']}. {spec['notes']}\n")
     acc = spec["has_accuracy"]
+    has_rg = bool(p.get("regret"))
     any_m = next(iter(p["methods"].values()))
     tl = "final_test_loss" in any_m["per_rate"]
     head = "| method | reached | best final loss (rate) | lowest seen | median final | " + \
            ("test loss | " if tl else "") + ("test acc | " if acc else "") + \
-           "steps to target | time vs sgd |"
+           "steps to target | time vs sgd |" + (" median / worst regret |" if has_rg else "")
     add(head)
     add("|---" * (head.count("|") - 1) + "|")
     for name in methods:
@@ -125,6 +181,8 @@ def markdown(out) -> str:
       if acc:
         row += f"{_f(pr['final_test_acc'][i])} | "
       row += f"{_f(stt)} | {_f(r['time_vs_sgd'], 3)} |"
+      if has_rg:
+        row += f" {_regret_cell(p['regret'].get(name))} |"
       add(row)
     add("")
     add(f"![{pname} loss](loss_{pname}.png)")

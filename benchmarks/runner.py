@@ -81,6 +81,13 @@ def _method_record(res: dict, problem, target, sgd_sps) -> dict:
   return rec
 
 
+def _regret_records(results, problem) -> dict:
+  """Best-tuned baseline, per-method regret and the settling check (issue 11)."""
+  rg = harness.regret(results, problem)
+  return {"best_tuned": rg["best_tuned"], "regret": rg["methods"],
+          "settling": harness.settling(results, problem)}
+
+
 def run_problem(problem, method_objs, bar=None) -> dict:
   results = {}
   for m in method_objs:
@@ -95,8 +102,14 @@ def run_problem(problem, method_objs, bar=None) -> dict:
 def run_profile(profile: str = "quick", problems: Optional[Sequence[str]] = None,
                 methods: Optional[Sequence[str]] = None, out_dir=None,
                 progress: bool = True, studies: Optional[bool] = None,
-                plots: bool = True, command: Optional[list] = None) -> dict:
-  """Runs the profile and writes its outputs; returns the results dict."""
+                plots: bool = True, command: Optional[list] = None,
+                overrides: Optional[dict] = None) -> dict:
+  """Runs the profile and writes its outputs; returns the results dict.
+
+  ``overrides`` (e.g. ``{"seeds": (0,), "rates": (1e-3,), "steps": 200}``) go to
+  every problem's builder: for smoke tests of a long profile (its report records
+  the command, so such a run is never mistaken for the profile's).
+  """
   from benchmarks import report
   from benchmarks import reproductions as reproductions_lib
 
@@ -120,7 +133,7 @@ def run_profile(profile: str = "quick", problems: Optional[Sequence[str]] = None
   built, skipped = {}, {}
   for name in problem_names:
     try:
-      built[name] = problems_lib.build(name, profile)
+      built[name] = problems_lib.build(name, profile, **(overrides or {}))
     except data_lib.DataNotFoundError as e:
       skipped[name] = str(e)
       print(f"[benchmarks] skipping {name}: {e}", file=sys.stderr)
@@ -161,6 +174,7 @@ def run_profile(profile: str = "quick", problems: Optional[Sequence[str]] = None
                     for n, r in results.items()},
         "sgd_sec_per_step": {"swept_width": sgd_sps[True], "seeds_width": sgd_sps[False]},
         "steps": results[next(iter(results))]["steps"],
+        **_regret_records(results, problem),
     }
   bar.close()
 

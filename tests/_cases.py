@@ -308,6 +308,7 @@ _PROBABILISTIC_LR_REF_CASES = [
 _VSGD_BAD = _COMMON_BAD + (
     ({"curvature": "bbprop"}, "curvature"),
     ({"init_samples": 1}, "init_samples"),
+    ({"curvature_every": 0}, "curvature_every"),
     ({"slow_start": 0.5}, "slow_start"),
     ({"slow_start": "d/2"}, "slow_start"),
     ({"batch_size": 0}, "batch_size"),
@@ -333,6 +334,12 @@ _VSGD_CASES = [
         converge={"parabola": (300, 1e-6), "mixed_pytree": (300, 1e-6)},
         needs_value_fn=True,
     ),
+    Case(   # the default before issue 13: the curvature sampled on every step
+        "vsgd-every-step", adaptlr.vsgd, {"init_samples": 2, "curvature_every": 1},
+        hparams={"learning_rate": (0.5, 1.0)},
+        converge={"parabola": (200, 1e-6), "mixed_pytree": (200, 1e-6)},
+        needs_value_fn=True,
+    ),
 ]
 _VSGD_REF_CASES = [
     RefCase("vsgd-element", adaptlr.vsgd, {"init_samples": 3}, vsgd_reference, steps=40),
@@ -347,6 +354,13 @@ _VSGD_REF_CASES = [
             vsgd_reference,
             ref_kwargs={"init_samples": 4, "granularity": "labels", "slow_start": "d/10",
                         "learning_rate": 0.7}),
+    RefCase("vsgd-every-step", adaptlr.vsgd, {"init_samples": 3, "curvature_every": 1},
+            vsgd_reference, steps=40),
+    RefCase("vsgd-refresh-4", adaptlr.vsgd, {"init_samples": 3, "curvature_every": 4},
+            vsgd_reference, steps=40),
+    RefCase("vsgd-leaf-refresh-3", adaptlr.vsgd,
+            {"init_samples": 2, "curvature_every": 3, "granularity": "leaf"},
+            vsgd_reference, steps=40),
     RefCase("vsgd-fd", adaptlr.vsgd, {"init_samples": 3, "curvature": "finite_difference"},
             vsgd_reference, steps=40),
     RefCase("vsgd-global-fd", adaptlr.vsgd,

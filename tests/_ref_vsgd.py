@@ -16,7 +16,8 @@ def _group_max(x, ids):
 def vsgd_reference(prob, steps, learning_rate=1.0, granularity="element",
                    curvature="hutchinson", init_samples=10, slow_start=2.0,
                    start_memory="init_samples", curvature_variance=False,
-                   min_curvature=1e-6, grad_sq=None, batch_size=None):
+                   min_curvature=1e-6, grad_sq=None, batch_size=None,
+                   curvature_every=None):
   """Alg. 1 for vSGD-l (and its -b / -g analogues, §5 + App. B).
 
   ``curvature="hutchinson"`` is the exact |diag H| (the reference problem is
@@ -29,7 +30,13 @@ def vsgd_reference(prob, steps, learning_rate=1.0, granularity="element",
   α = (1 − vpart)/(2 − vpart − 0), τ = 1/(1 − α) = 2 − vpart₀).
   ``curvature_variance``: py-optim ``vSGDfd``'s rate vpart · h̄ / v̄_h with v̄_h
   the running mean of h² (per group: the smallest h̄ / v̄_h).
+
+  ``curvature_every`` k (default 10 for element-wise "hutchinson", else 1): the
+  curvature is sampled on every slow-start step and then on steps n₀, n₀ + k,
+  n₀ + 2k, …; a sample after the slow start enters h̄ (and v̄_h) with weight 1/τ
+  (k = 1) or min(½, 1 − (1 − 1/τ)^k) (k > 1); between samples they are kept.
   """
+  k = curvature_every or (10 if curvature == "hutchinson" and granularity == "element" else 1)
   ids = prob.group_ids(granularity)
   ng = ids.max() + 1
   n0 = init_samples
@@ -44,7 +51,11 @@ def vsgd_reference(prob, steps, learning_rate=1.0, granularity="element",
   for t in range(steps):
     s = prob.shift(t)
     g = prob.grad(w, s)
-    if curvature == "hutchinson":
+    warm = t < n0
+    refresh = warm or (t - n0) % k == 0
+    if not refresh:
+      h = hbar
+    elif curvature == "hutchinson":
       h = np.abs(prob.hess_diag(w, s))
     else:                                       # finite difference, same sample
       delta = g if t == 0 else gbar
@@ -56,12 +67,13 @@ def vsgd_reference(prob, steps, learning_rate=1.0, granularity="element",
       sq = _group_sum(g * g, ids)
     else:
       sq = _group_sum(grad_sq(w, s), ids)
-    warm = t < n0
     frac = np.full(ng, 1.0 / (t + 1)) if warm else 1.0 / tau
     fe = frac[ids]
     gbar = (1 - fe) * gbar + fe * g             # §4.1
-    hbar = (1 - fe) * hbar + fe * h             # §4.3
-    vhbar = (1 - fe) * vhbar + fe * h * h       # vSGDfd: v̄_h
+    if refresh:                                 # §4.3, sampled every k steps
+      fh = fe if (warm or k == 1) else np.minimum(0.5, 1 - (1 - 1 / tau) ** k)[ids]
+      hbar = (1 - fh) * hbar + fh * h
+      vhbar = (1 - fh) * vhbar + fh * h * h     # vSGDfd: v̄_h
     sq_avg = (1 - frac) * sq_avg + frac * sq
     if t == n0 - 1:
       sq_avg = C * sq_avg                       # slow start, §4.4

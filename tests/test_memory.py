@@ -15,7 +15,7 @@ import optax
 import pytest
 
 import adaptlr
-from benchmarks.studies import memory
+from benchmarks.studies import memory, overhead
 from benchmarks.studies.sharded_transformer import collective_counts, collectives
 
 PARAMS = {"w": jnp.ones((7, 5)), "b": jnp.ones(5)}
@@ -30,7 +30,8 @@ EXPECTED = {
     "newton_lr": (adaptlr.newton_lr, {"learning_rate": S, "count": S, "skipped": S,
                                       "loss_after": S, "velocity": S, "direction_state": 0}),
     "vsgd": (adaptlr.vsgd, {"learning_rate": P, "count": S, "skipped": S, "grad_avg": P,
-                            "sq_avg": P, "curv_avg": P, "tau": P, "key": 2 * 4}),
+                            "sq_avg": P, "curv_avg": P, "curv_sq_avg": 0, "tau": P,
+                            "key": 2 * 4}),
     "almeida": (adaptlr.almeida, {"learning_rate": P, "count": S, "skipped": S,
                                   "prev_grad": P, "sq_avg": P}),
 }
@@ -69,6 +70,58 @@ def test_step_memory_is_arguments_outputs_and_scratch():
   assert m["alias"] == P + state_bytes          # params and state donated
   assert m["output"] >= P + state_bytes + S     # new params, state and the loss
   assert m["peak"] == m["argument"] + m["output"] + m["temp"] - m["alias"]
+
+
+def test_probe_mode_map_holds_one_parameter_copy():
+  """``probe_mode="map"``: at most one parameter copy over SGD holding its gradient.
+
+  On an MLP 128-512-10 (P = 284 KB, the first kernel 92 % of it), batch 8, with
+  peaks from XLA's buffer assignment of the compiled step (``memory.step_memory``:
+  argument + output + temp − alias, params and state donated), in bytes:
+
+      peak(newton_lr(finite_difference, probe_mode="map"))
+          ≤ peak(SGD holding g) + P + A,
+
+  * peak(SGD holding g): ``memory.FLOOR_GRAD``, a plain SGD step whose update
+    reads the gradient twice (w − η g / ‖g‖), so all of g is live at once, as
+    in any method that takes an inner product with it before updating
+    (``optax.sgd`` fuses each leaf's gradient into its update and need not
+    hold all of it at once);
+  * P: one parameter copy, the one probe point w − (η + kε) u that the
+    ``lax.map`` loop holds at a time;
+  * A: one forward pass's hidden activations (batch × 512 float32, 0.06 P),
+    which the probe's forward may need besides the gradient's buffers.
+
+  Measured (jax 0.10.2, XLA:CPU): map 3.07 P, SGD holding g 2.07 P, so
+  +0.996 P against a bound of +1.06 P. It fails if the probes hold anything
+  parameter-sized beyond the one point: the element-wise isfinite(g) mask
+  (1 byte per parameter) once held across the loop was +1.23 P, and
+  ``probe_mode="vmap"`` (five points at once) is +5.2 P, checked below so
+  that the bound stays able to fail.
+  """
+  params = overhead.mlp_init(jax.random.key(0), sizes=(128, 512, 10))
+  x = jax.random.normal(jax.random.key(1), (8, 128))
+  y = jnp.arange(8) % 10
+  loss = overhead.mlp_loss
+  p_bytes = memory.tree_bytes(params)
+  activations = 8 * 512 * 4
+
+  def peak(step, state=()):
+    return memory.step_memory(step, params, state, x, y)["peak"]
+
+  def newton(mode):
+    opt = adaptlr.newton_lr(derivatives="finite_difference", probe_mode=mode)
+    return peak(memory.train_step(opt, loss), opt.init(params))
+
+  sgd = optax.sgd(1e-3)
+  holding = peak(memory._floors(loss)[memory.FLOOR_GRAD])
+  assert holding >= peak(memory.train_step(sgd, loss), sgd.init(params))
+  bound = holding + p_bytes + activations
+  got = newton("map")
+  assert got <= bound, (
+      f"probe_mode='map' peaks at {(got - holding) / p_bytes:+.3f} P over SGD holding its "
+      f"gradient; the bound is {(bound - holding) / p_bytes:+.3f} P")
+  assert newton("vmap") > bound
 
 
 HLO = """

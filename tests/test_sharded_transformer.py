@@ -11,9 +11,8 @@ axis. For every method of ``adaptlr.registry.METHODS`` at its defaults:
    exactly 1/8 of every parameter, and the compiled step's per-device argument
    and output sizes are the per-device shards' bytes (the 1/8 that FSDP
    promises, plus the replicated scalars); ``init`` on sharded params returns a
-   state sharded the same way (expected to fail for almeida, smd and vsgd,
-   whose ``init`` builds per-element state with ``jnp.zeros(shape)``: it starts
-   whole on one device until the first jitted step reshards it);
+   state sharded the same way (per-element state is built with
+   ``jnp.zeros_like`` / ``jnp.full_like``, which keep the parameter's sharding);
 3. its update, compiled alone on sharded gradients and params, reduces by
    all-reducing a few scalars and never moves a parameter-sized array: no
    all-gather (a gathered copy), reduce-scatter, all-to-all or
@@ -168,16 +167,7 @@ def test_params_and_memory_stay_sharded(name):
   assert full / 8 <= per_device <= full / 8 + 1024
 
 
-# Their init builds per-element state with jnp.zeros(shape) / jnp.full(shape)
-# (adaptlr/_almeida.py, _smd.py, _vsgd.py, _granularity.py), not *_like(params):
-# the state starts whole on one device; the first jitted step reshards it.
-_INIT_UNSHARDED = {"almeida", "smd", "vsgd"}
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(
-        strict=True, reason="init allocates per-element state unsharded (jnp.zeros(shape))"))
-    if n in _INIT_UNSHARDED else n for n in NAMES])
+@pytest.mark.parametrize("name", NAMES)
 def test_init_state_is_sharded_like_params(name):
   _need_8()
   params, _, _ = _model()

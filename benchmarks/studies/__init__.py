@@ -7,6 +7,8 @@ and the command that regenerates it, is indexed in ``benchmarks/results/README.m
 * ``overhead``: per-step cost of every method relative to ``optax.sgd``.
 * ``tlr_momentum``: TLR with momentum: the paper's displacement form against the gradient form.
 * ``tlr_safeguard``: TLR's paper rule against its safeguarded default.
+* ``vsgd_cost``: vSGD's curvature refresh (``curvature_every``), estimator and fused
+  rule: loss reached, passes over the params, per-step cost.
 * ``vsgd_curvature``: vSGD's curvature estimators against |diag H| on MNIST.
 * ``vsgd_mnist``: vSGD, SGD, AdaGrad, SMD and Almeida on MNIST (vSGD Tables 2–3); with
   ``--out benchmarks/results/vsgd_memory`` and the ``τ₀=…`` variants, vSGD's memory after

@@ -275,12 +275,9 @@ def markdown(out: dict) -> str:
             "≈ lr · sign(g)) turns the reduction-order noise of a near-zero gradient element "
             "into a step-sized difference. The largest Δ params or Δ state of adaptlr's "
             f"methods: {ours:.1e}."),
-            ("- `init` of almeida, smd and vsgd builds per-element state with "
-            "`jnp.zeros(shape)` / `jnp.full(shape)`, not `zeros_like(params)`: on sharded "
-            "params it returns a state whole on one device, which the first jitted step "
-            "reshards (the compiled step's inputs above are sharded because jit chose so). "
-            "`tests/test_sharded_transformer.py::test_init_state_is_sharded_like_params` "
-            "records it (strict xfail).")]
+            ("- `init` builds per-element state with `zeros_like` / `full_like` of the "
+            "params, so on sharded params every method's state is born sharded like them "
+            "(`tests/test_sharded_transformer.py::test_init_state_is_sharded_like_params`).")]
   return "\n".join(lines)
 
 
