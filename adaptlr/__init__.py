@@ -6,6 +6,7 @@ Every method is a pure ``optax.GradientTransformationExtraArgs``: it drops into
 
 from adaptlr import registry
 from adaptlr._almeida import AlmeidaState, almeida, scale_by_almeida
+from adaptlr._conventions import learning_rate
 from adaptlr._granularity import Granularity
 from adaptlr._hypergradient import HypergradientState, hypergradient, scale_by_hypergradient
 from adaptlr._newton import NewtonLRState, newton_lr, scale_by_newton_lr
@@ -40,6 +41,7 @@ __all__ = [
     "probabilistic_lr",
     "scale_by_probabilistic_lr",
     "registry",
+    "learning_rate",
 ]
 
 

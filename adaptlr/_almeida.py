@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adaptlr import _base
+from adaptlr import _base, _conventions
 from adaptlr._granularity import rate_dtype
 
 # Extra args Almeida's rule reads besides optax's value/grad/value_fn: none.
@@ -53,6 +53,8 @@ def scale_by_almeida(
     tau: Any = 1000.0,
     min_learning_rate: Any = 0.0,
     max_learning_rate: Any = jnp.inf,
+    weight_decay: Any = 0.0,
+    mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales each gradient component by Almeida's rate (Schaul et al. 2013, §2).
 
@@ -62,14 +64,18 @@ def scale_by_almeida(
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with an :class:`AlmeidaState`.
   """
+  _conventions.check_learning_rate(learning_rate, "almeida")
   _base.check_positive("learning_rate", learning_rate)
+  _conventions.check_weight_decay(weight_decay)
   _base.check_range("tau", tau, 1.0, float("inf"))
   _base.check_bounds(min_learning_rate, max_learning_rate)
 
   def init_fn(params: optax.Params) -> AlmeidaState:
     dtype = rate_dtype(params)
     return AlmeidaState(
-        learning_rate=optax.tree.full_like(params, learning_rate, dtype=dtype),
+        learning_rate=_base.clip_rates(
+            optax.tree.full_like(params, learning_rate, dtype=dtype),
+            min_learning_rate, max_learning_rate),
         **_base.counters(),
         prev_grad=_base.zeros(params, dtype),
         sq_avg=_base.zeros(params, dtype),
@@ -79,8 +85,8 @@ def scale_by_almeida(
       updates: optax.Updates, state: AlmeidaState, params: Optional[optax.Params] = None,
       **extra_args: Any,
   ) -> tuple[optax.Updates, AlmeidaState]:
-    del params
-    grads = updates
+    grads, _, _, extra_args = _conventions.direction_and_decay(
+        None, updates, (), params, extra_args, weight_decay, mask, "almeida")
     dtype = rate_dtype(state.learning_rate)
     g = jax.tree.map(lambda x: x.astype(dtype), grads)
     frac = jnp.maximum(1.0 / tau, 1.0 / (state.count + 1).astype(dtype))
@@ -90,7 +96,7 @@ def scale_by_almeida(
     rate = jax.tree.map(
         lambda x, prev, v: _almeida_rate(x, prev, v, first, learning_rate=learning_rate,
                                          dtype=dtype), g, state.prev_grad, sq_avg)
-    rate = _base.clip_rates(rate, min_learning_rate, max_learning_rate)
+    rate = _base.clip_rates(rate, min_learning_rate, max_learning_rate, state.count)
     new_updates = jax.tree.map(lambda r, x: (r * x).astype(x.dtype), rate, grads)
     new_state = AlmeidaState(
         learning_rate=rate,
@@ -112,6 +118,8 @@ def almeida(
     tau: Any = 1000.0,
     min_learning_rate: Any = 0.0,
     max_learning_rate: Any = jnp.inf,
+    weight_decay: Any = 0.0,
+    mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""SGD with Almeida's per-parameter rates (Schaul et al. 2013, §2).
 
@@ -135,6 +143,15 @@ def almeida(
     tau: time constant :math:`\tau \ge 1` of v (paper's best: 1e3 – 1e4).
     min_learning_rate: lower clamp of the rates (default 0, the paper's max).
     max_learning_rate: upper clamp (default inf).
+      Either bound may be a schedule of the step count: a ceiling that
+      moves (warmup or decay on top of the learned rate), or a floor.
+    weight_decay: decoupled weight decay λ ≥ 0, as in ``optax.adamw``: the
+      step is :math:`-\alpha(u + \lambda\, m \odot w)`. The rule and its
+      probes see the loss that step descends, :math:`L + \tfrac{\lambda}{2}
+      \|m \odot w\|^2` (its gradient, ``value`` and ``value_fn``): with the
+      gradient as direction this is the method on that loss.
+    mask: the leaves that decay (``m``): a pytree of bools or a callable
+      ``params -> bools``, as ``optax.adamw``'s ``mask``; ``None``: all.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose updates are
@@ -168,4 +185,5 @@ def almeida(
   """
   return _base.descent(scale_by_almeida(
       learning_rate, tau=tau,
-      min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate))
+      min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate,
+      weight_decay=weight_decay, mask=mask))

@@ -35,6 +35,9 @@ import optax
 # to ``value_fn``. A method's own extra args are declared in its module
 # (``CONSUMES``) and its registry entry (``MethodSpec.consumes``).
 LINE_SEARCH_EXTRA_ARGS = frozenset({"value", "grad", "value_fn", "value_fn_has_aux"})
+# adaptlr's own extra args for every method: the whole params, for a method
+# inside ``optax.masked`` / ``optax.multi_transform`` that evaluates the loss.
+SHARED_EXTRA_ARGS = frozenset({"full_params"})
 
 
 @functools.cache
@@ -48,7 +51,7 @@ def reserved_extra_args() -> frozenset[str]:
   from adaptlr import registry  # here, not at import: registry imports the methods
 
   consumed = (spec.consumes for spec in registry.METHODS.values())
-  return LINE_SEARCH_EXTRA_ARGS.union(*consumed)
+  return LINE_SEARCH_EXTRA_ARGS.union(SHARED_EXTRA_ARGS, *consumed)
 
 
 # ---------------------------------------------------------------- validation --
@@ -130,8 +133,11 @@ def check_bounds(min_value: Any, max_value: Any, name: str = "learning_rate", *,
   """Raises ``ValueError`` for a bad ``[min_<name>, max_<name>]`` clamp.
 
   ``signed_min``: the minimum may be any number, −inf included (not NaN);
-  otherwise it must be >= 0.
+  otherwise it must be >= 0. A bound may be a schedule (a callable of the step
+  count): it is checked at step 0.
   """
+  min_value = min_value(0) if callable(min_value) else min_value
+  max_value = max_value(0) if callable(max_value) else max_value
   if signed_min:
     lo = _concrete(min_value)
     if lo is not None:
@@ -180,16 +186,22 @@ def value_fn_kwargs(value_fn: Callable[..., Any], extra_args: dict[str, Any]) ->
 
 
 def get_value_fn(
-    extra_args: dict[str, Any], method: str, why: str = ""
+    extra_args: dict[str, Any], method: str, why: str = "", params: Any = None,
 ) -> Callable[[Any], jax.Array]:
   """``params -> loss`` from the ``value_fn`` extra arg, with its kwargs bound.
 
   With the extra arg ``value_fn_has_aux=True``, ``value_fn`` returns ``(loss,
-  aux)`` and the returned function keeps the loss.
+  aux)`` and the returned function keeps the loss. The loss is checked to be a
+  scalar when it is traced. Inside ``optax.masked`` (``params`` has
+  ``MaskedNode`` leaves) it is the loss of the part the method sees, the frozen
+  leaves taken from the ``full_params`` extra arg.
 
   Raises:
-    ValueError: if no ``value_fn`` was passed; the message says what to pass.
+    ValueError: if no ``value_fn`` was passed, or ``params`` is masked and no
+      ``full_params`` was passed; the message says what to pass.
   """
+  from adaptlr import _conventions  # here: _conventions imports this module
+
   value_fn = extra_args.get("value_fn")
   if value_fn is None:
     raise ValueError(
@@ -207,7 +219,9 @@ def get_value_fn(
     )
   kwargs = value_fn_kwargs(value_fn, extra_args)
   fn = functools.partial(value_fn, **kwargs) if kwargs else value_fn
-  return _loss_only(fn, bool(extra_args.get("value_fn_has_aux", False)), method)
+  fn = _loss_only(fn, bool(extra_args.get("value_fn_has_aux", False)), method)
+  fn = _conventions.unmask_value_fn(fn, params, extra_args, method)
+  return _conventions.scalar_loss(fn, method)
 
 
 def loss_from(out: Any, has_aux: bool, who: str, flag: str = "value_fn_has_aux") -> Any:
@@ -249,7 +263,12 @@ def get_value(extra_args: dict[str, Any], method: str) -> jax.Array:
         "`value, grads = jax.value_and_grad(loss_fn)(params, **batch)` and call "
         "`opt.update(grads, state, params, value=value, value_fn=loss_fn, **batch)`."
     )
-  return jnp.asarray(value)
+  value = jnp.asarray(value)
+  if value.ndim != 0:
+    raise ValueError(
+        f"{method}: value must be the scalar loss, got shape {value.shape} (a "
+        "per-example loss? reduce it, e.g. with .mean()).")
+  return value
 
 
 def require_params(params: Any, method: str) -> None:
@@ -337,17 +356,29 @@ def map_rule(rule: Callable[..., tuple[Any, ...]], *trees: Any) -> tuple[Any, ..
   groups) is a node with no leaves and stays as it is.
   """
   out = jax.tree.map(rule, *trees)
-  is_output = lambda x: type(x) is tuple
-  first = jax.tree.leaves(out, is_leaf=is_output)
-  if first:
-    n = len(first[0])
+  # Unzip along the structure of the groups, not by "is a tuple": params that
+  # are themselves a tuple (optax's mixed tensor target) must not be unzipped.
+  treedef = jax.tree.structure(trees[0])
+  per_group = treedef.flatten_up_to(out)
+  if per_group:
+    n = len(per_group[0])
   else:  # every group masked out: n from the rule's signature of outputs, no computation
     n = len(jax.eval_shape(rule, *(jax.ShapeDtypeStruct((), jnp.float32) for _ in trees)))
-  return tuple(jax.tree.map(lambda o, i=i: o[i], out, is_leaf=is_output) for i in range(n))
+  return tuple(treedef.unflatten([o[i] for o in per_group]) for i in range(n))
 
 
-def clip_rates(rates: Any, low: Any, high: Any) -> Any:
-  """Rates clamped to [low, high], dtype preserved."""
+def bound_at(bound: Any, count: Any) -> Any:
+  """A bound (``min_learning_rate``/``max_learning_rate``) at step ``count``.
+
+  A bound may be a schedule, a callable of the step count (warmup or decay of
+  the ceiling on a learned rate); a number is returned as it is.
+  """
+  return bound(count) if callable(bound) else bound
+
+
+def clip_rates(rates: Any, low: Any, high: Any, count: Any = 0) -> Any:
+  """Rates clamped to [low, high] at step ``count`` (bounds may be schedules)."""
+  low, high = bound_at(low, count), bound_at(high, count)
   return jax.tree.map(lambda r: jnp.clip(r, low, high).astype(r.dtype), rates)
 
 
@@ -357,16 +388,19 @@ def cast_like(tree: Any, like: Any) -> Any:
 
 
 def init_direction(
-    direction: Optional[optax.GradientTransformation],
+    direction: Optional[optax.GradientTransformation], method: str = "direction",
 ) -> Optional[optax.GradientTransformationExtraArgs]:
-  """The search-direction transformation, with extra-args support."""
+  """The search-direction transformation, with extra-args support.
+
+  Raises:
+    ValueError: unless ``direction`` is a transformation that points downhill
+      (see :func:`adaptlr._conventions.check_direction`).
+  """
+  from adaptlr import _conventions  # here: _conventions imports this module
+
   if direction is None:
     return None
-  if not (hasattr(direction, "init") and hasattr(direction, "update")):
-    raise ValueError(
-        "direction must be an optax GradientTransformation (e.g. "
-        f"optax.scale_by_adam() or optax.trace(0.9)), got {direction!r}."
-    )
+  _conventions.check_direction(direction, method)
   return optax.with_extra_args_support(direction)
 
 

@@ -132,12 +132,12 @@ class Granularity:
     return self._reduce(tree, leaf_op, lambda xs: sum(xs[1:], xs[0]))
 
   def max(self, tree: Any, dtype: Any = None) -> Any:
-    """Grouped maximum of the elements of ``tree``."""
+    """Grouped maximum of the elements of ``tree`` (−inf for a group of size 0)."""
     dtype = rate_dtype(tree) if dtype is None else dtype
 
     def leaf_op(x, reduce=False):
       x = jnp.asarray(x).astype(dtype)
-      return jnp.max(x) if reduce else x
+      return jnp.max(x, initial=-jnp.inf) if reduce else x
 
     def combine(xs):
       out = xs[0]

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adaptlr import _base
+from adaptlr import _base, _conventions
 from adaptlr import probes as _probes
 from adaptlr._granularity import GranularityLike, granularity_from, rate_dtype
 
@@ -55,6 +55,17 @@ def _hypergradient_rate(rate, slope, norm, *, hyper_lr, multiplicative):
   return new.astype(rate.dtype)
 
 
+def _divergence_brake(new, rate, slope, prev_sq):
+  """η_t = η_{t−1}/(1 + k) when SGD diverges, k = −⟨g_t, g_{t−1}⟩/‖g_{t−1}‖² > 1.
+
+  The secant (exact quadratic line-search) step along g_{t−1}, as
+  :func:`adaptlr.tlr`'s safeguard; otherwise ``new`` (Baydin et al.'s rule).
+  """
+  k = -_base.safe_div(slope, prev_sq)
+  diverging = (prev_sq > 0) & (k > 1.0)
+  return jnp.where(diverging, rate / (1.0 + jnp.where(diverging, k, 0.0)), new).astype(new.dtype)
+
+
 def scale_by_hypergradient(
     learning_rate: Any = 0.01,
     *,
@@ -63,8 +74,13 @@ def scale_by_hypergradient(
     lookahead: bool = False,
     granularity: GranularityLike = "global",
     direction: Optional[optax.GradientTransformation] = None,
+    momentum: Optional[Any] = None,
+    nesterov: bool = False,
+    safeguard: bool = True,
     min_learning_rate: Any = 0.0,
     max_learning_rate: Any = jnp.inf,
+    weight_decay: Any = 0.0,
+    mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales the search direction by a rate learned by hypergradient descent.
 
@@ -74,7 +90,9 @@ def scale_by_hypergradient(
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with a :class:`HypergradientState`.
   """
+  _conventions.check_learning_rate(learning_rate, "hypergradient")
   _base.check_positive("learning_rate", learning_rate)
+  _conventions.check_weight_decay(weight_decay)
   _base.check_positive("hyper_lr", hyper_lr, allow_zero=True)
   if min_learning_rate is None:                     # Baydin et al.: no clamp
     min_learning_rate = -jnp.inf
@@ -86,11 +104,14 @@ def scale_by_hypergradient(
         "normalize by. Use one or the other."
     )
   groups = granularity_from(granularity)
-  direction = _base.init_direction(direction)
+  direction = _conventions.search_direction(direction, "hypergradient", momentum, nesterov)
+  brake = safeguard and direction is None and not (multiplicative or lookahead)
 
   def init_fn(params: optax.Params) -> HypergradientState:
     return HypergradientState(
-        learning_rate=groups.init_rates(params, learning_rate, rate_dtype(params)),
+        learning_rate=_conventions.initial_rates(
+            groups, params, learning_rate, rate_dtype(params), min_learning_rate,
+            max_learning_rate),
         **_base.counters(),
         prev_direction=() if lookahead else optax.tree.zeros_like(params),
         direction_state=_base.direction_init(direction, params),
@@ -101,7 +122,7 @@ def scale_by_hypergradient(
     _base.require_params(params, "hypergradient(lookahead=True)")
     value_fn = _base.get_value_fn(
         extra_args, "hypergradient(lookahead=True)",
-        " to take the slope at the look-ahead point w − αu")
+        " to take the slope at the look-ahead point w − αu", params=params)
     if groups.kind == "global":
       _, slope = _probes.line_derivatives(value_fn, params, u, rate, order=1)
       return -slope
@@ -112,9 +133,9 @@ def scale_by_hypergradient(
       updates: optax.Updates, state: HypergradientState,
       params: Optional[optax.Params] = None, **extra_args: Any,
   ) -> tuple[optax.Updates, HypergradientState]:
-    grads = updates
-    u, direction_state = _base.apply_direction(
-        direction, grads, state.direction_state, params, extra_args)
+    grads, u, direction_state, extra_args = _conventions.direction_and_decay(
+        direction, updates, state.direction_state, params, extra_args, weight_decay, mask,
+        "hypergradient")
     rate = state.learning_rate
     dtype = rate_dtype(rate)
     if lookahead:                                                  # TLR Alg. 1, lines 4–5
@@ -130,7 +151,11 @@ def scale_by_hypergradient(
     new_rate = jax.tree.map(
         lambda r, h, n: _hypergradient_rate(r, h, n, hyper_lr=hyper_lr,
                                             multiplicative=multiplicative), rate, ip, norms)
-    new_rate = _base.clip_rates(new_rate, min_learning_rate, max_learning_rate)  # Eq. 13
+    if brake:                                                      # see hypergradient()
+      prev_sq = groups.sq_norm(state.prev_direction, dtype)        # ‖g_{t−1}‖²
+      new_rate = jax.tree.map(_divergence_brake, new_rate, rate, ip, prev_sq)
+    new_rate = _base.clip_rates(                                   # Eq. 13
+        new_rate, min_learning_rate, max_learning_rate, state.count)
 
     new_updates = groups.scale(new_rate, u)
     new_state = HypergradientState(
@@ -154,8 +179,13 @@ def hypergradient(
     lookahead: bool = False,
     granularity: GranularityLike = "global",
     direction: Optional[optax.GradientTransformation] = None,
+    momentum: Optional[Any] = None,
+    nesterov: bool = False,
+    safeguard: bool = True,
     min_learning_rate: Any = 0.0,
     max_learning_rate: Any = jnp.inf,
+    weight_decay: Any = 0.0,
+    mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""SGD (or any direction) with hypergradient descent on the learning rate.
 
@@ -207,6 +237,22 @@ def hypergradient(
   App. D.4) — which is why :func:`adaptlr.tlr` and :func:`adaptlr.newton_lr`
   exist.
 
+  **Safeguard** (``safeguard=True``, SGD-HD only). With β in units of 1/‖g‖²,
+  large gradients make the additive rule overshoot: once the iterates diverge
+  (:math:`g_t \approx -k g_{t-1}`, :math:`k > 1`) it drives η to the clamp and
+  then, from a step of 0, jumps by :math:`\beta\|g\|^2`. On detected
+  divergence, :math:`k = -\langle g_t, g_{t-1}\rangle/\|g_{t-1}\|^2 > 1`, η is
+  set to the secant line-search step :math:`\eta_{t-1}/(1+k)` (as
+  :func:`adaptlr.tlr`'s safeguard); elsewhere the rule is Baydin et al.'s.
+  Measured (``benchmarks/results/safeguards_optax.md``): with the default
+  β = 1e-3, Rosenbrock (optax's contrib problems, 30k steps) diverges from
+  η₀ = 1e-3 and 1e-2 with Baydin et al.'s rule and is solved with the
+  safeguard (|w − w*| ≈ 5e-5; from η₀ = 0.1, ten times the stability limit
+  there, it still diverges); on sklearn digits softmax regression (batch 64, 20 epochs) the
+  final losses are unchanged. With a momentum or Adam direction it is off:
+  heavy-ball gradients oscillate without diverging, and there the test fired
+  spuriously.
+
   Args:
     learning_rate: initial rate :math:`\eta_0` (> 0).
     hyper_lr: :math:`\beta \ge 0`, the hypergradient step size (Baydin et
@@ -216,11 +262,28 @@ def hypergradient(
       not combinable with ``multiplicative``.
     granularity: ``"global"``, ``"leaf"``, ``"element"`` or labels.
     direction: optional optax transformation for the search direction
-      (``optax.trace(0.9)``: SGDN-HD; ``optax.scale_by_adam()``: Adam-HD).
+      (``optax.trace(0.9)``: SGDN-HD; ``optax.scale_by_adam()``: Adam-HD),
+      a ``scale_by_*`` transformation: a full optimizer (``optax.adam(lr)``)
+      points uphill and is an error.
+    momentum: heavy-ball momentum as in ``optax.sgd`` (Baydin et al.'s
+      SGDN-HD with ``nesterov=True``): ``direction=optax.trace(momentum,
+      nesterov)``. ``None``: none.
+    nesterov: Nesterov momentum (needs ``momentum``).
+    safeguard: on detected divergence of SGD-HD (no direction), set η to the
+      secant line-search step (see above); ``False`` is Baydin et al.'s rule.
     min_learning_rate: lower clamp (default 0, TLR App. D.4); any number, or
       ``None`` (= ``-inf``) for Baydin et al.'s unclamped rule (the rate may
       go negative).
     max_learning_rate: upper clamp (default inf).
+      Either bound may be a schedule of the step count: a ceiling that
+      moves (warmup or decay on top of the learned rate), or a floor.
+    weight_decay: decoupled weight decay λ ≥ 0, as in ``optax.adamw``: the
+      step is :math:`-\alpha(u + \lambda\, m \odot w)`. The rule and its
+      probes see the loss that step descends, :math:`L + \tfrac{\lambda}{2}
+      \|m \odot w\|^2` (its gradient, ``value`` and ``value_fn``): with the
+      gradient as direction this is the method on that loss.
+    mask: the leaves that decay (``m``): a pytree of bools or a callable
+      ``params -> bools``, as ``optax.adamw``'s ``mask``; ``None``: all.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose updates are
@@ -260,5 +323,6 @@ def hypergradient(
   """
   return _base.descent(scale_by_hypergradient(
       learning_rate, hyper_lr=hyper_lr, multiplicative=multiplicative, lookahead=lookahead,
-      granularity=granularity, direction=direction,
-      min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate))
+      granularity=granularity, direction=direction, momentum=momentum, nesterov=nesterov,
+      safeguard=safeguard, min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate,
+      weight_decay=weight_decay, mask=mask))

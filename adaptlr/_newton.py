@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-from adaptlr import _base
+from adaptlr import _base, _conventions
 from adaptlr import probes as _probes
 from adaptlr._granularity import GranularityLike, granularity_from, rate_dtype
 
@@ -103,6 +103,8 @@ def scale_by_newton_lr(
     probe_mode: str = "vmap",
     min_learning_rate: Any = 0.0,
     max_learning_rate: Any = jnp.inf,
+    weight_decay: Any = 0.0,
+    mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales the search direction by a rate learned by Newton's method on η.
 
@@ -112,7 +114,9 @@ def scale_by_newton_lr(
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with a :class:`NewtonLRState`.
   """
+  _conventions.check_learning_rate(learning_rate, "newton_lr")
   _base.check_positive("learning_rate", learning_rate)
+  _conventions.check_weight_decay(weight_decay)
   _base.check_one_of("derivatives", derivatives, DERIVATIVES)
   if eps is not None:
     _base.check_positive("eps", eps)
@@ -129,15 +133,15 @@ def scale_by_newton_lr(
         "newton_lr does not support granularity='element' (it would probe one "
         "line per scalar parameter): use 'global', 'leaf' or labels, or "
         "adaptlr.vsgd for per-element rates.")
-  direction = _base.init_direction(direction)
+  direction = _base.init_direction(direction, "newton_lr")
   fd = derivatives == "finite_difference"
-  rule = dict(delta=delta, max_change=max_change, momentum=momentum,
-              min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate)
+  rule = dict(delta=delta, max_change=max_change, momentum=momentum)
 
   def init_fn(params: optax.Params) -> NewtonLRState:
     dtype = rate_dtype(params)
     return NewtonLRState(
-        learning_rate=groups.init_rates(params, learning_rate, dtype),
+        learning_rate=_conventions.initial_rates(
+            groups, params, learning_rate, dtype, min_learning_rate, max_learning_rate),
         **_base.counters(),
         loss_after=jnp.asarray(jnp.inf, dtype),
         velocity=groups.init_rates(params, 0.0, dtype),
@@ -182,21 +186,25 @@ def scale_by_newton_lr(
       **extra_args: Any,
   ) -> tuple[optax.Updates, NewtonLRState]:
     _base.require_params(params, "newton_lr")
+    grads, u, direction_state, extra_args = _conventions.direction_and_decay(
+        direction, updates, state.direction_state, params, extra_args, weight_decay, mask,
+        "newton_lr")
     value_fn = _base.get_value_fn(
-        extra_args, "newton_lr", " to probe the loss along the step direction")
-    grads = updates
-    u, direction_state = _base.apply_direction(
-        direction, grads, state.direction_state, params, extra_args)
+        extra_args, "newton_lr", " to probe the loss along the step direction", params=params)
     finite = _base.tree_all_finite(grads, extra_args.get("value"))
     # Reduce the check before probing: left to the scheduler, XLA:CPU computed the
     # element-wise isfinite(g) mask (1 byte per parameter, 1/4 P in float32) before
     # the lax.map loop and reduced it after, holding it across the probes.
     finite, u = jax.lax.optimization_barrier((finite, u))
     rate = state.learning_rate
+    # η_{k+1} is the next step's rate: clamped to the bounds of that step.
+    bounds = dict(min_learning_rate=_base.bound_at(min_learning_rate, state.count + 1),
+                  max_learning_rate=_base.bound_at(max_learning_rate, state.count + 1))
     loss_after, num, den, tol_num, tol_den = line(value_fn, params, u, rate)
 
     new_rate, velocity, line_rate = _base.map_rule(
-        lambda *a: _newton_rate(*a, **rule), rate, state.velocity, num, den, tol_num, tol_den)
+        lambda *a: _newton_rate(*a, **bounds, **rule),
+        rate, state.velocity, num, den, tol_num, tol_den)
 
     # The step uses η_k (§4.1) — with the safeguard, this line's own Newton
     # rate if that is smaller; it is not taken if f(η_k) is not finite.
@@ -232,6 +240,8 @@ def newton_lr(
     probe_mode: str = "vmap",
     min_learning_rate: Any = 0.0,
     max_learning_rate: Any = jnp.inf,
+    weight_decay: Any = 0.0,
+    mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""SGD (or any direction) whose rate is learned by Newton's method on η.
 
@@ -327,7 +337,9 @@ def newton_lr(
       concave-line rule above; ``None``: the paper's unbounded rule (Eq. 10–13).
     safeguard: step with min(η_k, this line's Newton rate); ``False``: the
       paper's order (the step uses η_k).
-    momentum: β ∈ [0, 1) on the η updates (§5.2; the paper tries 0.9).
+    momentum: β ∈ [0, 1) on the η updates (§5.2; the paper tries 0.9). This
+      is the paper's momentum of the *rate*; momentum of the weights, as in
+      ``optax.sgd(lr, momentum=0.9)``, is ``direction=optax.trace(0.9)``.
     delta: δ of Eq. 11–13 (the paper: 1e-6): added to a denominator that is
       exactly zero (paper's rule only) and the floor of η.
     granularity: ``"global"``, ``"leaf"`` or labels (see above).
@@ -341,6 +353,15 @@ def newton_lr(
     min_learning_rate: lower clamp of the rates (default 0; Eq. 13's δ
       applies as well).
     max_learning_rate: upper clamp of the rates (default inf).
+      Either bound may be a schedule of the step count: a ceiling that
+      moves (warmup or decay on top of the learned rate), or a floor.
+    weight_decay: decoupled weight decay λ ≥ 0, as in ``optax.adamw``: the
+      step is :math:`-\alpha(u + \lambda\, m \odot w)`. The rule and its
+      probes see the loss that step descends, :math:`L + \tfrac{\lambda}{2}
+      \|m \odot w\|^2` (its gradient, ``value`` and ``value_fn``): with the
+      gradient as direction this is the method on that loss.
+    mask: the leaves that decay (``m``): a pytree of bools or a callable
+      ``params -> bools``, as ``optax.adamw``'s ``mask``; ``None``: all.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose updates are
@@ -389,4 +410,5 @@ def newton_lr(
       learning_rate, derivatives=derivatives, eps=eps, relative_eps=relative_eps,
       max_change=max_change, safeguard=safeguard, momentum=momentum, delta=delta,
       granularity=granularity, direction=direction, probe_mode=probe_mode,
-      min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate))
+      min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate,
+      weight_decay=weight_decay, mask=mask))

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adaptlr import _base
+from adaptlr import _base, _conventions
 from adaptlr._granularity import granularity_from, rate_dtype
 
 # Extra args the adaptation reads besides optax's value/grad/value_fn: none.
@@ -66,9 +66,14 @@ def scale_by_probabilistic_lr(
     increase_threshold: Any = 4.0 / 3.0,
     decrease_threshold: Any = 3.0 / 4.0,
     max_scale: Any = None,
-    adapt_every: Union[int, Callable[[jax.Array], jax.Array]] = 1,
+    adapt_every: Union[None, int, Callable[[jax.Array], jax.Array]] = None,
+    momentum: Optional[Any] = None,
+    nesterov: bool = False,
+    safeguard: bool = True,
     min_learning_rate: Any = 0.0,
     max_learning_rate: Any = jnp.inf,
+    weight_decay: Any = 0.0,
+    mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales the base direction by de Roos et al.'s inference step; adapts η.
 
@@ -80,7 +85,9 @@ def scale_by_probabilistic_lr(
     An ``optax.GradientTransformationExtraArgs`` with a
     :class:`ProbabilisticLRState`.
   """
+  _conventions.check_learning_rate(learning_rate, "probabilistic_lr")
   _base.check_positive("learning_rate", learning_rate)
+  _conventions.check_weight_decay(weight_decay)
   _base.check_positive("noise_variance", noise_variance, allow_zero=True)
   _base.check_range("increase_factor", increase_factor, 1.0, float("inf"))
   _base.check_range("decrease_factor", decrease_factor, 0.0, 1.0, low_open=True)
@@ -93,10 +100,12 @@ def scale_by_probabilistic_lr(
         f"increase_threshold ({increase_threshold}).")
   if max_scale is not None:
     _base.check_positive("max_scale", max_scale)
+  if adapt_every is None:
+    adapt_every = 1
   if not callable(adapt_every) and not isinstance(adapt_every, jax.Array):
     _base.check_int("adapt_every", adapt_every, 1)
   _base.check_bounds(min_learning_rate, max_learning_rate)
-  direction = _base.init_direction(direction)
+  direction = _conventions.search_direction(direction, "probabilistic_lr", momentum, nesterov)
   groups = granularity_from("global")
   every_step = not callable(adapt_every) and isinstance(adapt_every, int) and adapt_every == 1
   rule = dict(increase_factor=increase_factor, decrease_factor=decrease_factor,
@@ -106,7 +115,8 @@ def scale_by_probabilistic_lr(
   def init_fn(params: optax.Params) -> ProbabilisticLRState:
     dtype = rate_dtype(params)
     return ProbabilisticLRState(
-        learning_rate=jnp.asarray(learning_rate, dtype),
+        learning_rate=_base.clip_rates(
+            jnp.asarray(learning_rate, dtype), min_learning_rate, max_learning_rate),
         **_base.counters(),
         uphill=jnp.zeros([], jnp.int32),
         loss_after=jnp.asarray(jnp.inf, dtype),
@@ -120,12 +130,13 @@ def scale_by_probabilistic_lr(
   ) -> tuple[optax.Updates, ProbabilisticLRState]:
     method = "probabilistic_lr"
     _base.require_params(params, method)
+    grads, w_g, direction_state, extra_args = _conventions.direction_and_decay(  # W(g_i)
+        direction, updates, state.direction_state, params, extra_args, weight_decay, mask,
+        method)
     f_i = _base.get_value(extra_args, method)
     value_fn = _base.get_value_fn(
-        extra_args, method, " to re-evaluate the loss after the step (Alg. 1, line 15)")
-    grads = updates
-    w_g, direction_state = _base.apply_direction(                    # W(g_i)
-        direction, grads, state.direction_state, params, extra_args)
+        extra_args, method, " to re-evaluate the loss after the step (Alg. 1, line 15)",
+        params=params)
     eta = state.learning_rate
     dtype = eta.dtype
     f_i = f_i.astype(dtype)
@@ -159,7 +170,12 @@ def scale_by_probabilistic_lr(
       f_plus = jax.lax.cond(adapt, after, lambda: state.loss_after)
     ratio = (f_i - f_plus) / jnp.where(downhill, phi / 2, 1.0)       # line 16
     ratio = jnp.where(jnp.isfinite(f_plus), ratio, -jnp.inf)         # f+ blew up: too large
-    new_eta = _probabilistic_rate(eta, ratio, **rule)                # lines 16–19
+    new_eta = _probabilistic_rate(eta, ratio, **dict(             # lines 16–19
+        rule, min_learning_rate=_base.bound_at(min_learning_rate, state.count + 1),
+        max_learning_rate=_base.bound_at(max_learning_rate, state.count + 1)))
+    if safeguard and f_min is None:                # the step raised the loss: not taken
+      raised = adapt & ~(f_plus <= f_i)
+      step = jax.tree.map(lambda s: jnp.where(raised, jnp.zeros_like(s), s), step)
     new_state = ProbabilisticLRState(
         learning_rate=jnp.where(adapt, new_eta, eta),
         count=_base.next_count(state.count),
@@ -187,9 +203,14 @@ def probabilistic_lr(
     increase_threshold: Any = 4.0 / 3.0,
     decrease_threshold: Any = 3.0 / 4.0,
     max_scale: Any = None,
-    adapt_every: Union[int, Callable[[jax.Array], jax.Array]] = 1,
+    adapt_every: Union[None, int, Callable[[jax.Array], jax.Array]] = None,
+    momentum: Optional[Any] = None,
+    nesterov: bool = False,
+    safeguard: bool = True,
     min_learning_rate: Any = 0.0,
     max_learning_rate: Any = jnp.inf,
+    weight_decay: Any = 0.0,
+    mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""A base optimizer with de Roos et al.'s learning-rate adaptation (Alg. 1).
 
@@ -258,6 +279,18 @@ def probabilistic_lr(
   default. (With ``optax.inject_hyperparams``, pass a callable schedule in
   ``static_args``.)
 
+  **Safeguard** (``safeguard=True``). The rule adapts η only after a step, so
+  one step with η far too large is taken in full (the paper's rule lowers η by
+  1/2 per step, slower than a divergence grows). f₊ is already computed on the
+  same batch: a step that does not lower it is not taken. (Only without
+  ``f_min``: with :math:`f^*` and no noise the Polyak step does not depend on
+  η, so a rejected step would be proposed again.) Measured
+  (``benchmarks/results/safeguards_optax.md``): on optax's contrib problems
+  Rosenbrock (30k steps) diverges from η₀ = 1e-3 and 0.1 with the paper's
+  rule and is solved from 1e-3, 1e-2 and 0.1 with the safeguard; on sklearn digits softmax
+  regression (batch 64, 20 epochs, SGD and Adam, η₀ = 1e-3 … 1) final losses
+  move by a few percent either way, with no systematic cost.
+
   Args:
     learning_rate: initial η (> 0), the scale of the prior covariance (the
       paper's experiments start anywhere in 1e-5 … 1 and suggest 1e-4 … 1e-3,
@@ -277,9 +310,28 @@ def probabilistic_lr(
       (the maximal step of Loizou et al.'s SPS_max; useful with ``f_min``
       in flat regions, §3.1); ``None``: no cap (the paper).
     adapt_every: adapt η every k-th step (int ≥ 1), or a callable of the
-      int32 step count returning a boolean.
+      int32 step count returning a boolean; ``None``: every step. An int is
+      static: ``optax.inject_hyperparams`` leaves it alone unless it is
+      passed (then name it in ``static_args``).
+    momentum: heavy-ball momentum as in ``optax.sgd``: the metric W is
+      ``optax.trace(momentum, nesterov)`` (Tab. 1's momentum row); ``None``:
+      none. Not combinable with ``direction``.
+    nesterov: Nesterov momentum (needs ``momentum``).
+    safeguard: without ``f_min``, a step whose loss after it, f₊ (line 15,
+      computed anyway), is not below :math:`f_i` is not taken (η is lowered
+      by line 19 as in the paper); ``False``: the paper's rule, which takes
+      it. See above.
     min_learning_rate: lower clamp of η (default 0).
     max_learning_rate: upper clamp of η (default inf).
+      Either bound may be a schedule of the step count: a ceiling that
+      moves (warmup or decay on top of the learned rate), or a floor.
+    weight_decay: decoupled weight decay λ ≥ 0, as in ``optax.adamw``: the
+      step is :math:`-\alpha(u + \lambda\, m \odot w)`. The rule and its
+      probes see the loss that step descends, :math:`L + \tfrac{\lambda}{2}
+      \|m \odot w\|^2` (its gradient, ``value`` and ``value_fn``): with the
+      gradient as direction this is the method on that loss.
+    mask: the leaves that decay (``m``): a pytree of bools or a callable
+      ``params -> bools``, as ``optax.adamw``'s ``mask``; ``None``: all.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose updates are
@@ -331,4 +383,6 @@ def probabilistic_lr(
       relative_noise=relative_noise, increase_factor=increase_factor,
       decrease_factor=decrease_factor, increase_threshold=increase_threshold,
       decrease_threshold=decrease_threshold, max_scale=max_scale, adapt_every=adapt_every,
-      min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate))
+      momentum=momentum, nesterov=nesterov, safeguard=safeguard,
+      min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate,
+      weight_decay=weight_decay, mask=mask))

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adaptlr import _base
+from adaptlr import _base, _conventions
 from adaptlr import curvature as _curvature
 from adaptlr._granularity import GranularityLike, granularity_from, rate_dtype
 
@@ -52,6 +52,8 @@ def scale_by_smd(
     granularity: GranularityLike = "global",
     min_learning_rate: Any = 0.0,
     max_learning_rate: Any = jnp.inf,
+    weight_decay: Any = 0.0,
+    mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales gradients by a rate adapted by stochastic meta-descent (SMD).
 
@@ -61,7 +63,9 @@ def scale_by_smd(
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with an :class:`SMDState`.
   """
+  _conventions.check_learning_rate(learning_rate, "smd")
   _base.check_positive("learning_rate", learning_rate)
+  _conventions.check_weight_decay(weight_decay)
   _base.check_positive("meta_lr", meta_lr, allow_zero=True)
   _base.check_range("tau", tau, 1.0, float("inf"))
   _base.check_bounds(min_learning_rate, max_learning_rate)
@@ -70,7 +74,8 @@ def scale_by_smd(
   def init_fn(params: optax.Params) -> SMDState:
     dtype = rate_dtype(params)
     return SMDState(
-        learning_rate=groups.init_rates(params, learning_rate, dtype),
+        learning_rate=_conventions.initial_rates(
+            groups, params, learning_rate, dtype, min_learning_rate, max_learning_rate),
         **_base.counters(),
         trace=_base.zeros(params, dtype),
     )
@@ -79,11 +84,16 @@ def scale_by_smd(
       updates: optax.Updates, state: SMDState, params: Optional[optax.Params] = None,
       **extra_args: Any,
   ) -> tuple[optax.Updates, SMDState]:
-    grads = updates
     _base.require_params(params, "smd")
-    value_fn = _base.get_value_fn(extra_args, "smd", " for the Hessian-vector product H v")
+    grads, _, _, extra_args = _conventions.direction_and_decay(
+        None, updates, (), params, extra_args, weight_decay, mask, "smd")
+    value_fn = _base.get_value_fn(
+        extra_args, "smd", " for the Hessian-vector product H v", params=params)
     dtype = rate_dtype(state.learning_rate)
     rate, v = state.learning_rate, state.trace
+    # η_{t+1} is the next step's rate: clamped to the bounds of that step.
+    bounds = dict(min_learning_rate=_base.bound_at(min_learning_rate, state.count + 1),
+                  max_learning_rate=_base.bound_at(max_learning_rate, state.count + 1))
     hv = _curvature.hvp(value_fn, params, _base.cast_like(v, params))   # H_t v_t
     g = jax.tree.map(lambda x: x.astype(dtype), grads)
     hv = jax.tree.map(lambda x: x.astype(dtype), hv)
@@ -91,8 +101,7 @@ def scale_by_smd(
     new_updates = groups.scale(rate, grads)                           # θ_{t+1} = θ_t − η_t ∇
     gv = groups.vdot(g, v, dtype)                                     # ∇ᵀ v_t per group
     new_rate = jax.tree.map(                                          # η_{t+1}
-        lambda r, x: _smd_rate(r, x, meta_lr=meta_lr, min_learning_rate=min_learning_rate,
-                               max_learning_rate=max_learning_rate), rate, gv)
+        lambda r, x: _smd_rate(r, x, meta_lr=meta_lr, **bounds), rate, gv)
     keep = 1.0 - 1.0 / tau
     rate_el = groups.broadcast(rate, g)
     trace = jax.tree.map(                                             # v_{t+1}
@@ -120,6 +129,8 @@ def smd(
     granularity: GranularityLike = "global",
     min_learning_rate: Any = 0.0,
     max_learning_rate: Any = jnp.inf,
+    weight_decay: Any = 0.0,
+    mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""SGD with a rate adapted by stochastic meta-descent (Schaul et al. 2013, App. C).
 
@@ -152,6 +163,15 @@ def smd(
     granularity: ``"global"`` (the paper), ``"leaf"``, ``"element"`` or labels.
     min_learning_rate: lower clamp (default 0).
     max_learning_rate: upper clamp (default inf).
+      Either bound may be a schedule of the step count: a ceiling that
+      moves (warmup or decay on top of the learned rate), or a floor.
+    weight_decay: decoupled weight decay λ ≥ 0, as in ``optax.adamw``: the
+      step is :math:`-\alpha(u + \lambda\, m \odot w)`. The rule and its
+      probes see the loss that step descends, :math:`L + \tfrac{\lambda}{2}
+      \|m \odot w\|^2` (its gradient, ``value`` and ``value_fn``): with the
+      gradient as direction this is the method on that loss.
+    mask: the leaves that decay (``m``): a pytree of bools or a callable
+      ``params -> bools``, as ``optax.adamw``'s ``mask``; ``None``: all.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose updates are
@@ -190,4 +210,5 @@ def smd(
   """
   return _base.descent(scale_by_smd(
       learning_rate, meta_lr=meta_lr, tau=tau, granularity=granularity,
-      min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate))
+      min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate,
+      weight_decay=weight_decay, mask=mask))

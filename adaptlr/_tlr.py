@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adaptlr import _base
+from adaptlr import _base, _conventions
 from adaptlr._granularity import GranularityLike, granularity_from, rate_dtype
 
 # Extra args TLR reads besides optax's value/grad/value_fn: none.
@@ -84,7 +84,7 @@ def scale_by_tlr(
     *,
     bound: Any = 0.25,
     granularity: GranularityLike = "global",
-    accumulation_steps: int = 1,
+    accumulation_steps: Optional[int] = None,
     momentum: Optional[float] = None,
     nesterov: bool = False,
     direction: Optional[optax.GradientTransformation] = None,
@@ -92,6 +92,8 @@ def scale_by_tlr(
     safeguard: bool = True,
     min_learning_rate: Any = 0.0,
     max_learning_rate: Any = jnp.inf,
+    weight_decay: Any = 0.0,
+    mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales the search direction by a learning rate trained with GD-TLR.
 
@@ -101,22 +103,16 @@ def scale_by_tlr(
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with a :class:`TLRState`.
   """
+  _conventions.check_learning_rate(learning_rate, "tlr")
   _base.check_positive("learning_rate", learning_rate)
+  _conventions.check_weight_decay(weight_decay)
   _base.check_positive("bound", bound)
-  accumulation_steps = _base.check_int("accumulation_steps", accumulation_steps, 1)
+  accumulation_steps = _base.check_int(
+      "accumulation_steps", 1 if accumulation_steps is None else accumulation_steps, 1)
   _base.check_bounds(min_learning_rate, max_learning_rate)
   _base.check_one_of("inner_products", inner_products, INNER_PRODUCTS)
-  if momentum is not None:                        # as optax.sgd
-    if direction is not None:
-      raise ValueError(
-          "tlr: pass momentum= or direction=, not both: momentum=m is "
-          "direction=optax.trace(m, nesterov=nesterov).")
-    _base.check_range("momentum", momentum, 0.0, 1.0, high_open=True)
-    direction = optax.trace(decay=momentum, nesterov=nesterov)
-  elif nesterov:
-    raise ValueError("tlr: nesterov=True needs momentum= (e.g. momentum=0.9).")
   groups = granularity_from(granularity)
-  direction = _base.init_direction(direction)
+  direction = _conventions.search_direction(direction, "tlr", momentum, nesterov)  # as optax.sgd
   displacement = inner_products == "displacement"
   k = accumulation_steps
   accumulate = k > 1
@@ -125,7 +121,8 @@ def scale_by_tlr(
     dtype = rate_dtype(params)
     acc = lambda: _base.zeros(params, dtype)
     return TLRState(
-        learning_rate=groups.init_rates(params, learning_rate, dtype),
+        learning_rate=_conventions.initial_rates(
+            groups, params, learning_rate, dtype, min_learning_rate, max_learning_rate),
         **_base.counters(),
         prev_direction=acc() if accumulate else optax.tree.zeros_like(params),
         prev_inner=groups.init_rates(params, 0.0, dtype),
@@ -139,9 +136,9 @@ def scale_by_tlr(
       updates: optax.Updates, state: TLRState, params: Optional[optax.Params] = None,
       **extra_args: Any,
   ) -> tuple[optax.Updates, TLRState]:
-    grads = updates
-    u, direction_state = _base.apply_direction(
-        direction, grads, state.direction_state, params, extra_args)
+    grads, u, direction_state, extra_args = _conventions.direction_and_decay(
+        direction, updates, state.direction_state, params, extra_args, weight_decay, mask,
+        "tlr")
     if accumulate:                                                     # Eq. 10
       grad_sum = optax.tree.add(state.grad_sum, grads)
       direction_sum = optax.tree.add(state.direction_sum, u) if direction is not None else ()
@@ -163,7 +160,7 @@ def scale_by_tlr(
     candidate, ceiling = _base.map_rule(
         lambda r, m, a, b, c: _tlr_rate(r, m, a, b, c, bound, safeguard, k),
         state.learning_rate, state.ceiling, ip, gu, state.prev_inner)
-    candidate = _base.clip_rates(candidate, min_learning_rate, max_learning_rate)
+    candidate = _base.clip_rates(candidate, min_learning_rate, max_learning_rate, state.count)
     adapt = window_end & has_prev
     rate = optax.tree.where(adapt, candidate, state.learning_rate)
     ceiling = optax.tree.where(adapt, ceiling, state.ceiling)
@@ -202,7 +199,7 @@ def tlr(
     *,
     bound: Any = 0.25,
     granularity: GranularityLike = "global",
-    accumulation_steps: int = 1,
+    accumulation_steps: Optional[int] = None,
     momentum: Optional[float] = None,
     nesterov: bool = False,
     direction: Optional[optax.GradientTransformation] = None,
@@ -210,6 +207,8 @@ def tlr(
     safeguard: bool = True,
     min_learning_rate: Any = 0.0,
     max_learning_rate: Any = jnp.inf,
+    weight_decay: Any = 0.0,
+    mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""SGD (or any search direction) with a Trainable Learning Rate (GD-TLR, Alg. 2).
 
@@ -287,8 +286,10 @@ def tlr(
     granularity: ``"global"`` (sgd_tlr), ``"leaf"`` (sgd_tlr_pl, one rate per
       tensor, App. D.2), ``"element"``, or labels (a pytree or callable as in
       ``optax.multi_transform``).
-    accumulation_steps: window length ``k`` of Eq. 10 (``>= 1``); about
-      ``steps_per_epoch / 3`` for minibatch SGD, 1 for full batch.
+    accumulation_steps: window length ``k`` of Eq. 10 (an int ``>= 1``);
+      about ``steps_per_epoch / 3`` for minibatch SGD; ``None``: 1 (full
+      batch). It shapes the computation: ``optax.inject_hyperparams`` leaves
+      it static unless it is passed (then name it in ``static_args``).
     momentum: heavy-ball momentum m ∈ [0, 1) as in ``optax.sgd``: the
       direction ``optax.trace(m, nesterov=nesterov)``; ``None``: SGD. The
       paper's momentum runs (m = 0.8, App. D) are ``momentum=0.8,
@@ -302,6 +303,15 @@ def tlr(
       paper's rule exactly.
     min_learning_rate: lower clamp of the rates (default 0: never binds).
     max_learning_rate: upper clamp of the rates (default inf: never binds).
+      Either bound may be a schedule of the step count: a ceiling that
+      moves (warmup or decay on top of the learned rate), or a floor.
+    weight_decay: decoupled weight decay λ ≥ 0, as in ``optax.adamw``: the
+      step is :math:`-\alpha(u + \lambda\, m \odot w)`. The rule and its
+      probes see the loss that step descends, :math:`L + \tfrac{\lambda}{2}
+      \|m \odot w\|^2` (its gradient, ``value`` and ``value_fn``): with the
+      gradient as direction this is the method on that loss.
+    mask: the leaves that decay (``m``): a pytree of bools or a callable
+      ``params -> bools``, as ``optax.adamw``'s ``mask``; ``None``: all.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose updates are
@@ -340,4 +350,5 @@ def tlr(
       accumulation_steps=accumulation_steps, momentum=momentum, nesterov=nesterov,
       direction=direction,
       inner_products=inner_products, safeguard=safeguard,
-      min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate))
+      min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate,
+      weight_decay=weight_decay, mask=mask))

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from adaptlr import _base
+from adaptlr import _base, _conventions
 from adaptlr import curvature as _curvature
 from adaptlr._granularity import GranularityLike, granularity_from, rate_dtype
 
@@ -142,15 +142,17 @@ def scale_by_vsgd(
     granularity: GranularityLike = "element",
     curvature: str = "hutchinson",
     curvature_every: Optional[int] = None,
-    init_samples: int = 10,
+    init_samples: Optional[int] = None,
     slow_start: Union[float, str] = 2.0,
     start_memory: Union[float, str] = "init_samples",
     curvature_variance: bool = False,
     batch_size: Optional[int] = None,
     min_curvature: Any = 1e-6,
-    seed: int = 0,
+    seed: Optional[int] = None,
     min_learning_rate: Any = 0.0,
     max_learning_rate: Any = jnp.inf,
+    weight_decay: Any = 0.0,
+    mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales gradients by vSGD's estimate of the greedy-optimal learning rate.
 
@@ -160,11 +162,13 @@ def scale_by_vsgd(
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with a :class:`VSGDState`.
   """
+  _conventions.check_learning_rate(learning_rate, "vsgd")
   _base.check_positive("learning_rate", learning_rate)
+  _conventions.check_weight_decay(weight_decay)
   _base.check_one_of("curvature", curvature, _curvature.ESTIMATORS)
   # n₀ = 1 would start the memory at τ = 1, a fixed point of §4.2 (one-sample
   # averages give ḡ² = v̄, so τ stays 1 and the rate stays 1/h whatever the noise).
-  n0 = _base.check_int("init_samples", init_samples, 2)
+  n0 = _base.check_int("init_samples", 10 if init_samples is None else init_samples, 2)
   groups = granularity_from(granularity)
   if curvature_every is None:
     every = _DEFAULT_EVERY[curvature] if groups.kind == "element" else 1
@@ -183,11 +187,10 @@ def scale_by_vsgd(
     _base.check_range("start_memory", start_memory, 1.0, float("inf"), low_open=True)
   n = None if batch_size is None else _base.check_int("batch_size", batch_size, 1)
   _base.check_positive("min_curvature", min_curvature)
-  seed = _base.check_int("seed", seed, 0)
+  seed = _base.check_int("seed", 0 if seed is None else seed, 0)
   _base.check_bounds(min_learning_rate, max_learning_rate)
   rule = dict(learning_rate=learning_rate, min_curvature=min_curvature, batch_size=n,
-              start_memory=start_memory, min_learning_rate=min_learning_rate,
-              max_learning_rate=max_learning_rate)
+              start_memory=start_memory)
   random = curvature in ("hutchinson", "gauss_newton")
 
   def init_fn(params: optax.Params) -> VSGDState:
@@ -237,7 +240,7 @@ def scale_by_vsgd(
     value_fn = _base.get_value_fn(
         extra_args, name,
         " to estimate the diagonal curvature (or pass curvature='given' and the "
-        "`curvature` extra arg)")
+        "`curvature` extra arg)", params=params)
     if curvature == "hutchinson":
       return _curvature.hutchinson_diagonal(value_fn, params, key)
     # Finite differences (Schaul & LeCun 2013): δ = ḡ (the gradient itself on the first step).
@@ -282,9 +285,12 @@ def scale_by_vsgd(
       updates: optax.Updates, state: VSGDState, params: Optional[optax.Params] = None,
       **extra_args: Any,
   ) -> tuple[optax.Updates, VSGDState]:
-    grads = updates
+    grads, _, _, extra_args = _conventions.direction_and_decay(
+        None, updates, (), params, extra_args, weight_decay, mask, "vsgd")
     dtype = rate_dtype(state.learning_rate)
     count = state.count
+    bounds = dict(min_learning_rate=_base.bound_at(min_learning_rate, count),
+                  max_learning_rate=_base.bound_at(max_learning_rate, count))
     warm = count < n0                                                  # slow start (§4.4)
     key, sub = jax.random.split(state.key) if random else ((), None)
 
@@ -316,7 +322,7 @@ def scale_by_vsgd(
       new_updates, grad_avg, sq_avg, rate, tau = _base.map_rule(
           lambda gl, ql, *a: _vsgd_element(
               gl, None if grad_sq is None else ql, *a, warm=warm, last_warm=last_warm,
-              ok=finite, first_d=first_d, c=c_now, dtype=dtype, **rule),
+              ok=finite, first_d=first_d, c=c_now, dtype=dtype, **bounds, **rule),
           grads, grads if grad_sq is None else grad_sq, state.grad_avg, state.sq_avg,
           curv_avg, state.tau, state.learning_rate)
       keep = lambda new, old: jnp.where(finite, new, old)
@@ -357,7 +363,8 @@ def scale_by_vsgd(
     else:
       h_plus = groups.max(curv_avg, dtype)                            # h̄ or h⁺ = max h̄
     rate, tau = _base.map_rule(
-        lambda m, v, hp, t: _vsgd_rate(m, v, hp, t, warm, last_warm, dtype=dtype, **rule),
+        lambda m, v, hp, t: _vsgd_rate(m, v, hp, t, warm, last_warm, dtype=dtype, **bounds,
+                                       **rule),
         num, sq_avg, h_plus, state.tau)
     new_updates = groups.scale(rate, grads)                           # θ ← θ − η ∇
     new_state = VSGDState(
@@ -382,15 +389,17 @@ def vsgd(
     granularity: GranularityLike = "element",
     curvature: str = "hutchinson",
     curvature_every: Optional[int] = None,
-    init_samples: int = 10,
+    init_samples: Optional[int] = None,
     slow_start: Union[float, str] = 2.0,
     start_memory: Union[float, str] = "init_samples",
     curvature_variance: bool = False,
     batch_size: Optional[int] = None,
     min_curvature: Any = 1e-6,
-    seed: int = 0,
+    seed: Optional[int] = None,
     min_learning_rate: Any = 0.0,
     max_learning_rate: Any = jnp.inf,
+    weight_decay: Any = 0.0,
+    mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""vSGD (vSGD-l / -b / -g): SGD whose rates are estimated, not tuned.
 
@@ -539,6 +548,7 @@ def vsgd(
       slow start (see **Refresh**); ``None``: 10 for vSGD-l with
       "hutchinson" or "gauss_newton", else 1.
     init_samples: :math:`n_0 \ge 2`, the slow-start updates (zero steps).
+      ``None``: 10.
     slow_start: C ≥ 1, the overestimate of :math:`\bar v, \bar l` after the
       slow start, or ``"d/10"`` for the paper's max(1, d/10).
     start_memory: τ after the slow start: ``"init_samples"`` (n₀, default),
@@ -547,9 +557,21 @@ def vsgd(
       :math:`1/\bar h`: vSGD-fd's rate (with ``"finite_difference"``).
     batch_size: n, only with the ``grad_sq`` extra arg (see above).
     min_curvature: lower bound on :math:`h^+` (> 0).
-    seed: PRNG seed for ``"hutchinson"`` and ``"gauss_newton"``.
+    seed: PRNG seed for ``"hutchinson"`` and ``"gauss_newton"``; ``None``: 0.
+      ``init_samples``, ``curvature_every``, ``batch_size`` and ``seed`` are
+      static ints: ``optax.inject_hyperparams`` leaves them alone unless they
+      are passed (then name them in ``static_args``).
     min_learning_rate: lower clamp of the rates (default 0).
     max_learning_rate: upper clamp of the rates (default inf).
+      Either bound may be a schedule of the step count: a ceiling that
+      moves (warmup or decay on top of the learned rate), or a floor.
+    weight_decay: decoupled weight decay λ ≥ 0, as in ``optax.adamw``: the
+      step is :math:`-\alpha(u + \lambda\, m \odot w)`. The rule and its
+      probes see the loss that step descends, :math:`L + \tfrac{\lambda}{2}
+      \|m \odot w\|^2` (its gradient, ``value`` and ``value_fn``): with the
+      gradient as direction this is the method on that loss.
+    mask: the leaves that decay (``m``): a pytree of bools or a callable
+      ``params -> bools``, as ``optax.adamw``'s ``mask``; ``None``: all.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose updates are
@@ -592,4 +614,5 @@ def vsgd(
       start_memory=start_memory, curvature_variance=curvature_variance,
       batch_size=batch_size,
       min_curvature=min_curvature, seed=seed,
-      min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate))
+      min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate,
+      weight_decay=weight_decay, mask=mask))

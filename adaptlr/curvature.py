@@ -29,14 +29,24 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 ESTIMATORS = ("hutchinson", "finite_difference", "gauss_newton", "given")
 
 
 def grad_and_hvp(value_fn: Callable[[Any], jax.Array], params: Any, v: Any) -> tuple[Any, Any]:
-  """(∇L(w), H v) in one forward-over-reverse pass (``jax.jvp`` of ``jax.grad``)."""
-  v = jax.tree.map(lambda p, t: jnp.asarray(t).astype(jnp.asarray(p).dtype), params, v)
-  return jax.jvp(jax.grad(value_fn), (params,), (v,))
+  """(∇L(w), H v) in one forward-over-reverse pass (``jax.jvp`` of ``jax.grad``).
+
+  Integer leaves (counters, ids) are constants: their gradient and H v are
+  zeros of their dtype, as optax's transformations take them.
+  """
+  inexact = lambda p: jnp.issubdtype(jnp.asarray(p).dtype, jnp.inexact)
+  v = jax.tree.map(
+      lambda p, t: jnp.asarray(t).astype(jnp.asarray(p).dtype) if inexact(p)
+      else np.zeros(jnp.shape(p), jax.dtypes.float0), params, v)
+  g, hv = jax.jvp(jax.grad(value_fn, allow_int=True), (params,), (v,))
+  fix = lambda p, x: x if inexact(p) else jnp.zeros(jnp.shape(p), jnp.asarray(p).dtype)
+  return jax.tree.map(fix, params, g), jax.tree.map(fix, params, hv)
 
 
 def hvp(value_fn: Callable[[Any], jax.Array], params: Any, v: Any) -> Any:

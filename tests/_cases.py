@@ -125,7 +125,19 @@ _HYPERGRADIENT_CASES = [
         bad=_COMMON_BAD + (
             ({"hyper_lr": -1e-3}, "hyper_lr"),
             ({"multiplicative": True, "lookahead": True}, "multiplicative"),
+            # issue 10: Optax conventions
+            ({"direction": optax.adam(1e-3)}, r"optax\.scale_by_adam\(\)"),
+            ({"momentum": 0.9, "direction": optax.trace(0.5)}, "either direction or momentum"),
+            ({"nesterov": True}, "nesterov"), ({"weight_decay": -1e-3}, "weight_decay"),
+            ({"learning_rate": optax.linear_schedule(0.1, 0.01, 10)}, "max_learning_rate="),
         ),
+    ),
+    Case(   # issue 10: SGDN-HD sugar, decoupled weight decay, a ceiling schedule
+        "hypergradient-nesterov-decay-ceiling", adaptlr.hypergradient,
+        {"learning_rate": 0.01, "hyper_lr": 1e-3, "momentum": 0.9, "nesterov": True,
+         "weight_decay": 1e-4, "max_learning_rate": optax.linear_schedule(0.01, 0.5, 50)},
+        hparams={"learning_rate": (1e-3, 1e-2), "weight_decay": (0.0, 1e-4)},
+        converge={"parabola": (300, 1e-6), "mixed_pytree": (400, 1e-6)},
     ),
     Case(
         "hypergradient-mult-leaf", adaptlr.hypergradient,
@@ -145,9 +157,13 @@ _HYPERGRADIENT_CASES = [
 _HYPERGRADIENT_REF_CASES = [
     RefCase("hypergradient", adaptlr.hypergradient, {"learning_rate": 0.01, "hyper_lr": 1e-3},
             hypergradient_reference),
+    # Baydin et al.'s rule exactly: here the divergence brake (safeguard=True,
+    # tests/test_optax_conventions.py) fires on one leaf.
     RefCase("hypergradient-leaf", adaptlr.hypergradient,
-            {"learning_rate": 0.01, "hyper_lr": 1e-3, "granularity": "leaf"},
-            hypergradient_reference),
+            {"learning_rate": 0.01, "hyper_lr": 1e-3, "granularity": "leaf",
+             "safeguard": False},
+            hypergradient_reference,
+            ref_kwargs={"learning_rate": 0.01, "hyper_lr": 1e-3, "granularity": "leaf"}),
     RefCase("hypergradient-clamp", adaptlr.hypergradient,
             {"learning_rate": 0.3, "hyper_lr": 0.05, "min_learning_rate": 1e-6},
             hypergradient_reference),

@@ -107,6 +107,18 @@ def run_ref(opt, steps: int, dtype=jnp.float64, params=None):
   return np.array(traj), np.array(rates), state
 
 
+def runtime_uphill() -> optax.GradientTransformation:
+  """u = −g on params of fewer than 4 elements, u = g otherwise.
+
+  A direction that points uphill at run time (as momentum or Adam can), for the
+  tests of how the methods treat such a step. adaptlr rejects a direction that
+  is uphill by construction (``optax.adam(lr)``, ``optax.scale(-1)``) by
+  applying it once to a 4-element probe when the method is built; this one
+  passes that probe.
+  """
+  return optax.stateless(lambda g, _: jax.tree.map(lambda x: -x if x.size < 4 else x, g))
+
+
 # ---------------------------------------------------------- convergence problems --
 def parabola(params):
   return jnp.sum(2.0 * (params - 1.5) ** 2)

@@ -3,7 +3,9 @@
 Written line by line from Alg. 1 on the flat float64 vectors of
 ``_problems.REF``, with the documented choices of
 ``adaptlr.scale_by_probabilistic_lr``: Δf clipped at 0, a step with φ ≤ 0 is
-not taken and η is kept.
+not taken and η is kept; with ``safeguard`` (the default) a step whose loss
+after it, f₊ (line 15, computed anyway), is not below f is not taken either
+(η is lowered by line 19 as in the paper).
 """
 
 import numpy as np
@@ -13,7 +15,7 @@ def probabilistic_reference(prob, steps, learning_rate, base="sgd", beta=0.5, b1
                             b2=0.999, adam_eps=1e-8, f_min=None, noise_variance=0.0,
                             relative_noise=False, increase_factor=1.2, decrease_factor=0.5,
                             increase_threshold=4 / 3, decrease_threshold=3 / 4,
-                            max_scale=None, adapt_every=1):
+                            max_scale=None, adapt_every=1, safeguard=True):
   """Alg. 1 step by step. ``base``: "sgd", "momentum" (m = βm + g) or "adam"."""
   eta = float(learning_rate)
   w = prob.w0.copy()
@@ -54,6 +56,8 @@ def probabilistic_reference(prob, steps, learning_rate, base="sgd", beta=0.5, b1
         eta = eta * increase_factor
       elif ratio < decrease_threshold:
         eta = eta * decrease_factor
+      if safeguard and f_min is None and not f_plus <= f:  # the step raised the loss
+        w_new = w
     w = w_new
     traj.append(w.copy()); rates.append(np.array([eta]))
   return np.array(traj), np.array(rates)

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _problems import runtime_uphill
 
 import adaptlr
 from adaptlr import probes as _probes
@@ -144,7 +145,7 @@ def test_eq_13_floor_at_delta():
   with jax.enable_x64(True):
     loss = lambda w: 0.5 * jnp.sum(w ** 2)
     opt = adaptlr.newton_lr(0.3, max_change=None, safeguard=False, delta=1e-6,
-                            direction=optax.scale(-1.0))
+                            direction=runtime_uphill())
     _, _, rates = _steps(opt, loss, jnp.ones(2), 2)
     assert rates[1] == pytest.approx(1e-6)
 
@@ -266,7 +267,7 @@ def test_validation_batch_probes():
 
 def test_overflowing_step_is_not_taken_and_eta_shrinks():
   loss = lambda w: jnp.sum(jnp.exp(5 * w))
-  opt = adaptlr.newton_lr(100.0, direction=optax.scale(-1.0))   # uphill: exp overflows
+  opt = adaptlr.newton_lr(100.0, direction=runtime_uphill())   # uphill: exp overflows
   w0 = jnp.ones(2)
   state = opt.init(w0)
   updates, state = opt.update(jax.grad(loss)(w0), state, w0, value_fn=loss)

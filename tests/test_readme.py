@@ -23,3 +23,19 @@ def test_readme_method_table_lists_every_registered_method():
   table = text[: text.index("## Quick start")]
   missing = [name for name in METHODS if f"`{name}`" not in table]
   assert not missing, f"add a row for {missing} to the README's method table"
+
+
+def test_readme_optax_idioms_run(capsys):
+  """The Optax section: inject_hyperparams, schedules as bounds, momentum and weight
+  decay, an Adam direction and multi_transform all train and report a learned rate."""
+  blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+  idioms = next(b for b in blocks if "# Optax idioms" in b)
+  namespace = {}
+  exec(compile(idioms, "README.md", "exec"), namespace)
+  out = capsys.readouterr().out
+  for name in namespace["optimizers"]:
+    assert name in out
+  losses = [float(line.split("loss")[1].split()[0]) for line in out.splitlines() if "loss" in line]
+  assert len(losses) == len(namespace["optimizers"])
+  start = float(namespace["loss_fn"](namespace["params"], namespace["x"], namespace["y"]))
+  assert all(v < 0.1 * start for v in losses), (start, losses)
