@@ -593,11 +593,14 @@ def vsgd(
     >>> loss = lambda w, c: 0.5 * jnp.sum(h * (w - c) ** 2)
     >>> opt = adaptlr.vsgd()
     >>> w = jnp.ones(3); state = opt.init(w)
-    >>> for t in range(300):
-    ...   c = 0.1 * jax.random.normal(jax.random.key(t), (3,))
+    >>> @jax.jit
+    ... def step(w, state, c):
     ...   updates, state = opt.update(jax.grad(loss)(w, c), state, w,
     ...                               value_fn=loss, c=c)
-    ...   w = optax.apply_updates(w, updates)
+    ...   return optax.apply_updates(w, updates), state
+    >>> for t in range(300):
+    ...   c = 0.1 * jax.random.normal(jax.random.key(t), (3,))
+    ...   w, state = step(w, state, c)
     >>> bool(jnp.all(jnp.abs(w) < 0.05))
     True
 

@@ -11,13 +11,11 @@ Each method with ``safeguard=False`` (the paper's rule) and ``True`` (the defaul
     directions, η₀ up to 1.
 
 Writes benchmarks/results/safeguards_optax.{json,md}.
-Command: python -m benchmarks.safeguards_optax
+Command: python -m benchmarks.studies.safeguards_optax
 """
 
 from __future__ import annotations
 
-import json
-import platform
 import sys
 
 import jax
@@ -25,6 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from optax.contrib import _common_test as common
+
+from benchmarks import io
 
 import adaptlr
 
@@ -83,9 +83,10 @@ def digits_problem(opt, batch=64, epochs=20, seed=0):
   return float(run())
 
 
-def main():
-  out = {"machine": f"{platform.machine()}, {platform.system()}, 2-core CPU (shared)",
-         "command": "python -m benchmarks.safeguards_optax", "optax": {}, "digits": {}}
+def main(argv=None):
+  out = {"machine": io.machine_info(),
+         "command": io.command_line("benchmarks.studies.safeguards_optax", argv or []),
+         "optax": {}, "digits": {}}
   hg = {"hypergradient": lambda lr, sg: adaptlr.hypergradient(lr, safeguard=sg),
         "probabilistic_lr": lambda lr, sg: adaptlr.probabilistic_lr(lr, safeguard=sg)}
   for name, make in hg.items():
@@ -109,19 +110,16 @@ def main():
     row = {str(sg): digits_problem(make(sg)) for sg in (False, True)}
     out["digits"][key] = row
     print(key, row, flush=True)
-  with open("benchmarks/results/safeguards_optax.json", "w") as f:
-    json.dump(out, f, indent=1)
   lines = ["# Safeguards of hypergradient and probabilistic_lr", "",
-           f"Command: `{out['command']}`; machine: {out['machine']}.", "",
+           f"Command: `{out['command']}`; machine: {io.machine_line(out['machine'])}.", "",
            "## optax's contrib problems, 30 000 steps: max |w − w*|", "",
            "| method, problem, η₀ | paper's rule | safeguard |", "|---|---|---|"]
   lines += [f"| {k} | {v['False']:.2g} | {v['True']:.2g} |" for k, v in out["optax"].items()]
   lines += ["", "## sklearn digits, softmax regression, batch 64, 20 epochs: final loss", "",
             "| method, configuration | paper's rule | safeguard |", "|---|---|---|"]
   lines += [f"| {k} | {v['False']:.4f} | {v['True']:.4f} |" for k, v in out["digits"].items()]
-  with open("benchmarks/results/safeguards_optax.md", "w") as f:
-    f.write("\n".join(lines) + "\n")
+  io.write_results("safeguards_optax", out, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  sys.exit(main(sys.argv[1:]))
