@@ -30,11 +30,11 @@ CONSUMES: frozenset[str] = frozenset()
 class AlmeidaState(NamedTuple):
   """State of :func:`scale_by_almeida`."""
 
-  learning_rate: Any   # η_i per element: the rates of the last step
-  count: jax.Array     # int32: steps taken (non-finite steps excluded)
-  skipped: jax.Array   # int32: non-finite steps skipped
-  prev_grad: Any       # ∇(t−1) per element
-  sq_avg: Any          # v_i ≈ E[∇_i²] (running average, memory τ)
+  learning_rate: Any  # η_i per element: the rates of the last step
+  count: jax.Array  # int32: steps taken (non-finite steps excluded)
+  skipped: jax.Array  # int32: non-finite steps skipped
+  prev_grad: Any  # ∇(t−1) per element
+  sq_avg: Any  # v_i ≈ E[∇_i²] (running average, memory τ)
 
 
 def _almeida_rate(grad, prev_grad, sq_avg, first, *, learning_rate, dtype):
@@ -48,13 +48,13 @@ def _almeida_rate(grad, prev_grad, sq_avg, first, *, learning_rate, dtype):
 
 
 def scale_by_almeida(
-    learning_rate: Any = 1e-3,
-    *,
-    tau: Any = 1000.0,
-    min_learning_rate: Any = 0.0,
-    max_learning_rate: Any = jnp.inf,
-    weight_decay: Any = 0.0,
-    mask: Any = None,
+  learning_rate: Any = 1e-3,
+  *,
+  tau: Any = 1000.0,
+  min_learning_rate: Any = 0.0,
+  max_learning_rate: Any = jnp.inf,
+  weight_decay: Any = 0.0,
+  mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales each gradient component by Almeida's rate (Schaul et al. 2013, §2).
 
@@ -73,53 +73,63 @@ def scale_by_almeida(
   def init_fn(params: optax.Params) -> AlmeidaState:
     dtype = rate_dtype(params)
     return AlmeidaState(
-        learning_rate=_base.clip_rates(
-            optax.tree.full_like(params, learning_rate, dtype=dtype),
-            min_learning_rate, max_learning_rate),
-        **_base.counters(),
-        prev_grad=_base.zeros(params, dtype),
-        sq_avg=_base.zeros(params, dtype),
+      learning_rate=_base.clip_rates(
+        optax.tree.full_like(params, learning_rate, dtype=dtype),
+        min_learning_rate,
+        max_learning_rate,
+      ),
+      **_base.counters(),
+      prev_grad=_base.zeros(params, dtype),
+      sq_avg=_base.zeros(params, dtype),
     )
 
   def update_fn(
-      updates: optax.Updates, state: AlmeidaState, params: Optional[optax.Params] = None,
-      **extra_args: Any,
+    updates: optax.Updates,
+    state: AlmeidaState,
+    params: Optional[optax.Params] = None,
+    **extra_args: Any,
   ) -> tuple[optax.Updates, AlmeidaState]:
     grads, _, _, extra_args = _conventions.direction_and_decay(
-        None, updates, (), params, extra_args, weight_decay, mask, "almeida")
+      None, updates, (), params, extra_args, weight_decay, mask, "almeida"
+    )
     dtype = rate_dtype(state.learning_rate)
     g = jax.tree.map(lambda x: x.astype(dtype), grads)
     frac = jnp.maximum(1.0 / tau, 1.0 / (state.count + 1).astype(dtype))
-    sq_avg = jax.tree.map(lambda v, x: ((1.0 - frac) * v + frac * x * x).astype(dtype),
-                          state.sq_avg, g)
+    sq_avg = jax.tree.map(
+      lambda v, x: ((1.0 - frac) * v + frac * x * x).astype(dtype), state.sq_avg, g
+    )
     first = state.count == 0
     rate = jax.tree.map(
-        lambda x, prev, v: _almeida_rate(x, prev, v, first, learning_rate=learning_rate,
-                                         dtype=dtype), g, state.prev_grad, sq_avg)
+      lambda x, prev, v: _almeida_rate(x, prev, v, first, learning_rate=learning_rate, dtype=dtype),
+      g,
+      state.prev_grad,
+      sq_avg,
+    )
     rate = _base.clip_rates(rate, min_learning_rate, max_learning_rate, state.count)
     new_updates = jax.tree.map(lambda r, x: (r * x).astype(x.dtype), rate, grads)
     new_state = AlmeidaState(
-        learning_rate=rate,
-        count=_base.next_count(state.count),
-        skipped=state.skipped,
-        prev_grad=g,
-        sq_avg=sq_avg,
+      learning_rate=rate,
+      count=_base.next_count(state.count),
+      skipped=state.skipped,
+      prev_grad=g,
+      sq_avg=sq_avg,
     )
-    finite = _base.finite_from(                                      # NaN, inf, or g² overflows
-        sum(jnp.sum(v) for v in jax.tree.leaves(sq_avg)), extra_args.get("value"))
+    finite = _base.finite_from(  # NaN, inf, or g² overflows
+      sum(jnp.sum(v) for v in jax.tree.leaves(sq_avg)), extra_args.get("value")
+    )
     return _base.skip_if_not_finite(finite, new_updates, new_state, state)
 
   return _base.transformation(init_fn, update_fn)
 
 
 def almeida(
-    learning_rate: Any = 1e-3,
-    *,
-    tau: Any = 1000.0,
-    min_learning_rate: Any = 0.0,
-    max_learning_rate: Any = jnp.inf,
-    weight_decay: Any = 0.0,
-    mask: Any = None,
+  learning_rate: Any = 1e-3,
+  *,
+  tau: Any = 1000.0,
+  min_learning_rate: Any = 0.0,
+  max_learning_rate: Any = jnp.inf,
+  weight_decay: Any = 0.0,
+  mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""SGD with Almeida's per-parameter rates (Schaul et al. 2013, §2).
 
@@ -183,7 +193,13 @@ def almeida(
     Schaul, Zhang & LeCun, No More Pesky Learning Rates, ICML 2013,
     arXiv:1206.1106, §2 and Table 1; Almeida et al. 1999.
   """
-  return _base.descent(scale_by_almeida(
-      learning_rate, tau=tau,
-      min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate,
-      weight_decay=weight_decay, mask=mask))
+  return _base.descent(
+    scale_by_almeida(
+      learning_rate,
+      tau=tau,
+      min_learning_rate=min_learning_rate,
+      max_learning_rate=max_learning_rate,
+      weight_decay=weight_decay,
+      mask=mask,
+    )
+  )

@@ -80,8 +80,13 @@ def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> None:
 
 
 def check_range(
-    name: str, value: Any, low: float, high: float, *,
-    low_open: bool = False, high_open: bool = False,
+  name: str,
+  value: Any,
+  low: float,
+  high: float,
+  *,
+  low_open: bool = False,
+  high_open: bool = False,
 ) -> None:
   """Raises ``ValueError`` if a concrete ``value`` lies outside [low, high]."""
   v = _concrete(value)
@@ -106,15 +111,17 @@ def check_int(name: str, value: Any, minimum: int = 1) -> int:
   """
   if isinstance(value, jax.core.Tracer):
     raise ValueError(
-        f"{name} must be a static Python int, got a traced value: with "
-        f"optax.inject_hyperparams pass static_args=({name!r},)."
+      f"{name} must be a static Python int, got a traced value: with "
+      f"optax.inject_hyperparams pass static_args=({name!r},)."
     )
   import numpy as np
 
   if isinstance(value, (bool, np.bool_)) or not (
-      isinstance(value, (int, np.integer))
-      or (hasattr(value, "dtype") and jnp.issubdtype(value.dtype, jnp.integer)
-          and jnp.ndim(value) == 0)):
+    isinstance(value, (int, np.integer))
+    or (
+      hasattr(value, "dtype") and jnp.issubdtype(value.dtype, jnp.integer) and jnp.ndim(value) == 0
+    )
+  ):
     raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
   value = int(value)
   if value < minimum:
@@ -128,8 +135,9 @@ def check_one_of(name: str, value: Any, options: tuple[Any, ...]) -> None:
     raise ValueError(f"{name} must be one of {options}, got {value!r}.")
 
 
-def check_bounds(min_value: Any, max_value: Any, name: str = "learning_rate", *,
-                 signed_min: bool = False) -> None:
+def check_bounds(
+  min_value: Any, max_value: Any, name: str = "learning_rate", *, signed_min: bool = False
+) -> None:
   """Raises ``ValueError`` for a bad ``[min_<name>, max_<name>]`` clamp.
 
   ``signed_min``: the minimum may be any number, −inf included (not NaN);
@@ -153,9 +161,7 @@ def check_bounds(min_value: Any, max_value: Any, name: str = "learning_rate", *,
     import numpy as np
 
     if np.any(np.asarray(lo) > np.asarray(hi)):
-      raise ValueError(
-          f"min_{name} ({min_value}) must not exceed max_{name} ({max_value})."
-      )
+      raise ValueError(f"min_{name} ({min_value}) must not exceed max_{name} ({max_value}).")
 
 
 # ---------------------------------------------------------------- extra args --
@@ -165,8 +171,7 @@ def _accepted_kwargs(fn: Callable[..., Any]) -> tuple[frozenset[str], bool]:
   except (TypeError, ValueError):
     return frozenset(), True
   names = frozenset(
-      p.name for p in sig.parameters.values()
-      if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    p.name for p in sig.parameters.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
   )
   var_kw = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
   return names, var_kw
@@ -180,13 +185,15 @@ def value_fn_kwargs(value_fn: Callable[..., Any], extra_args: dict[str, Any]) ->
   """
   names, var_kw = _accepted_kwargs(value_fn)
   return {
-      k: v for k, v in extra_args.items()
-      if k not in reserved_extra_args() and (k in names or var_kw)
+    k: v for k, v in extra_args.items() if k not in reserved_extra_args() and (k in names or var_kw)
   }
 
 
 def get_value_fn(
-    extra_args: dict[str, Any], method: str, why: str = "", params: Any = None,
+  extra_args: dict[str, Any],
+  method: str,
+  why: str = "",
+  params: Any = None,
 ) -> Callable[[Any], jax.Array]:
   """``params -> loss`` from the ``value_fn`` extra arg, with its kwargs bound.
 
@@ -205,17 +212,17 @@ def get_value_fn(
   value_fn = extra_args.get("value_fn")
   if value_fn is None:
     raise ValueError(
-        f"{method} needs the loss as a function of the params{why}: call "
-        "`opt.update(grads, state, params, value_fn=loss_fn, **batch)` where "
-        "`loss_fn(params, **batch)` returns a scalar (or `(loss, aux)` with "
-        "`value_fn_has_aux=True`); keyword args that loss_fn accepts (e.g. "
-        "x=..., y=...) are forwarded to it. In Flax the helpers pass it: NNX "
-        "`adaptlr.flax.nnx_train_step(optimizer, model, loss_fn, **batch)` or "
-        "`optimizer.update(model, grads, value=loss, value_fn="
-        "adaptlr.flax.nnx_value_fn(model, loss_fn), **batch)`; Linen "
-        "`adaptlr.flax.linen_train_step(state, loss_fn, **batch)` or "
-        "`adaptlr.flax.apply_gradients(state, grads, value=loss, value_fn=loss_fn, "
-        "**batch)` (`TrainState.apply_gradients` passes no extra args)."
+      f"{method} needs the loss as a function of the params{why}: call "
+      "`opt.update(grads, state, params, value_fn=loss_fn, **batch)` where "
+      "`loss_fn(params, **batch)` returns a scalar (or `(loss, aux)` with "
+      "`value_fn_has_aux=True`); keyword args that loss_fn accepts (e.g. "
+      "x=..., y=...) are forwarded to it. In Flax the helpers pass it: NNX "
+      "`adaptlr.flax.nnx_train_step(optimizer, model, loss_fn, **batch)` or "
+      "`optimizer.update(model, grads, value=loss, value_fn="
+      "adaptlr.flax.nnx_value_fn(model, loss_fn), **batch)`; Linen "
+      "`adaptlr.flax.linen_train_step(state, loss_fn, **batch)` or "
+      "`adaptlr.flax.apply_gradients(state, grads, value=loss, value_fn=loss_fn, "
+      "**batch)` (`TrainState.apply_gradients` passes no extra args)."
     )
   kwargs = value_fn_kwargs(value_fn, extra_args)
   fn = functools.partial(value_fn, **kwargs) if kwargs else value_fn
@@ -233,15 +240,17 @@ def loss_from(out: Any, has_aux: bool, who: str, flag: str = "value_fn_has_aux")
   if has_aux:
     if not (isinstance(out, (tuple, list)) and len(out) == 2):
       raise TypeError(
-          f"{who}: {flag}=True but the loss function returned "
-          f"{type(out).__name__}, not a (loss, aux) pair.")
+        f"{who}: {flag}=True but the loss function returned "
+        f"{type(out).__name__}, not a (loss, aux) pair."
+      )
     return out[0]
   if isinstance(out, (tuple, list)):
     raise TypeError(
-        f"{who}: the loss function returned a {type(out).__name__} of length {len(out)}, "
-        f"not a scalar loss. If it returns (loss, aux), pass {flag}=True "
-        "(value_fn_has_aux=True to an optimizer's update; has_aux=True to the "
-        "adaptlr.flax helpers).")
+      f"{who}: the loss function returned a {type(out).__name__} of length {len(out)}, "
+      f"not a scalar loss. If it returns (loss, aux), pass {flag}=True "
+      "(value_fn_has_aux=True to an optimizer's update; has_aux=True to the "
+      "adaptlr.flax helpers)."
+    )
   return out
 
 
@@ -259,15 +268,16 @@ def get_value(extra_args: dict[str, Any], method: str) -> jax.Array:
   value = extra_args.get("value")
   if value is None:
     raise ValueError(
-        f"{method} needs the loss at the current params: compute "
-        "`value, grads = jax.value_and_grad(loss_fn)(params, **batch)` and call "
-        "`opt.update(grads, state, params, value=value, value_fn=loss_fn, **batch)`."
+      f"{method} needs the loss at the current params: compute "
+      "`value, grads = jax.value_and_grad(loss_fn)(params, **batch)` and call "
+      "`opt.update(grads, state, params, value=value, value_fn=loss_fn, **batch)`."
     )
   value = jnp.asarray(value)
   if value.ndim != 0:
     raise ValueError(
-        f"{method}: value must be the scalar loss, got shape {value.shape} (a "
-        "per-example loss? reduce it, e.g. with .mean()).")
+      f"{method}: value must be the scalar loss, got shape {value.shape} (a "
+      "per-example loss? reduce it, e.g. with .mean())."
+    )
   return value
 
 
@@ -275,7 +285,7 @@ def require_params(params: Any, method: str) -> None:
   """Raises ``ValueError`` if ``params`` was not passed to ``update``."""
   if params is None:
     raise ValueError(
-        f"{method} needs the current params: call `opt.update(grads, state, params, ...)`."
+      f"{method} needs the current params: call `opt.update(grads, state, params, ...)`."
     )
 
 
@@ -304,7 +314,7 @@ def finite_from(reductions: Any, *scalars: Any) -> jax.Array:
 
 
 def skip_if_not_finite(
-    finite: jax.Array, updates: Any, new_state: Any, old_state: Any
+  finite: jax.Array, updates: Any, new_state: Any, old_state: Any
 ) -> tuple[Any, Any]:
   """Zero updates and the old state (with ``skipped + 1``) unless ``finite``.
 
@@ -388,7 +398,8 @@ def cast_like(tree: Any, like: Any) -> Any:
 
 
 def init_direction(
-    direction: Optional[optax.GradientTransformation], method: str = "direction",
+  direction: Optional[optax.GradientTransformation],
+  method: str = "direction",
 ) -> Optional[optax.GradientTransformationExtraArgs]:
   """The search-direction transformation, with extra-args support.
 
@@ -405,15 +416,19 @@ def init_direction(
 
 
 def direction_init(
-    direction: Optional[optax.GradientTransformationExtraArgs], params: optax.Params,
+  direction: Optional[optax.GradientTransformationExtraArgs],
+  params: optax.Params,
 ) -> optax.OptState:
   """The initial state of ``direction`` (``()`` for SGD)."""
   return direction.init(params) if direction is not None else ()
 
 
 def apply_direction(
-    direction: Optional[optax.GradientTransformationExtraArgs], grads: optax.Updates,
-    state: optax.OptState, params: Optional[optax.Params], extra_args: dict[str, Any],
+  direction: Optional[optax.GradientTransformationExtraArgs],
+  grads: optax.Updates,
+  state: optax.OptState,
+  params: Optional[optax.Params],
+  extra_args: dict[str, Any],
 ) -> tuple[optax.Updates, optax.OptState]:
   """The search direction u for ``grads``: the gradient itself when ``direction`` is None."""
   if direction is None:
@@ -422,7 +437,8 @@ def apply_direction(
 
 
 def transformation(
-    init_fn: Callable[[optax.Params], Any], update_fn: Callable[..., tuple[optax.Updates, Any]],
+  init_fn: Callable[[optax.Params], Any],
+  update_fn: Callable[..., tuple[optax.Updates, Any]],
 ) -> optax.GradientTransformationExtraArgs:
   """The method's ``init_fn``/``update_fn`` as an optax transformation.
 
@@ -434,7 +450,8 @@ def transformation(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)  # pyright: ignore[reportArgumentType]
 
 
-def descent(transform: optax.GradientTransformationExtraArgs
-            ) -> optax.GradientTransformationExtraArgs:
+def descent(
+  transform: optax.GradientTransformationExtraArgs,
+) -> optax.GradientTransformationExtraArgs:
   """``transform`` followed by ``optax.scale(-1)``: a ``scale_by_*`` made an optimizer."""
   return optax.chain(transform, optax.scale(-1.0))

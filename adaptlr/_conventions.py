@@ -39,8 +39,7 @@ def _state_names() -> frozenset[str]:
 def _is_learned_rate(path, value) -> bool:
   del value
   last = path[-1] if path else None
-  return (isinstance(last, optax.tree_utils.NamedTupleKey)
-          and last.tuple_name in _state_names())
+  return isinstance(last, optax.tree_utils.NamedTupleKey) and last.tuple_name in _state_names()
 
 
 def learning_rate(state: optax.OptState) -> Any:
@@ -77,13 +76,15 @@ def learning_rate(state: optax.OptState) -> Any:
     return found[0][1]
   if not found:
     raise ValueError(
-        "No adaptlr method's state found: pass the state returned by the "
-        "adaptlr optimizer's init/update (possibly inside chain, "
-        "inject_hyperparams, masked or MultiSteps).")
+      "No adaptlr method's state found: pass the state returned by the "
+      "adaptlr optimizer's init/update (possibly inside chain, "
+      "inject_hyperparams, masked or MultiSteps)."
+    )
   paths = [jax.tree_util.keystr(p) for p, _ in found]
   raise ValueError(
-      f"Several adaptlr methods' states found ({paths}): read each with "
-      "optax.tree.get_all_with_path(state, 'learning_rate', filtering).")
+    f"Several adaptlr methods' states found ({paths}): read each with "
+    "optax.tree.get_all_with_path(state, 'learning_rate', filtering)."
+  )
 
 
 # ---------------------------------------------------- initial rate, bounds --
@@ -99,19 +100,21 @@ def check_learning_rate(learning_rate: Any, method: str) -> None:
   """
   if callable(learning_rate):
     raise ValueError(
-        f"{method}: learning_rate is a number (the initial rate the method adapts; "
-        "vsgd: the factor on its estimated rate), not a schedule. For warmup or "
-        "decay on top of the learned rate pass the schedule as a ceiling, "
-        "max_learning_rate=schedule (the learned rate never exceeds "
-        "schedule(step)); min_learning_rate=schedule is a floor. A factor "
-        "chained after the method (optax.scale, optax.scale_by_schedule) is undone "
-        "by the learned rate.")
+      f"{method}: learning_rate is a number (the initial rate the method adapts; "
+      "vsgd: the factor on its estimated rate), not a schedule. For warmup or "
+      "decay on top of the learned rate pass the schedule as a ceiling, "
+      "max_learning_rate=schedule (the learned rate never exceeds "
+      "schedule(step)); min_learning_rate=schedule is a floor. A factor "
+      "chained after the method (optax.scale, optax.scale_by_schedule) is undone "
+      "by the learned rate."
+    )
   if jnp.ndim(learning_rate) != 0:
     raise ValueError(
-        f"{method}: learning_rate must be a scalar, got shape "
-        f"{jnp.shape(learning_rate)}. To sweep several rates, jax.vmap the whole "
-        "training over them (init and update inside the vmapped function); to "
-        "learn one rate per parameter group, pass granularity='leaf' or labels.")
+      f"{method}: learning_rate must be a scalar, got shape "
+      f"{jnp.shape(learning_rate)}. To sweep several rates, jax.vmap the whole "
+      "training over them (init and update inside the vmapped function); to "
+      "learn one rate per parameter group, pass granularity='leaf' or labels."
+    )
 
 
 def initial_rates(groups, params, learning_rate, dtype, low, high) -> Any:
@@ -149,23 +152,25 @@ def check_direction(direction: Any, method: str) -> None:
   """
   if not (hasattr(direction, "init") and hasattr(direction, "update")):
     raise ValueError(
-        f"{method}: direction must be an optax GradientTransformation (e.g. "
-        f"optax.scale_by_adam() or optax.trace(0.9)), got {direction!r}.")
+      f"{method}: direction must be an optax GradientTransformation (e.g. "
+      f"optax.scale_by_adam() or optax.trace(0.9)), got {direction!r}."
+    )
   inner = _probe_direction(direction)
   if inner is not None and inner < 0:
     raise ValueError(
-        f"{method}: direction points uphill (⟨g, u⟩ < 0 on a probe gradient): it "
-        "looks like a full optimizer such as optax.adam(1e-3), whose updates are "
-        f"already −lr·u. {method} learns the rate and takes the descent step "
-        "itself: pass the direction alone, e.g. optax.scale_by_adam() instead of "
-        "optax.adam(lr), optax.trace(0.9) instead of optax.sgd(lr, momentum=0.9).")
+      f"{method}: direction points uphill (⟨g, u⟩ < 0 on a probe gradient): it "
+      "looks like a full optimizer such as optax.adam(1e-3), whose updates are "
+      f"already −lr·u. {method} learns the rate and takes the descent step "
+      "itself: pass the direction alone, e.g. optax.scale_by_adam() instead of "
+      "optax.adam(lr), optax.trace(0.9) instead of optax.sgd(lr, momentum=0.9)."
+    )
 
 
 def search_direction(
-    direction: Optional[optax.GradientTransformation],
-    method: str,
-    momentum: Any = None,
-    nesterov: bool = False,
+  direction: Optional[optax.GradientTransformation],
+  method: str,
+  momentum: Any = None,
+  nesterov: bool = False,
 ) -> Optional[optax.GradientTransformationExtraArgs]:
   """The transformation ``g -> u`` whose step a method scales by its learned rate.
 
@@ -180,8 +185,9 @@ def search_direction(
   if momentum is not None:
     if direction is not None:
       raise ValueError(
-          f"{method}: pass either direction or momentum, not both (momentum=m is "
-          "direction=optax.trace(m, nesterov=nesterov)).")
+        f"{method}: pass either direction or momentum, not both (momentum=m is "
+        "direction=optax.trace(m, nesterov=nesterov))."
+      )
     _base.check_range("momentum", momentum, 0.0, 1.0, high_open=True)
     direction = optax.trace(decay=momentum, nesterov=nesterov)
   elif nesterov:
@@ -200,8 +206,12 @@ def _decays(weight_decay: Any) -> bool:
 
 
 def decayed(
-    grads: optax.Updates, params: Optional[optax.Params], extra_args: dict[str, Any],
-    weight_decay: Any, mask: Any, method: str,
+  grads: optax.Updates,
+  params: Optional[optax.Params],
+  extra_args: dict[str, Any],
+  weight_decay: Any,
+  mask: Any,
+  method: str,
 ) -> tuple[optax.Updates, dict[str, Any], Any]:
   """The gradient, extra args and decay term of the decayed loss L + λ/2 ‖m⊙w‖².
 
@@ -225,7 +235,7 @@ def decayed(
 
   def penalty(p):
     d, _ = decay_tx.update(optax.tree.zeros_like(p), decay_tx.init(p), p)
-    return jnp.asarray(0.5 * optax.tree.vdot(d, p))   # λ/2 ‖m⊙w‖² (= ½⟨λ m⊙w, w⟩)
+    return jnp.asarray(0.5 * optax.tree.vdot(d, p))  # λ/2 ‖m⊙w‖² (= ½⟨λ m⊙w, w⟩)
 
   extra_args = dict(extra_args)
   if extra_args.get("value") is not None:
@@ -235,20 +245,26 @@ def decayed(
   if value_fn is not None:
     has_aux = bool(extra_args.get("value_fn_has_aux", False))
 
-    @functools.wraps(value_fn)       # keeps its signature: kwargs are forwarded as before
+    @functools.wraps(value_fn)  # keeps its signature: kwargs are forwarded as before
     def decayed_fn(p, *args, **kwargs):
       out = value_fn(p, *args, **kwargs)
       v = jnp.asarray(out[0] if has_aux else out)
       v = v + penalty(p).astype(v.dtype)
       return (v, out[1]) if has_aux else v
+
     extra_args["value_fn"] = decayed_fn
   return optax.tree.add(grads, decay), extra_args, decay
 
 
 def direction_and_decay(
-    direction: Optional[optax.GradientTransformationExtraArgs], updates: optax.Updates,
-    direction_state: optax.OptState, params: Optional[optax.Params],
-    extra_args: dict[str, Any], weight_decay: Any, mask: Any, method: str,
+  direction: Optional[optax.GradientTransformationExtraArgs],
+  updates: optax.Updates,
+  direction_state: optax.OptState,
+  params: Optional[optax.Params],
+  extra_args: dict[str, Any],
+  weight_decay: Any,
+  mask: Any,
+  method: str,
 ) -> tuple[optax.Updates, optax.Updates, optax.OptState, dict[str, Any]]:
   """``(g, u, direction_state, extra_args)`` for a method's rule, decay included.
 
@@ -278,7 +294,10 @@ def has_masked_nodes(tree: Any) -> bool:
 
 
 def unmask_value_fn(
-    value_fn: Callable[[Any], jax.Array], params: Any, extra_args: dict[str, Any], method: str,
+  value_fn: Callable[[Any], jax.Array],
+  params: Any,
+  extra_args: dict[str, Any],
+  method: str,
 ) -> Callable[[Any], jax.Array]:
   """``value_fn`` as a function of the part of the params a masked method sees.
 
@@ -296,19 +315,19 @@ def unmask_value_fn(
     return value_fn
   full = extra_args.get("full_params")
   if full is None:
-    try:   # a loss that never reads the frozen leaves needs nothing more
+    try:  # a loss that never reads the frozen leaves needs nothing more
       jax.eval_shape(value_fn, params)
       return value_fn
     except Exception as e:  # pylint: disable=broad-except
       raise ValueError(
-          f"{method} inside optax.masked / optax.multi_transform sees only part of "
-          "the params, but its probes evaluate the loss of the whole model: pass "
-          "the whole params as well, opt.update(grads, state, params, "
-          "value_fn=loss_fn, full_params=params, ...).") from e
+        f"{method} inside optax.masked / optax.multi_transform sees only part of "
+        "the params, but its probes evaluate the loss of the whole model: pass "
+        "the whole params as well, opt.update(grads, state, params, "
+        "value_fn=loss_fn, full_params=params, ...)."
+      ) from e
 
   def merge(part):
-    return jax.tree.map(lambda p, f: f if _is_masked(p) else p, part, full,
-                        is_leaf=_is_masked)
+    return jax.tree.map(lambda p, f: f if _is_masked(p) else p, part, full, is_leaf=_is_masked)
 
   return lambda part: value_fn(merge(part))
 
@@ -320,8 +339,9 @@ def scalar_loss(value_fn: Callable[[Any], Any], method: str) -> Callable[[Any], 
     value = value_fn(params)
     if jnp.ndim(value) != 0:
       raise ValueError(
-          f"{method}: value_fn must return a scalar loss, got shape "
-          f"{jnp.shape(value)} (a per-example loss? reduce it, e.g. with .mean()).")
+        f"{method}: value_fn must return a scalar loss, got shape "
+        f"{jnp.shape(value)} (a per-example loss? reduce it, e.g. with .mean())."
+      )
     return value
 
   return checked

@@ -57,9 +57,9 @@ class Granularity:
       spec = spec.spec
     if isinstance(spec, str) and spec not in _NAMED:
       raise ValueError(
-          f"Unknown granularity {spec!r}: pass 'global', 'leaf', 'element', a "
-          "pytree of group labels shaped like the params, or a callable "
-          "params -> labels (as for optax.multi_transform)."
+        f"Unknown granularity {spec!r}: pass 'global', 'leaf', 'element', a "
+        "pytree of group labels shaped like the params, or a callable "
+        "params -> labels (as for optax.multi_transform)."
       )
     if spec is None:
       raise ValueError("granularity=None: pass 'global', 'leaf', 'element' or labels.")
@@ -78,15 +78,13 @@ class Granularity:
     """
     spec = self.spec(tree) if callable(self.spec) else self.spec
     try:
-      return jax.tree.map(
-          lambda label, sub: jax.tree.map(lambda _: label, sub), spec, tree
-      )
+      return jax.tree.map(lambda label, sub: jax.tree.map(lambda _: label, sub), spec, tree)
     except (ValueError, TypeError) as e:
       raise ValueError(
-          "The granularity labels do not match the params: pass a pytree of "
-          "labels with the params' structure (or a prefix of it), or a callable "
-          f"params -> such a pytree. Labels: {jax.tree.structure(spec)}; params: "
-          f"{jax.tree.structure(tree)}."
+        "The granularity labels do not match the params: pass a pytree of "
+        "labels with the params' structure (or a prefix of it), or a callable "
+        f"params -> such a pytree. Labels: {jax.tree.structure(spec)}; params: "
+        f"{jax.tree.structure(tree)}."
       ) from e
 
   def label_names(self, tree: Any) -> list[str]:
@@ -101,7 +99,7 @@ class Granularity:
       return fill()
     if self.kind == "leaf":
       return jax.tree.map(lambda _: fill(), params)
-    if self.kind == "element":   # full_like: each rate keeps its parameter's sharding
+    if self.kind == "element":  # full_like: each rate keeps its parameter's sharding
       return optax.tree.full_like(params, value, dtype=dtype)
     return {name: fill() for name in self.label_names(params)}
 
@@ -117,8 +115,8 @@ class Granularity:
       return combine(per_leaf)
     labels = jax.tree.leaves(self.labels(tree))
     return {
-        name: combine([r for r, lab in zip(per_leaf, labels) if lab == name])
-        for name in sorted(set(labels), key=str)
+      name: combine([r for r, lab in zip(per_leaf, labels) if lab == name])
+      for name in sorted(set(labels), key=str)
     }
 
   def sum(self, tree: Any, dtype: Any = None) -> Any:
@@ -158,8 +156,8 @@ class Granularity:
       return sum(sizes)
     labels = jax.tree.leaves(self.labels(tree))
     return {
-        name: sum(s for s, lab in zip(sizes, labels) if lab == name)
-        for name in sorted(set(labels), key=str)
+      name: sum(s for s, lab in zip(sizes, labels) if lab == name)
+      for name in sorted(set(labels), key=str)
     }
 
   def vdot(self, a: Any, b: Any, dtype: Any = None) -> Any:
@@ -187,9 +185,7 @@ class Granularity:
 
   def scale(self, rates: Any, tree: Any) -> Any:
     """``tree`` with each leaf multiplied by its group's rate, dtype preserved."""
-    return jax.tree.map(
-        lambda r, x: (r * x).astype(x.dtype), self.broadcast(rates, tree), tree
-    )
+    return jax.tree.map(lambda r, x: (r * x).astype(x.dtype), self.broadcast(rates, tree), tree)
 
 
 def granularity_from(spec: GranularityLike) -> Granularity:

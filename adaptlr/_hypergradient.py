@@ -35,11 +35,11 @@ CONSUMES: frozenset[str] = frozenset()
 class HypergradientState(NamedTuple):
   """State of :func:`scale_by_hypergradient`."""
 
-  learning_rate: Any       # η per group
-  count: jax.Array         # int32: steps taken (non-finite steps excluded)
-  skipped: jax.Array       # int32: non-finite steps skipped
-  prev_direction: Any      # u_{t−1} (zeros before the first step; () with lookahead)
-  direction_state: Any     # state of ``direction`` (() for SGD)
+  learning_rate: Any  # η per group
+  count: jax.Array  # int32: steps taken (non-finite steps excluded)
+  skipped: jax.Array  # int32: non-finite steps skipped
+  prev_direction: Any  # u_{t−1} (zeros before the first step; () with lookahead)
+  direction_state: Any  # state of ``direction`` (() for SGD)
 
 
 def _hypergradient_rate(rate, slope, norm, *, hyper_lr, multiplicative):
@@ -67,20 +67,20 @@ def _divergence_brake(new, rate, slope, prev_sq):
 
 
 def scale_by_hypergradient(
-    learning_rate: Any = 0.01,
-    *,
-    hyper_lr: Any = 1e-3,
-    multiplicative: bool = False,
-    lookahead: bool = False,
-    granularity: GranularityLike = "global",
-    direction: Optional[optax.GradientTransformation] = None,
-    momentum: Optional[Any] = None,
-    nesterov: bool = False,
-    safeguard: bool = True,
-    min_learning_rate: Any = 0.0,
-    max_learning_rate: Any = jnp.inf,
-    weight_decay: Any = 0.0,
-    mask: Any = None,
+  learning_rate: Any = 0.01,
+  *,
+  hyper_lr: Any = 1e-3,
+  multiplicative: bool = False,
+  lookahead: bool = False,
+  granularity: GranularityLike = "global",
+  direction: Optional[optax.GradientTransformation] = None,
+  momentum: Optional[Any] = None,
+  nesterov: bool = False,
+  safeguard: bool = True,
+  min_learning_rate: Any = 0.0,
+  max_learning_rate: Any = jnp.inf,
+  weight_decay: Any = 0.0,
+  mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales the search direction by a rate learned by hypergradient descent.
 
@@ -94,14 +94,14 @@ def scale_by_hypergradient(
   _base.check_positive("learning_rate", learning_rate)
   _conventions.check_weight_decay(weight_decay)
   _base.check_positive("hyper_lr", hyper_lr, allow_zero=True)
-  if min_learning_rate is None:                     # Baydin et al.: no clamp
+  if min_learning_rate is None:  # Baydin et al.: no clamp
     min_learning_rate = -jnp.inf
   _base.check_bounds(min_learning_rate, max_learning_rate, signed_min=True)
   if multiplicative and lookahead:
     raise ValueError(
-        "multiplicative=True and lookahead=True cannot be combined: the "
-        "look-ahead slope comes from a jvp, which has no gradient norm to "
-        "normalize by. Use one or the other."
+      "multiplicative=True and lookahead=True cannot be combined: the "
+      "look-ahead slope comes from a jvp, which has no gradient norm to "
+      "normalize by. Use one or the other."
     )
   groups = granularity_from(granularity)
   direction = _conventions.search_direction(direction, "hypergradient", momentum, nesterov)
@@ -109,20 +109,23 @@ def scale_by_hypergradient(
 
   def init_fn(params: optax.Params) -> HypergradientState:
     return HypergradientState(
-        learning_rate=_conventions.initial_rates(
-            groups, params, learning_rate, rate_dtype(params), min_learning_rate,
-            max_learning_rate),
-        **_base.counters(),
-        prev_direction=() if lookahead else optax.tree.zeros_like(params),
-        direction_state=_base.direction_init(direction, params),
+      learning_rate=_conventions.initial_rates(
+        groups, params, learning_rate, rate_dtype(params), min_learning_rate, max_learning_rate
+      ),
+      **_base.counters(),
+      prev_direction=() if lookahead else optax.tree.zeros_like(params),
+      direction_state=_base.direction_init(direction, params),
     )
 
   def lookahead_slope(params, u, rate, extra_args):
     """−∂_α L(w − α u) at α_t (TLR Eq. 7 at the look-ahead point), per group."""
     _base.require_params(params, "hypergradient(lookahead=True)")
     value_fn = _base.get_value_fn(
-        extra_args, "hypergradient(lookahead=True)",
-        " to take the slope at the look-ahead point w − αu", params=params)
+      extra_args,
+      "hypergradient(lookahead=True)",
+      " to take the slope at the look-ahead point w − αu",
+      params=params,
+    )
     if groups.kind == "global":
       _, slope = _probes.line_derivatives(value_fn, params, u, rate, order=1)
       return -slope
@@ -130,40 +133,57 @@ def scale_by_hypergradient(
     return groups.vdot(jax.grad(value_fn)(ahead), u, rate_dtype(rate))
 
   def update_fn(
-      updates: optax.Updates, state: HypergradientState,
-      params: Optional[optax.Params] = None, **extra_args: Any,
+    updates: optax.Updates,
+    state: HypergradientState,
+    params: Optional[optax.Params] = None,
+    **extra_args: Any,
   ) -> tuple[optax.Updates, HypergradientState]:
     grads, u, direction_state, extra_args = _conventions.direction_and_decay(
-        direction, updates, state.direction_state, params, extra_args, weight_decay, mask,
-        "hypergradient")
+      direction,
+      updates,
+      state.direction_state,
+      params,
+      extra_args,
+      weight_decay,
+      mask,
+      "hypergradient",
+    )
     rate = state.learning_rate
     dtype = rate_dtype(rate)
-    if lookahead:                                                  # TLR Alg. 1, lines 4–5
+    if lookahead:  # TLR Alg. 1, lines 4–5
       ip = lookahead_slope(params, u, rate, extra_args)
     else:
-      ip = groups.vdot(grads, state.prev_direction, dtype)        # −f′(η_{t−1}), Eq. 4
-    if multiplicative:                                             # ‖g_t‖‖u_{t−1}‖
+      ip = groups.vdot(grads, state.prev_direction, dtype)  # −f′(η_{t−1}), Eq. 4
+    if multiplicative:  # ‖g_t‖‖u_{t−1}‖
       norms = jax.tree.map(
-          lambda a, b: jnp.sqrt(a * b),
-          groups.sq_norm(grads, dtype), groups.sq_norm(state.prev_direction, dtype))
+        lambda a, b: jnp.sqrt(a * b),
+        groups.sq_norm(grads, dtype),
+        groups.sq_norm(state.prev_direction, dtype),
+      )
     else:
-      norms = ip                                                   # unused by Eq. 3
+      norms = ip  # unused by Eq. 3
     new_rate = jax.tree.map(
-        lambda r, h, n: _hypergradient_rate(r, h, n, hyper_lr=hyper_lr,
-                                            multiplicative=multiplicative), rate, ip, norms)
-    if brake:                                                      # see hypergradient()
-      prev_sq = groups.sq_norm(state.prev_direction, dtype)        # ‖g_{t−1}‖²
+      lambda r, h, n: _hypergradient_rate(
+        r, h, n, hyper_lr=hyper_lr, multiplicative=multiplicative
+      ),
+      rate,
+      ip,
+      norms,
+    )
+    if brake:  # see hypergradient()
+      prev_sq = groups.sq_norm(state.prev_direction, dtype)  # ‖g_{t−1}‖²
       new_rate = jax.tree.map(_divergence_brake, new_rate, rate, ip, prev_sq)
-    new_rate = _base.clip_rates(                                   # Eq. 13
-        new_rate, min_learning_rate, max_learning_rate, state.count)
+    new_rate = _base.clip_rates(  # Eq. 13
+      new_rate, min_learning_rate, max_learning_rate, state.count
+    )
 
     new_updates = groups.scale(new_rate, u)
     new_state = HypergradientState(
-        learning_rate=new_rate,
-        count=_base.next_count(state.count),
-        skipped=state.skipped,
-        prev_direction=() if lookahead else _base.cast_like(u, state.prev_direction),
-        direction_state=direction_state,
+      learning_rate=new_rate,
+      count=_base.next_count(state.count),
+      skipped=state.skipped,
+      prev_direction=() if lookahead else _base.cast_like(u, state.prev_direction),
+      direction_state=direction_state,
     )
     finite = _base.finite_from((ip, new_rate), extra_args.get("value"))
     return _base.skip_if_not_finite(finite, new_updates, new_state, state)
@@ -172,20 +192,20 @@ def scale_by_hypergradient(
 
 
 def hypergradient(
-    learning_rate: Any = 0.01,
-    *,
-    hyper_lr: Any = 1e-3,
-    multiplicative: bool = False,
-    lookahead: bool = False,
-    granularity: GranularityLike = "global",
-    direction: Optional[optax.GradientTransformation] = None,
-    momentum: Optional[Any] = None,
-    nesterov: bool = False,
-    safeguard: bool = True,
-    min_learning_rate: Any = 0.0,
-    max_learning_rate: Any = jnp.inf,
-    weight_decay: Any = 0.0,
-    mask: Any = None,
+  learning_rate: Any = 0.01,
+  *,
+  hyper_lr: Any = 1e-3,
+  multiplicative: bool = False,
+  lookahead: bool = False,
+  granularity: GranularityLike = "global",
+  direction: Optional[optax.GradientTransformation] = None,
+  momentum: Optional[Any] = None,
+  nesterov: bool = False,
+  safeguard: bool = True,
+  min_learning_rate: Any = 0.0,
+  max_learning_rate: Any = jnp.inf,
+  weight_decay: Any = 0.0,
+  mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""SGD (or any direction) with hypergradient descent on the learning rate.
 
@@ -321,8 +341,20 @@ def hypergradient(
     ICLR 2022 submission, Alg. 1 and App. D.4. Baydin et al., Online Learning
     Rate Adaptation with Hypergradient Descent, ICLR 2018, arXiv:1703.04782.
   """
-  return _base.descent(scale_by_hypergradient(
-      learning_rate, hyper_lr=hyper_lr, multiplicative=multiplicative, lookahead=lookahead,
-      granularity=granularity, direction=direction, momentum=momentum, nesterov=nesterov,
-      safeguard=safeguard, min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate,
-      weight_decay=weight_decay, mask=mask))
+  return _base.descent(
+    scale_by_hypergradient(
+      learning_rate,
+      hyper_lr=hyper_lr,
+      multiplicative=multiplicative,
+      lookahead=lookahead,
+      granularity=granularity,
+      direction=direction,
+      momentum=momentum,
+      nesterov=nesterov,
+      safeguard=safeguard,
+      min_learning_rate=min_learning_rate,
+      max_learning_rate=max_learning_rate,
+      weight_decay=weight_decay,
+      mask=mask,
+    )
+  )

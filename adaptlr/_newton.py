@@ -36,16 +36,28 @@ _ROUNDING = 16
 class NewtonLRState(NamedTuple):
   """State of :func:`scale_by_newton_lr`."""
 
-  learning_rate: Any       # η_{k+1} per group: the rate the next step uses
-  count: jax.Array         # int32: steps taken (non-finite steps excluded)
-  skipped: jax.Array       # int32: steps not taken (non-finite input or f(η_k))
-  loss_after: jax.Array    # L^{(k+1)} = f(η_k) = L(w_k − η_k u_k), this step's batch (§4.1)
-  velocity: Any            # δ(t) of §5.2 per group: the last change of η
-  direction_state: Any     # state of ``direction`` (() for SGD)
+  learning_rate: Any  # η_{k+1} per group: the rate the next step uses
+  count: jax.Array  # int32: steps taken (non-finite steps excluded)
+  skipped: jax.Array  # int32: steps not taken (non-finite input or f(η_k))
+  loss_after: jax.Array  # L^{(k+1)} = f(η_k) = L(w_k − η_k u_k), this step's batch (§4.1)
+  velocity: Any  # δ(t) of §5.2 per group: the last change of η
+  direction_state: Any  # state of ``direction`` (() for SGD)
 
 
-def _newton_rate(rate, velocity, num, den, tol_num, tol_den, *, delta, max_change, momentum,
-                 min_learning_rate, max_learning_rate):
+def _newton_rate(
+  rate,
+  velocity,
+  num,
+  den,
+  tol_num,
+  tol_den,
+  *,
+  delta,
+  max_change,
+  momentum,
+  min_learning_rate,
+  max_learning_rate,
+):
   """(η_{k+1}, δ_{k+1}) for one group from η_k − num/den (Eq. 10–13, §5.2).
 
   ``num / den`` is f′/f″; for finite differences num = 2ε(f(η+ε) − f(η−ε)) and
@@ -55,11 +67,11 @@ def _newton_rate(rate, velocity, num, den, tol_num, tol_den, *, delta, max_chang
   """
   dtype = rate.dtype
   num, den = num.astype(dtype), den.astype(dtype)
-  if max_change is None:                                           # the paper's rule
+  if max_change is None:  # the paper's rule
     # Eq. 11–12: δ is added "when it reaches zero machine, but only when it
     # does so" (§4.1): where the computed second difference is exactly 0.
     den = jnp.where(den == 0, delta, den)
-    step = -num / den                                              # Eq. 10
+    step = -num / den  # Eq. 10
   else:
     # Bounded rule: a convex line takes the Newton step (capped above); a
     # concave or flat one (f″ ≤ 0: Newton would head for a maximum) moves η
@@ -73,11 +85,11 @@ def _newton_rate(rate, velocity, num, den, tol_num, tol_den, *, delta, max_chang
     step = jnp.where(convex, newton, jnp.where(sloped, downhill, 0.0))
   clamp = lambda r: jnp.clip(jnp.maximum(r, delta), min_learning_rate, max_learning_rate)
   # This line's own estimate of its best rate (for the safeguard).
-  line_rate = clamp(rate + step)                                    # Eq. 10, 13
-  proposal = rate + momentum * velocity + step                     # §5.2
+  line_rate = clamp(rate + step)  # Eq. 10, 13
+  proposal = rate + momentum * velocity + step  # §5.2
   if max_change is not None:
     proposal = jnp.clip(proposal, rate / (1 + c), rate * (1 + c))
-  proposal = clamp(proposal)                                       # Eq. 13
+  proposal = clamp(proposal)  # Eq. 13
   # A non-finite probe (the line blows up within the stencil): shrink η.
   shrink = 2.0 if max_change is None else 1 + c
   ok = jnp.isfinite(num) & jnp.isfinite(den) & jnp.isfinite(proposal)
@@ -89,22 +101,22 @@ def _newton_rate(rate, velocity, num, den, tol_num, tol_den, *, delta, max_chang
 
 
 def scale_by_newton_lr(
-    learning_rate: Any = 0.01,
-    *,
-    derivatives: str = "autodiff",
-    eps: Any = None,
-    relative_eps: Any = 0.25,
-    max_change: Any = 1.0,
-    safeguard: bool = True,
-    momentum: Any = 0.0,
-    delta: Any = 1e-6,
-    granularity: GranularityLike = "global",
-    direction: Optional[optax.GradientTransformation] = None,
-    probe_mode: str = "vmap",
-    min_learning_rate: Any = 0.0,
-    max_learning_rate: Any = jnp.inf,
-    weight_decay: Any = 0.0,
-    mask: Any = None,
+  learning_rate: Any = 0.01,
+  *,
+  derivatives: str = "autodiff",
+  eps: Any = None,
+  relative_eps: Any = 0.25,
+  max_change: Any = 1.0,
+  safeguard: bool = True,
+  momentum: Any = 0.0,
+  delta: Any = 1e-6,
+  granularity: GranularityLike = "global",
+  direction: Optional[optax.GradientTransformation] = None,
+  probe_mode: str = "vmap",
+  min_learning_rate: Any = 0.0,
+  max_learning_rate: Any = jnp.inf,
+  weight_decay: Any = 0.0,
+  mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales the search direction by a rate learned by Newton's method on η.
 
@@ -130,9 +142,10 @@ def scale_by_newton_lr(
   groups = granularity_from(granularity)
   if groups.kind == "element":
     raise ValueError(
-        "newton_lr does not support granularity='element' (it would probe one "
-        "line per scalar parameter): use 'global', 'leaf' or labels, or "
-        "adaptlr.vsgd for per-element rates.")
+      "newton_lr does not support granularity='element' (it would probe one "
+      "line per scalar parameter): use 'global', 'leaf' or labels, or "
+      "adaptlr.vsgd for per-element rates."
+    )
   direction = _base.init_direction(direction, "newton_lr")
   fd = derivatives == "finite_difference"
   rule = dict(delta=delta, max_change=max_change, momentum=momentum)
@@ -140,37 +153,39 @@ def scale_by_newton_lr(
   def init_fn(params: optax.Params) -> NewtonLRState:
     dtype = rate_dtype(params)
     return NewtonLRState(
-        learning_rate=_conventions.initial_rates(
-            groups, params, learning_rate, dtype, min_learning_rate, max_learning_rate),
-        **_base.counters(),
-        loss_after=jnp.asarray(jnp.inf, dtype),
-        velocity=groups.init_rates(params, 0.0, dtype),
-        direction_state=_base.direction_init(direction, params),
+      learning_rate=_conventions.initial_rates(
+        groups, params, learning_rate, dtype, min_learning_rate, max_learning_rate
+      ),
+      **_base.counters(),
+      loss_after=jnp.asarray(jnp.inf, dtype),
+      velocity=groups.init_rates(params, 0.0, dtype),
+      direction_state=_base.direction_init(direction, params),
     )
 
   def line(value_fn, params, u, rate):
     """f(η_k) and, per group, (num, den, tol_num, tol_den): num/den = f′/f″ at η_k."""
     dtype = rate_dtype(rate)
     abs_eps: Any = eps
-    step = (lambda r: abs_eps * jnp.ones_like(r)) if eps is not None else (
-        lambda r: relative_eps * r)
+    step = (
+      (lambda r: abs_eps * jnp.ones_like(r)) if eps is not None else (lambda r: relative_eps * r)
+    )
     zero = lambda t: jax.tree.map(jnp.zeros_like, t)
-    if not fd:                                                      # exact, nested jvp
+    if not fd:  # exact, nested jvp
       if groups.kind == "global":
         f_0, d1, d2 = _probes.line_derivatives(value_fn, params, u, rate, order=2)
         f_0, d1, d2 = f_0.astype(dtype), d1.astype(dtype), d2.astype(dtype)
       else:
         f_0, d1, d2 = _probes.group_line_derivatives(
-            value_fn, params, u, rate, groups.broadcast, mode=probe_mode)
+          value_fn, params, u, rate, groups.broadcast, mode=probe_mode
+        )
       return f_0, d1, d2, zero(d1), zero(d2)
-    e = jax.tree.map(step, rate)                                    # Eq. 6–10
+    e = jax.tree.map(step, rate)  # Eq. 6–10
     if groups.kind == "global":
       f = _probes.line_probes(value_fn, params, u, rate, e, mode=probe_mode)[None, :]
       unravel = lambda x: x[0]
       e_flat = e[None]
     else:
-      f = _probes.group_line_probes(
-          value_fn, params, u, rate, e, groups.broadcast, mode=probe_mode)
+      f = _probes.group_line_probes(value_fn, params, u, rate, e, groups.broadcast, mode=probe_mode)
       unravel = ravel_pytree(rate)[1]
       e_flat = ravel_pytree(e)[0]
     f = f.astype(dtype)
@@ -182,15 +197,18 @@ def scale_by_newton_lr(
     return f_0, unravel(num), unravel(den), unravel(2 * e_flat * tol_den), unravel(tol_den)
 
   def update_fn(
-      updates: optax.Updates, state: NewtonLRState, params: Optional[optax.Params] = None,
-      **extra_args: Any,
+    updates: optax.Updates,
+    state: NewtonLRState,
+    params: Optional[optax.Params] = None,
+    **extra_args: Any,
   ) -> tuple[optax.Updates, NewtonLRState]:
     _base.require_params(params, "newton_lr")
     grads, u, direction_state, extra_args = _conventions.direction_and_decay(
-        direction, updates, state.direction_state, params, extra_args, weight_decay, mask,
-        "newton_lr")
+      direction, updates, state.direction_state, params, extra_args, weight_decay, mask, "newton_lr"
+    )
     value_fn = _base.get_value_fn(
-        extra_args, "newton_lr", " to probe the loss along the step direction", params=params)
+      extra_args, "newton_lr", " to probe the loss along the step direction", params=params
+    )
     finite = _base.tree_all_finite(grads, extra_args.get("value"))
     # Reduce the check before probing: left to the scheduler, XLA:CPU computed the
     # element-wise isfinite(g) mask (1 byte per parameter, 1/4 P in float32) before
@@ -198,27 +216,36 @@ def scale_by_newton_lr(
     finite, u = jax.lax.optimization_barrier((finite, u))
     rate = state.learning_rate
     # η_{k+1} is the next step's rate: clamped to the bounds of that step.
-    bounds = dict(min_learning_rate=_base.bound_at(min_learning_rate, state.count + 1),
-                  max_learning_rate=_base.bound_at(max_learning_rate, state.count + 1))
+    bounds = dict(
+      min_learning_rate=_base.bound_at(min_learning_rate, state.count + 1),
+      max_learning_rate=_base.bound_at(max_learning_rate, state.count + 1),
+    )
     loss_after, num, den, tol_num, tol_den = line(value_fn, params, u, rate)
 
     new_rate, velocity, line_rate = _base.map_rule(
-        lambda *a: _newton_rate(*a, **bounds, **rule),
-        rate, state.velocity, num, den, tol_num, tol_den)
+      lambda *a: _newton_rate(*a, **bounds, **rule),
+      rate,
+      state.velocity,
+      num,
+      den,
+      tol_num,
+      tol_den,
+    )
 
     # The step uses η_k (§4.1) — with the safeguard, this line's own Newton
     # rate if that is smaller; it is not taken if f(η_k) is not finite.
     step_rate = jax.tree.map(jnp.minimum, rate, line_rate) if safeguard else rate
     step_ok = jnp.isfinite(loss_after)
     new_updates = jax.tree.map(
-        lambda x: jnp.where(step_ok, x, jnp.zeros_like(x)), groups.scale(step_rate, u))
+      lambda x: jnp.where(step_ok, x, jnp.zeros_like(x)), groups.scale(step_rate, u)
+    )
     new_state = NewtonLRState(
-        learning_rate=new_rate,
-        count=state.count + step_ok.astype(jnp.int32),
-        skipped=state.skipped + (~step_ok).astype(jnp.int32),
-        loss_after=loss_after.astype(state.loss_after.dtype),
-        velocity=velocity,
-        direction_state=direction_state,
+      learning_rate=new_rate,
+      count=state.count + step_ok.astype(jnp.int32),
+      skipped=state.skipped + (~step_ok).astype(jnp.int32),
+      loss_after=loss_after.astype(state.loss_after.dtype),
+      velocity=velocity,
+      direction_state=direction_state,
     )
     return _base.skip_if_not_finite(finite, new_updates, new_state, state)
 
@@ -226,22 +253,22 @@ def scale_by_newton_lr(
 
 
 def newton_lr(
-    learning_rate: Any = 0.01,
-    *,
-    derivatives: str = "autodiff",
-    eps: Any = None,
-    relative_eps: Any = 0.25,
-    max_change: Any = 1.0,
-    safeguard: bool = True,
-    momentum: Any = 0.0,
-    delta: Any = 1e-6,
-    granularity: GranularityLike = "global",
-    direction: Optional[optax.GradientTransformation] = None,
-    probe_mode: str = "vmap",
-    min_learning_rate: Any = 0.0,
-    max_learning_rate: Any = jnp.inf,
-    weight_decay: Any = 0.0,
-    mask: Any = None,
+  learning_rate: Any = 0.01,
+  *,
+  derivatives: str = "autodiff",
+  eps: Any = None,
+  relative_eps: Any = 0.25,
+  max_change: Any = 1.0,
+  safeguard: bool = True,
+  momentum: Any = 0.0,
+  delta: Any = 1e-6,
+  granularity: GranularityLike = "global",
+  direction: Optional[optax.GradientTransformation] = None,
+  probe_mode: str = "vmap",
+  min_learning_rate: Any = 0.0,
+  max_learning_rate: Any = jnp.inf,
+  weight_decay: Any = 0.0,
+  mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""SGD (or any direction) whose rate is learned by Newton's method on η.
 
@@ -406,9 +433,22 @@ def newton_lr(
     Ravaut & Gorti, Gradient descent revisited via an adaptive online learning
     rate, arXiv:1801.09136: §3.2 (Eq. 5–10), §4.1 (Eq. 11–13), §5.2, §5.3, §6.1.
   """
-  return _base.descent(scale_by_newton_lr(
-      learning_rate, derivatives=derivatives, eps=eps, relative_eps=relative_eps,
-      max_change=max_change, safeguard=safeguard, momentum=momentum, delta=delta,
-      granularity=granularity, direction=direction, probe_mode=probe_mode,
-      min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate,
-      weight_decay=weight_decay, mask=mask))
+  return _base.descent(
+    scale_by_newton_lr(
+      learning_rate,
+      derivatives=derivatives,
+      eps=eps,
+      relative_eps=relative_eps,
+      max_change=max_change,
+      safeguard=safeguard,
+      momentum=momentum,
+      delta=delta,
+      granularity=granularity,
+      direction=direction,
+      probe_mode=probe_mode,
+      min_learning_rate=min_learning_rate,
+      max_learning_rate=max_learning_rate,
+      weight_decay=weight_decay,
+      mask=mask,
+    )
+  )

@@ -36,44 +36,59 @@ CONSUMES: frozenset[str] = frozenset()
 class ProbabilisticLRState(NamedTuple):
   """State of :func:`scale_by_probabilistic_lr`."""
 
-  learning_rate: jax.Array   # η, the scale of the prior covariance η·W
-  count: jax.Array           # int32: steps taken (non-finite steps excluded)
-  skipped: jax.Array         # int32: non-finite steps skipped
-  uphill: jax.Array          # int32: steps with φ_i ≤ 0, not taken (see the docstring)
-  loss_after: jax.Array      # f+ = L(θ_{i+1}) on the same batch, last adapted step (Alg. 1 l. 15)
-  ratio: jax.Array           # (f_i − f+) / (φ_i / 2), last adapted step (Alg. 1 l. 16)
-  direction_state: Any       # state of ``direction`` (() for SGD)
+  learning_rate: jax.Array  # η, the scale of the prior covariance η·W
+  count: jax.Array  # int32: steps taken (non-finite steps excluded)
+  skipped: jax.Array  # int32: non-finite steps skipped
+  uphill: jax.Array  # int32: steps with φ_i ≤ 0, not taken (see the docstring)
+  loss_after: jax.Array  # f+ = L(θ_{i+1}) on the same batch, last adapted step (Alg. 1 l. 15)
+  ratio: jax.Array  # (f_i − f+) / (φ_i / 2), last adapted step (Alg. 1 l. 16)
+  direction_state: Any  # state of ``direction`` (() for SGD)
 
 
-def _probabilistic_rate(eta, ratio, *, increase_factor, decrease_factor, increase_threshold,
-                        decrease_threshold, min_learning_rate, max_learning_rate):
+def _probabilistic_rate(
+  eta,
+  ratio,
+  *,
+  increase_factor,
+  decrease_factor,
+  increase_threshold,
+  decrease_threshold,
+  min_learning_rate,
+  max_learning_rate,
+):
   """η after a step whose observed/expected decrease is ``ratio`` (Alg. 1, lines 16–19)."""
-  new = jnp.where(ratio > increase_threshold, eta * increase_factor,          # line 17
-                  jnp.where(ratio < decrease_threshold, eta * decrease_factor,  # line 19
-                            eta))
+  new = jnp.where(
+    ratio > increase_threshold,
+    eta * increase_factor,  # line 17
+    jnp.where(
+      ratio < decrease_threshold,
+      eta * decrease_factor,  # line 19
+      eta,
+    ),
+  )
   return jnp.clip(new, min_learning_rate, max_learning_rate).astype(eta.dtype)
 
 
 def scale_by_probabilistic_lr(
-    learning_rate: Any = 1e-3,
-    *,
-    direction: Optional[optax.GradientTransformation] = None,
-    f_min: Any = None,
-    noise_variance: Any = 0.0,
-    relative_noise: bool = False,
-    increase_factor: Any = 1.2,
-    decrease_factor: Any = 0.5,
-    increase_threshold: Any = 4.0 / 3.0,
-    decrease_threshold: Any = 3.0 / 4.0,
-    max_scale: Any = None,
-    adapt_every: Union[None, int, Callable[[jax.Array], jax.Array]] = None,
-    momentum: Optional[Any] = None,
-    nesterov: bool = False,
-    safeguard: bool = True,
-    min_learning_rate: Any = 0.0,
-    max_learning_rate: Any = jnp.inf,
-    weight_decay: Any = 0.0,
-    mask: Any = None,
+  learning_rate: Any = 1e-3,
+  *,
+  direction: Optional[optax.GradientTransformation] = None,
+  f_min: Any = None,
+  noise_variance: Any = 0.0,
+  relative_noise: bool = False,
+  increase_factor: Any = 1.2,
+  decrease_factor: Any = 0.5,
+  increase_threshold: Any = 4.0 / 3.0,
+  decrease_threshold: Any = 3.0 / 4.0,
+  max_scale: Any = None,
+  adapt_every: Union[None, int, Callable[[jax.Array], jax.Array]] = None,
+  momentum: Optional[Any] = None,
+  nesterov: bool = False,
+  safeguard: bool = True,
+  min_learning_rate: Any = 0.0,
+  max_learning_rate: Any = jnp.inf,
+  weight_decay: Any = 0.0,
+  mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales the base direction by de Roos et al.'s inference step; adapts η.
 
@@ -96,8 +111,9 @@ def scale_by_probabilistic_lr(
   lo, hi = _base._concrete(decrease_threshold), _base._concrete(increase_threshold)
   if lo is not None and hi is not None and float(lo) > float(hi):
     raise ValueError(
-        f"decrease_threshold ({decrease_threshold}) must not exceed "
-        f"increase_threshold ({increase_threshold}).")
+      f"decrease_threshold ({decrease_threshold}) must not exceed "
+      f"increase_threshold ({increase_threshold})."
+    )
   if max_scale is not None:
     _base.check_positive("max_scale", max_scale)
   if adapt_every is None:
@@ -108,52 +124,60 @@ def scale_by_probabilistic_lr(
   direction = _conventions.search_direction(direction, "probabilistic_lr", momentum, nesterov)
   groups = granularity_from("global")
   every_step = not callable(adapt_every) and isinstance(adapt_every, int) and adapt_every == 1
-  rule = dict(increase_factor=increase_factor, decrease_factor=decrease_factor,
-              increase_threshold=increase_threshold, decrease_threshold=decrease_threshold,
-              min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate)
+  rule = dict(
+    increase_factor=increase_factor,
+    decrease_factor=decrease_factor,
+    increase_threshold=increase_threshold,
+    decrease_threshold=decrease_threshold,
+    min_learning_rate=min_learning_rate,
+    max_learning_rate=max_learning_rate,
+  )
 
   def init_fn(params: optax.Params) -> ProbabilisticLRState:
     dtype = rate_dtype(params)
     return ProbabilisticLRState(
-        learning_rate=_base.clip_rates(
-            jnp.asarray(learning_rate, dtype), min_learning_rate, max_learning_rate),
-        **_base.counters(),
-        uphill=jnp.zeros([], jnp.int32),
-        loss_after=jnp.asarray(jnp.inf, dtype),
-        ratio=jnp.asarray(jnp.nan, dtype),
-        direction_state=_base.direction_init(direction, params),
+      learning_rate=_base.clip_rates(
+        jnp.asarray(learning_rate, dtype), min_learning_rate, max_learning_rate
+      ),
+      **_base.counters(),
+      uphill=jnp.zeros([], jnp.int32),
+      loss_after=jnp.asarray(jnp.inf, dtype),
+      ratio=jnp.asarray(jnp.nan, dtype),
+      direction_state=_base.direction_init(direction, params),
     )
 
   def update_fn(
-      updates: optax.Updates, state: ProbabilisticLRState,
-      params: Optional[optax.Params] = None, **extra_args: Any,
+    updates: optax.Updates,
+    state: ProbabilisticLRState,
+    params: Optional[optax.Params] = None,
+    **extra_args: Any,
   ) -> tuple[optax.Updates, ProbabilisticLRState]:
     method = "probabilistic_lr"
     _base.require_params(params, method)
     grads, w_g, direction_state, extra_args = _conventions.direction_and_decay(  # W(g_i)
-        direction, updates, state.direction_state, params, extra_args, weight_decay, mask,
-        method)
+      direction, updates, state.direction_state, params, extra_args, weight_decay, mask, method
+    )
     f_i = _base.get_value(extra_args, method)
     value_fn = _base.get_value_fn(
-        extra_args, method, " to re-evaluate the loss after the step (Alg. 1, line 15)",
-        params=params)
+      extra_args, method, " to re-evaluate the loss after the step (Alg. 1, line 15)", params=params
+    )
     eta = state.learning_rate
     dtype = eta.dtype
     f_i = f_i.astype(dtype)
-    phi = eta * groups.vdot(grads, w_g, dtype)                       # lines 5–6
+    phi = eta * groups.vdot(grads, w_g, dtype)  # lines 5–6
     r_i = jnp.asarray(noise_variance, dtype)
     if relative_noise:
       r_i = r_i * jnp.abs(f_i)
     if f_min is None:
-      gap = phi / 2                                                  # line 11, Eq. 14
+      gap = phi / 2  # line 11, Eq. 14
     else:
-      gap = f_i - jnp.asarray(f_min, dtype)                          # line 9
+      gap = f_i - jnp.asarray(f_min, dtype)  # line 9
     gap = jnp.maximum(gap, 0.0)
     downhill = phi > 0
-    scale = _base.safe_div(2 * gap, phi + r_i, downhill)             # Eq. 12
+    scale = _base.safe_div(2 * gap, phi + r_i, downhill)  # Eq. 12
     if max_scale is not None:
       scale = jnp.minimum(scale, max_scale)
-    step = groups.scale(eta * scale, w_g)                           # line 13: v_i·2Δf/(φ+R)
+    step = groups.scale(eta * scale, w_g)  # line 13: v_i·2Δf/(φ+R)
 
     if callable(adapt_every):
       adapt = jnp.asarray(adapt_every(state.count), bool)
@@ -163,54 +187,61 @@ def scale_by_probabilistic_lr(
       adapt = state.count % adapt_every == 0
     adapt = adapt & downhill
     after = lambda: value_fn(
-        jax.tree.map(lambda p, s: (p - s).astype(p.dtype), params, step)).astype(dtype)
+      jax.tree.map(lambda p, s: (p - s).astype(p.dtype), params, step)
+    ).astype(dtype)
     if every_step:
-      f_plus = after()                                               # line 15
+      f_plus = after()  # line 15
     else:
       f_plus = jax.lax.cond(adapt, after, lambda: state.loss_after)
-    ratio = (f_i - f_plus) / jnp.where(downhill, phi / 2, 1.0)       # line 16
-    ratio = jnp.where(jnp.isfinite(f_plus), ratio, -jnp.inf)         # f+ blew up: too large
-    new_eta = _probabilistic_rate(eta, ratio, **dict(             # lines 16–19
-        rule, min_learning_rate=_base.bound_at(min_learning_rate, state.count + 1),
-        max_learning_rate=_base.bound_at(max_learning_rate, state.count + 1)))
-    if safeguard and f_min is None:                # the step raised the loss: not taken
+    ratio = (f_i - f_plus) / jnp.where(downhill, phi / 2, 1.0)  # line 16
+    ratio = jnp.where(jnp.isfinite(f_plus), ratio, -jnp.inf)  # f+ blew up: too large
+    new_eta = _probabilistic_rate(
+      eta,
+      ratio,
+      **dict(  # lines 16–19
+        rule,
+        min_learning_rate=_base.bound_at(min_learning_rate, state.count + 1),
+        max_learning_rate=_base.bound_at(max_learning_rate, state.count + 1),
+      ),
+    )
+    if safeguard and f_min is None:  # the step raised the loss: not taken
       raised = adapt & ~(f_plus <= f_i)
       step = jax.tree.map(lambda s: jnp.where(raised, jnp.zeros_like(s), s), step)
     new_state = ProbabilisticLRState(
-        learning_rate=jnp.where(adapt, new_eta, eta),
-        count=_base.next_count(state.count),
-        skipped=state.skipped,
-        uphill=state.uphill + (~downhill).astype(jnp.int32),
-        loss_after=jnp.where(adapt, f_plus, state.loss_after),
-        ratio=jnp.where(adapt, ratio, state.ratio).astype(dtype),
-        direction_state=direction_state,
+      learning_rate=jnp.where(adapt, new_eta, eta),
+      count=_base.next_count(state.count),
+      skipped=state.skipped,
+      uphill=state.uphill + (~downhill).astype(jnp.int32),
+      loss_after=jnp.where(adapt, f_plus, state.loss_after),
+      ratio=jnp.where(adapt, ratio, state.ratio).astype(dtype),
+      direction_state=direction_state,
     )
-    finite = _base.finite_from(phi, f_i)       # a non-finite g makes φ = η⟨g, W g⟩ so
+    finite = _base.finite_from(phi, f_i)  # a non-finite g makes φ = η⟨g, W g⟩ so
     return _base.skip_if_not_finite(finite, step, new_state, state)
 
   return _base.transformation(init_fn, update_fn)
 
 
 def probabilistic_lr(
-    learning_rate: Any = 1e-3,
-    *,
-    direction: Optional[optax.GradientTransformation] = None,
-    f_min: Any = None,
-    noise_variance: Any = 0.0,
-    relative_noise: bool = False,
-    increase_factor: Any = 1.2,
-    decrease_factor: Any = 0.5,
-    increase_threshold: Any = 4.0 / 3.0,
-    decrease_threshold: Any = 3.0 / 4.0,
-    max_scale: Any = None,
-    adapt_every: Union[None, int, Callable[[jax.Array], jax.Array]] = None,
-    momentum: Optional[Any] = None,
-    nesterov: bool = False,
-    safeguard: bool = True,
-    min_learning_rate: Any = 0.0,
-    max_learning_rate: Any = jnp.inf,
-    weight_decay: Any = 0.0,
-    mask: Any = None,
+  learning_rate: Any = 1e-3,
+  *,
+  direction: Optional[optax.GradientTransformation] = None,
+  f_min: Any = None,
+  noise_variance: Any = 0.0,
+  relative_noise: bool = False,
+  increase_factor: Any = 1.2,
+  decrease_factor: Any = 0.5,
+  increase_threshold: Any = 4.0 / 3.0,
+  decrease_threshold: Any = 3.0 / 4.0,
+  max_scale: Any = None,
+  adapt_every: Union[None, int, Callable[[jax.Array], jax.Array]] = None,
+  momentum: Optional[Any] = None,
+  nesterov: bool = False,
+  safeguard: bool = True,
+  min_learning_rate: Any = 0.0,
+  max_learning_rate: Any = jnp.inf,
+  weight_decay: Any = 0.0,
+  mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""A base optimizer with de Roos et al.'s learning-rate adaptation (Alg. 1).
 
@@ -378,11 +409,25 @@ def probabilistic_lr(
     for Stochastic Optimization, arXiv:2102.10880 (2021): §2 (Eq. 12), §2.2–2.3 (Tab. 1), §3
     (Alg. 1, Eq. 14), App. A (Fig. 4).
   """
-  return _base.descent(scale_by_probabilistic_lr(
-      learning_rate, direction=direction, f_min=f_min, noise_variance=noise_variance,
-      relative_noise=relative_noise, increase_factor=increase_factor,
-      decrease_factor=decrease_factor, increase_threshold=increase_threshold,
-      decrease_threshold=decrease_threshold, max_scale=max_scale, adapt_every=adapt_every,
-      momentum=momentum, nesterov=nesterov, safeguard=safeguard,
-      min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate,
-      weight_decay=weight_decay, mask=mask))
+  return _base.descent(
+    scale_by_probabilistic_lr(
+      learning_rate,
+      direction=direction,
+      f_min=f_min,
+      noise_variance=noise_variance,
+      relative_noise=relative_noise,
+      increase_factor=increase_factor,
+      decrease_factor=decrease_factor,
+      increase_threshold=increase_threshold,
+      decrease_threshold=decrease_threshold,
+      max_scale=max_scale,
+      adapt_every=adapt_every,
+      momentum=momentum,
+      nesterov=nesterov,
+      safeguard=safeguard,
+      min_learning_rate=min_learning_rate,
+      max_learning_rate=max_learning_rate,
+      weight_decay=weight_decay,
+      mask=mask,
+    )
+  )

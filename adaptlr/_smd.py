@@ -31,10 +31,10 @@ CONSUMES: frozenset[str] = frozenset()
 class SMDState(NamedTuple):
   """State of :func:`scale_by_smd`."""
 
-  learning_rate: Any   # η per group: the rate the *next* step uses (η_{t+1} after step t)
-  count: jax.Array     # int32: steps taken (non-finite steps excluded)
-  skipped: jax.Array   # int32: non-finite steps skipped
-  trace: Any           # v_t ≈ ∂θ_t/∂ log η per element, decayed by 1 − 1/τ (zeros at start)
+  learning_rate: Any  # η per group: the rate the *next* step uses (η_{t+1} after step t)
+  count: jax.Array  # int32: steps taken (non-finite steps excluded)
+  skipped: jax.Array  # int32: non-finite steps skipped
+  trace: Any  # v_t ≈ ∂θ_t/∂ log η per element, decayed by 1 − 1/τ (zeros at start)
 
 
 def _smd_rate(rate, gv, *, meta_lr, min_learning_rate, max_learning_rate):
@@ -45,15 +45,15 @@ def _smd_rate(rate, gv, *, meta_lr, min_learning_rate, max_learning_rate):
 
 
 def scale_by_smd(
-    learning_rate: Any = 0.01,
-    *,
-    meta_lr: Any = 1e-3,
-    tau: Any = 100.0,
-    granularity: GranularityLike = "global",
-    min_learning_rate: Any = 0.0,
-    max_learning_rate: Any = jnp.inf,
-    weight_decay: Any = 0.0,
-    mask: Any = None,
+  learning_rate: Any = 0.01,
+  *,
+  meta_lr: Any = 1e-3,
+  tau: Any = 100.0,
+  granularity: GranularityLike = "global",
+  min_learning_rate: Any = 0.0,
+  max_learning_rate: Any = jnp.inf,
+  weight_decay: Any = 0.0,
+  mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales gradients by a rate adapted by stochastic meta-descent (SMD).
 
@@ -74,47 +74,55 @@ def scale_by_smd(
   def init_fn(params: optax.Params) -> SMDState:
     dtype = rate_dtype(params)
     return SMDState(
-        learning_rate=_conventions.initial_rates(
-            groups, params, learning_rate, dtype, min_learning_rate, max_learning_rate),
-        **_base.counters(),
-        trace=_base.zeros(params, dtype),
+      learning_rate=_conventions.initial_rates(
+        groups, params, learning_rate, dtype, min_learning_rate, max_learning_rate
+      ),
+      **_base.counters(),
+      trace=_base.zeros(params, dtype),
     )
 
   def update_fn(
-      updates: optax.Updates, state: SMDState, params: Optional[optax.Params] = None,
-      **extra_args: Any,
+    updates: optax.Updates,
+    state: SMDState,
+    params: Optional[optax.Params] = None,
+    **extra_args: Any,
   ) -> tuple[optax.Updates, SMDState]:
     _base.require_params(params, "smd")
     grads, _, _, extra_args = _conventions.direction_and_decay(
-        None, updates, (), params, extra_args, weight_decay, mask, "smd")
+      None, updates, (), params, extra_args, weight_decay, mask, "smd"
+    )
     value_fn = _base.get_value_fn(
-        extra_args, "smd", " for the Hessian-vector product H v", params=params)
+      extra_args, "smd", " for the Hessian-vector product H v", params=params
+    )
     dtype = rate_dtype(state.learning_rate)
     rate, v = state.learning_rate, state.trace
     # η_{t+1} is the next step's rate: clamped to the bounds of that step.
-    bounds = dict(min_learning_rate=_base.bound_at(min_learning_rate, state.count + 1),
-                  max_learning_rate=_base.bound_at(max_learning_rate, state.count + 1))
-    hv = _curvature.hvp(value_fn, params, _base.cast_like(v, params))   # H_t v_t
+    bounds = dict(
+      min_learning_rate=_base.bound_at(min_learning_rate, state.count + 1),
+      max_learning_rate=_base.bound_at(max_learning_rate, state.count + 1),
+    )
+    hv = _curvature.hvp(value_fn, params, _base.cast_like(v, params))  # H_t v_t
     g = jax.tree.map(lambda x: x.astype(dtype), grads)
     hv = jax.tree.map(lambda x: x.astype(dtype), hv)
 
-    new_updates = groups.scale(rate, grads)                           # θ_{t+1} = θ_t − η_t ∇
-    gv = groups.vdot(g, v, dtype)                                     # ∇ᵀ v_t per group
-    new_rate = jax.tree.map(                                          # η_{t+1}
-        lambda r, x: _smd_rate(r, x, meta_lr=meta_lr, **bounds), rate, gv)
+    new_updates = groups.scale(rate, grads)  # θ_{t+1} = θ_t − η_t ∇
+    gv = groups.vdot(g, v, dtype)  # ∇ᵀ v_t per group
+    new_rate = jax.tree.map(  # η_{t+1}
+      lambda r, x: _smd_rate(r, x, meta_lr=meta_lr, **bounds), rate, gv
+    )
     keep = 1.0 - 1.0 / tau
     rate_el = groups.broadcast(rate, g)
-    trace = jax.tree.map(                                             # v_{t+1}
-        lambda vi, gi, hvi, r: (keep * vi - r * (gi + keep * hvi)).astype(dtype),
-        v, g, hv, rate_el)
+    trace = jax.tree.map(  # v_{t+1}
+      lambda vi, gi, hvi, r: (keep * vi - r * (gi + keep * hvi)).astype(dtype), v, g, hv, rate_el
+    )
 
     new_state = SMDState(
-        learning_rate=new_rate,
-        count=_base.next_count(state.count),
-        skipped=state.skipped,
-        trace=trace,
+      learning_rate=new_rate,
+      count=_base.next_count(state.count),
+      skipped=state.skipped,
+      trace=trace,
     )
-    check = sum(jnp.sum(x * x) for x in jax.tree.leaves((g, hv)))    # NaN, inf, or overflow
+    check = sum(jnp.sum(x * x) for x in jax.tree.leaves((g, hv)))  # NaN, inf, or overflow
     finite = _base.finite_from((check, gv), extra_args.get("value"))
     return _base.skip_if_not_finite(finite, new_updates, new_state, state)
 
@@ -122,15 +130,15 @@ def scale_by_smd(
 
 
 def smd(
-    learning_rate: Any = 0.01,
-    *,
-    meta_lr: Any = 1e-3,
-    tau: Any = 100.0,
-    granularity: GranularityLike = "global",
-    min_learning_rate: Any = 0.0,
-    max_learning_rate: Any = jnp.inf,
-    weight_decay: Any = 0.0,
-    mask: Any = None,
+  learning_rate: Any = 0.01,
+  *,
+  meta_lr: Any = 1e-3,
+  tau: Any = 100.0,
+  granularity: GranularityLike = "global",
+  min_learning_rate: Any = 0.0,
+  max_learning_rate: Any = jnp.inf,
+  weight_decay: Any = 0.0,
+  mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""SGD with a rate adapted by stochastic meta-descent (Schaul et al. 2013, App. C).
 
@@ -208,7 +216,15 @@ def smd(
     Schaul, Zhang & LeCun, No More Pesky Learning Rates, ICML 2013,
     arXiv:1206.1106, App. C; Schraudolph, ICANN 1999 and Neural Computation 2002.
   """
-  return _base.descent(scale_by_smd(
-      learning_rate, meta_lr=meta_lr, tau=tau, granularity=granularity,
-      min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate,
-      weight_decay=weight_decay, mask=mask))
+  return _base.descent(
+    scale_by_smd(
+      learning_rate,
+      meta_lr=meta_lr,
+      tau=tau,
+      granularity=granularity,
+      min_learning_rate=min_learning_rate,
+      max_learning_rate=max_learning_rate,
+      weight_decay=weight_decay,
+      mask=mask,
+    )
+  )

@@ -27,18 +27,19 @@ CONSUMES: frozenset[str] = frozenset()
 # What replaces g in Eq. 7–9 with a search direction (see tlr).
 INNER_PRODUCTS = ("gradient", "displacement")
 
+
 class TLRState(NamedTuple):
   """State of :func:`scale_by_tlr`."""
 
-  learning_rate: Any       # α per group (scalar, pytree of scalars, or per element)
-  count: jax.Array         # int32: steps taken (non-finite steps excluded)
-  skipped: jax.Array       # int32: non-finite steps skipped
-  prev_direction: Any      # u_{t−1} (= g_{t−1} for SGD); accumulating: the previous window's sum
-  prev_inner: Any          # ⟨g_{t−1}, u_{t−1}⟩ per group (‖g_{t−1}‖² for SGD), for the safeguard
-  ceiling: Any             # per group: the safeguard's cap after a detected divergence (inf before)
-  grad_sum: Any            # ∑ g over the current window (() unless accumulation_steps > 1)
-  direction_sum: Any       # ∑ u over the current window (() unless accumulating with a direction)
-  direction_state: Any     # state of ``direction`` (() for SGD)
+  learning_rate: Any  # α per group (scalar, pytree of scalars, or per element)
+  count: jax.Array  # int32: steps taken (non-finite steps excluded)
+  skipped: jax.Array  # int32: non-finite steps skipped
+  prev_direction: Any  # u_{t−1} (= g_{t−1} for SGD); accumulating: the previous window's sum
+  prev_inner: Any  # ⟨g_{t−1}, u_{t−1}⟩ per group (‖g_{t−1}‖² for SGD), for the safeguard
+  ceiling: Any  # per group: the safeguard's cap after a detected divergence (inf before)
+  grad_sum: Any  # ∑ g over the current window (() unless accumulation_steps > 1)
+  direction_sum: Any  # ∑ u over the current window (() unless accumulating with a direction)
+  direction_state: Any  # state of ``direction`` (() for SGD)
 
 
 def _tlr_rate(rate, ceiling, ip, gu, prev_gu, bound, safeguard, window):
@@ -50,9 +51,9 @@ def _tlr_rate(rate, ceiling, ip, gu, prev_gu, bound, safeguard, window):
   # For SGD gu = ‖g_t‖² ≥ 0, which keeps α_{t+1}/α_t in (3/4, 1 + c]; a direction
   # can point uphill (gu < 0): floor gu at 0 to keep that range (α stays > 0).
   gu = jnp.maximum(gu, 0.0)
-  den = jnp.maximum(4.0 * (gu - ip), ip / bound)                    # Eq. 9
-  ratio = _base.safe_div(ip, den)                                      # 0/0 keeps α
-  new = rate * (1.0 + ratio)                                           # Alg. 2, line 5
+  den = jnp.maximum(4.0 * (gu - ip), ip / bound)  # Eq. 9
+  ratio = _base.safe_div(ip, den)  # 0/0 keeps α
+  new = rate * (1.0 + ratio)  # Alg. 2, line 5
   if safeguard:
     # Divergence: g_t's component along −u_{t−1} is longer than g_{t−1}'s own,
     # k = −ip / prev_gu > 1 (1-D: |1 − αλ| > 1). Over a window of K steps the
@@ -80,20 +81,20 @@ def _tlr_rate(rate, ceiling, ip, gu, prev_gu, bound, safeguard, window):
 
 
 def scale_by_tlr(
-    learning_rate: Any = 0.01,
-    *,
-    bound: Any = 0.25,
-    granularity: GranularityLike = "global",
-    accumulation_steps: Optional[int] = None,
-    momentum: Optional[float] = None,
-    nesterov: bool = False,
-    direction: Optional[optax.GradientTransformation] = None,
-    inner_products: str = "gradient",
-    safeguard: bool = True,
-    min_learning_rate: Any = 0.0,
-    max_learning_rate: Any = jnp.inf,
-    weight_decay: Any = 0.0,
-    mask: Any = None,
+  learning_rate: Any = 0.01,
+  *,
+  bound: Any = 0.25,
+  granularity: GranularityLike = "global",
+  accumulation_steps: Optional[int] = None,
+  momentum: Optional[float] = None,
+  nesterov: bool = False,
+  direction: Optional[optax.GradientTransformation] = None,
+  inner_products: str = "gradient",
+  safeguard: bool = True,
+  min_learning_rate: Any = 0.0,
+  max_learning_rate: Any = jnp.inf,
+  weight_decay: Any = 0.0,
+  mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales the search direction by a learning rate trained with GD-TLR.
 
@@ -108,7 +109,8 @@ def scale_by_tlr(
   _conventions.check_weight_decay(weight_decay)
   _base.check_positive("bound", bound)
   accumulation_steps = _base.check_int(
-      "accumulation_steps", 1 if accumulation_steps is None else accumulation_steps, 1)
+    "accumulation_steps", 1 if accumulation_steps is None else accumulation_steps, 1
+  )
   _base.check_bounds(min_learning_rate, max_learning_rate)
   _base.check_one_of("inner_products", inner_products, INNER_PRODUCTS)
   groups = granularity_from(granularity)
@@ -121,25 +123,28 @@ def scale_by_tlr(
     dtype = rate_dtype(params)
     acc = lambda: _base.zeros(params, dtype)
     return TLRState(
-        learning_rate=_conventions.initial_rates(
-            groups, params, learning_rate, dtype, min_learning_rate, max_learning_rate),
-        **_base.counters(),
-        prev_direction=acc() if accumulate else optax.tree.zeros_like(params),
-        prev_inner=groups.init_rates(params, 0.0, dtype),
-        ceiling=groups.init_rates(params, jnp.inf, dtype),
-        grad_sum=acc() if accumulate else (),
-        direction_sum=acc() if (accumulate and direction is not None) else (),
-        direction_state=_base.direction_init(direction, params),
+      learning_rate=_conventions.initial_rates(
+        groups, params, learning_rate, dtype, min_learning_rate, max_learning_rate
+      ),
+      **_base.counters(),
+      prev_direction=acc() if accumulate else optax.tree.zeros_like(params),
+      prev_inner=groups.init_rates(params, 0.0, dtype),
+      ceiling=groups.init_rates(params, jnp.inf, dtype),
+      grad_sum=acc() if accumulate else (),
+      direction_sum=acc() if (accumulate and direction is not None) else (),
+      direction_state=_base.direction_init(direction, params),
     )
 
   def update_fn(
-      updates: optax.Updates, state: TLRState, params: Optional[optax.Params] = None,
-      **extra_args: Any,
+    updates: optax.Updates,
+    state: TLRState,
+    params: Optional[optax.Params] = None,
+    **extra_args: Any,
   ) -> tuple[optax.Updates, TLRState]:
     grads, u, direction_state, extra_args = _conventions.direction_and_decay(
-        direction, updates, state.direction_state, params, extra_args, weight_decay, mask,
-        "tlr")
-    if accumulate:                                                     # Eq. 10
+      direction, updates, state.direction_state, params, extra_args, weight_decay, mask, "tlr"
+    )
+    if accumulate:  # Eq. 10
       grad_sum = optax.tree.add(state.grad_sum, grads)
       direction_sum = optax.tree.add(state.direction_sum, u) if direction is not None else ()
       window_g = grad_sum
@@ -155,11 +160,16 @@ def scale_by_tlr(
     # Eq. 7–9 with a direction: "gradient" reads ⟨g_t, u_{t−1}⟩ and ⟨g_t, u_t⟩;
     # "displacement" reads G_t = (w_{t−K} − w_t)/α = U_t in both slots (Eq. 10, App. D).
     first = window_u if displacement else window_g
-    ip = groups.vdot(first, state.prev_direction, dtype)              # ⟨g_t, u_{t−1}⟩, Eq. 7
-    gu = groups.vdot(first, window_u, dtype)                          # ⟨g_t, u_t⟩
+    ip = groups.vdot(first, state.prev_direction, dtype)  # ⟨g_t, u_{t−1}⟩, Eq. 7
+    gu = groups.vdot(first, window_u, dtype)  # ⟨g_t, u_t⟩
     candidate, ceiling = _base.map_rule(
-        lambda r, m, a, b, c: _tlr_rate(r, m, a, b, c, bound, safeguard, k),
-        state.learning_rate, state.ceiling, ip, gu, state.prev_inner)
+      lambda r, m, a, b, c: _tlr_rate(r, m, a, b, c, bound, safeguard, k),
+      state.learning_rate,
+      state.ceiling,
+      ip,
+      gu,
+      state.prev_inner,
+    )
     candidate = _base.clip_rates(candidate, min_learning_rate, max_learning_rate, state.count)
     adapt = window_end & has_prev
     rate = optax.tree.where(adapt, candidate, state.learning_rate)
@@ -175,17 +185,17 @@ def scale_by_tlr(
       prev_direction = _base.cast_like(u, state.prev_direction)
       prev_inner, grad_sum, direction_sum = gu, (), ()
 
-    new_updates = groups.scale(rate, u)                                # Alg. 2, line 6
+    new_updates = groups.scale(rate, u)  # Alg. 2, line 6
     new_state = TLRState(
-        learning_rate=rate,
-        count=_base.next_count(state.count),
-        skipped=state.skipped,
-        prev_direction=prev_direction,
-        prev_inner=prev_inner,
-        ceiling=ceiling,
-        grad_sum=grad_sum,
-        direction_sum=direction_sum,
-        direction_state=direction_state,
+      learning_rate=rate,
+      count=_base.next_count(state.count),
+      skipped=state.skipped,
+      prev_direction=prev_direction,
+      prev_inner=prev_inner,
+      ceiling=ceiling,
+      grad_sum=grad_sum,
+      direction_sum=direction_sum,
+      direction_state=direction_state,
     )
     # ⟨g, u⟩ sees every entry of g (of the window sum, which includes g_t).
     finite = _base.finite_from((gu, ip), extra_args.get("value"))
@@ -195,20 +205,20 @@ def scale_by_tlr(
 
 
 def tlr(
-    learning_rate: Any = 0.01,
-    *,
-    bound: Any = 0.25,
-    granularity: GranularityLike = "global",
-    accumulation_steps: Optional[int] = None,
-    momentum: Optional[float] = None,
-    nesterov: bool = False,
-    direction: Optional[optax.GradientTransformation] = None,
-    inner_products: str = "gradient",
-    safeguard: bool = True,
-    min_learning_rate: Any = 0.0,
-    max_learning_rate: Any = jnp.inf,
-    weight_decay: Any = 0.0,
-    mask: Any = None,
+  learning_rate: Any = 0.01,
+  *,
+  bound: Any = 0.25,
+  granularity: GranularityLike = "global",
+  accumulation_steps: Optional[int] = None,
+  momentum: Optional[float] = None,
+  nesterov: bool = False,
+  direction: Optional[optax.GradientTransformation] = None,
+  inner_products: str = "gradient",
+  safeguard: bool = True,
+  min_learning_rate: Any = 0.0,
+  max_learning_rate: Any = jnp.inf,
+  weight_decay: Any = 0.0,
+  mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""SGD (or any search direction) with a Trainable Learning Rate (GD-TLR, Alg. 2).
 
@@ -345,10 +355,20 @@ def tlr(
     Eq. 2, 7–10, Alg. 2, App. D and D.2; the authors' code,
     github.com/georgeretsi/NTLR.
   """
-  return _base.descent(scale_by_tlr(
-      learning_rate, bound=bound, granularity=granularity,
-      accumulation_steps=accumulation_steps, momentum=momentum, nesterov=nesterov,
+  return _base.descent(
+    scale_by_tlr(
+      learning_rate,
+      bound=bound,
+      granularity=granularity,
+      accumulation_steps=accumulation_steps,
+      momentum=momentum,
+      nesterov=nesterov,
       direction=direction,
-      inner_products=inner_products, safeguard=safeguard,
-      min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate,
-      weight_decay=weight_decay, mask=mask))
+      inner_products=inner_products,
+      safeguard=safeguard,
+      min_learning_rate=min_learning_rate,
+      max_learning_rate=max_learning_rate,
+      weight_decay=weight_decay,
+      mask=mask,
+    )
+  )

@@ -41,20 +41,33 @@ _START_MEMORY = ("init_samples", "adapted")
 class VSGDState(NamedTuple):
   """State of :func:`scale_by_vsgd`."""
 
-  learning_rate: Any   # η per group: 0 during the slow start, then lr · η* (Eq. 7 / 8)
-  count: jax.Array     # int32: steps taken (non-finite steps excluded), slow start included
-  skipped: jax.Array   # int32: non-finite steps skipped
-  grad_avg: Any        # ḡ per element (§4.1)
-  sq_avg: Any          # per group: v̄ (element-wise) or l̄ = E‖∇‖² over the group (§4.1)
-  curv_avg: Any        # h̄ per element (§4.3)
-  curv_sq_avg: Any     # v̄_h = E[h²] per element (curvature_variance=True only; () otherwise)
-  tau: Any             # τ per group: the memory size (§4.2, App. B)
-  key: Any             # PRNG key (uint32[2]) for "hutchinson" / "gauss_newton"; () otherwise
+  learning_rate: Any  # η per group: 0 during the slow start, then lr · η* (Eq. 7 / 8)
+  count: jax.Array  # int32: steps taken (non-finite steps excluded), slow start included
+  skipped: jax.Array  # int32: non-finite steps skipped
+  grad_avg: Any  # ḡ per element (§4.1)
+  sq_avg: Any  # per group: v̄ (element-wise) or l̄ = E‖∇‖² over the group (§4.1)
+  curv_avg: Any  # h̄ per element (§4.3)
+  curv_sq_avg: Any  # v̄_h = E[h²] per element (curvature_variance=True only; () otherwise)
+  tau: Any  # τ per group: the memory size (§4.2, App. B)
+  key: Any  # PRNG key (uint32[2]) for "hutchinson" / "gauss_newton"; () otherwise
 
 
-def _vsgd_rate(num, sq_avg, h_plus, tau, warm, last_warm, *, dtype, learning_rate,
-               min_curvature, batch_size, start_memory, min_learning_rate,
-               max_learning_rate):
+def _vsgd_rate(
+  num,
+  sq_avg,
+  h_plus,
+  tau,
+  warm,
+  last_warm,
+  *,
+  dtype,
+  learning_rate,
+  min_curvature,
+  batch_size,
+  start_memory,
+  min_learning_rate,
+  max_learning_rate,
+):
   """(η, τ) for one group from the updated averages (Eq. 7 / 8, §4.2, Alg. 1).
 
   num = Σ ḡ² over the group (ḡ² per element), sq_avg = l̄ (v̄), h_plus = h⁺ (h̄,
@@ -63,26 +76,45 @@ def _vsgd_rate(num, sq_avg, h_plus, tau, warm, last_warm, *, dtype, learning_rat
   memory is ``start_memory``.
   """
   n = batch_size
-  den = sq_avg if n is None else sq_avg / n + (n - 1.0) / n * num   # minibatch correction
-  vpart = jnp.clip(_base.safe_div(num, den), 0.0, 1.0)              # ḡ² / v̄ ∈ [0, 1]
+  den = sq_avg if n is None else sq_avg / n + (n - 1.0) / n * num  # minibatch correction
+  vpart = jnp.clip(_base.safe_div(num, den), 0.0, 1.0)  # ḡ² / v̄ ∈ [0, 1]
   rate = learning_rate * vpart / jnp.maximum(h_plus, min_curvature)  # Eq. 7 / 8
   rate = rate.astype(dtype)
   rate = jnp.clip(rate, min_learning_rate, max_learning_rate).astype(rate.dtype)
   rate = jnp.where(warm, jnp.zeros_like(rate), rate)
-  tau = jnp.where(warm, tau, (1.0 - vpart) * tau + 1.0)              # §4.2, App. B
-  if start_memory == "adapted":       # vsgd-bb.m: §4.2 applied once to τ = 1
+  tau = jnp.where(warm, tau, (1.0 - vpart) * tau + 1.0)  # §4.2, App. B
+  if start_memory == "adapted":  # vsgd-bb.m: §4.2 applied once to τ = 1
     first = 2.0 - vpart
   elif start_memory == "init_samples":
-    first = tau                       # n₀, kept through the slow start
-  else:                               # py-optim: τ = 2
+    first = tau  # n₀, kept through the slow start
+  else:  # py-optim: τ = 2
     first = jnp.full_like(tau, start_memory)
   tau = jnp.where(last_warm, first, tau).astype(dtype)
   return rate, tau
 
 
-def _vsgd_element(g, sq, grad_avg, sq_avg, curv_avg, tau, old_rate, *, warm, last_warm, ok,
-                  first_d, c, dtype, learning_rate, min_curvature, batch_size, start_memory,
-                  min_learning_rate, max_learning_rate):
+def _vsgd_element(
+  g,
+  sq,
+  grad_avg,
+  sq_avg,
+  curv_avg,
+  tau,
+  old_rate,
+  *,
+  warm,
+  last_warm,
+  ok,
+  first_d,
+  c,
+  dtype,
+  learning_rate,
+  min_curvature,
+  batch_size,
+  start_memory,
+  min_learning_rate,
+  max_learning_rate,
+):
   """vSGD-l for one leaf, fused: (update, ḡ, v̄, η, τ) from the new sample (Alg. 1, Eq. 7).
 
   The element-wise twin of the grouped path (averages, then :func:`_vsgd_rate`), written
@@ -100,27 +132,27 @@ def _vsgd_element(g, sq, grad_avg, sq_avg, curv_avg, tau, old_rate, *, warm, las
   gd = g.astype(dtype)
   sq = gd * gd if sq is None else sq
   ok = ok & jnp.isfinite(sq)
-  d = jnp.where(warm, first_d, tau)                                   # memory (§4.1)
-  grad_avg = grad_avg + jnp.where(ok, (gd - grad_avg) / d, 0.0)      # ḡ
+  d = jnp.where(warm, first_d, tau)  # memory (§4.1)
+  grad_avg = grad_avg + jnp.where(ok, (gd - grad_avg) / d, 0.0)  # ḡ
   c = jnp.where(ok, c, 1.0)
-  sq_avg = sq_avg * c + jnp.where(ok, (sq - sq_avg) * c / d, 0.0)   # v̄ (× C after §4.4)
+  sq_avg = sq_avg * c + jnp.where(ok, (sq - sq_avg) * c / d, 0.0)  # v̄ (× C after §4.4)
   num = grad_avg * grad_avg
   n = batch_size
-  den = sq_avg if n is None else sq_avg / n + (n - 1.0) / n * num    # minibatch correction
-  m = jnp.minimum(num, den)                                          # vpart = m / den ∈ [0, 1]
+  den = sq_avg if n is None else sq_avg / n + (n - 1.0) / n * num  # minibatch correction
+  m = jnp.minimum(num, den)  # vpart = m / den ∈ [0, 1]
   den_h = den * jnp.maximum(curv_avg, min_curvature)
   live = ok & ~warm
   clamped = not (_is_value(min_learning_rate, 0.0) and _is_value(max_learning_rate, jnp.inf))
-  rate = learning_rate * _base.safe_div(m, den_h)                    # Eq. 7
+  rate = learning_rate * _base.safe_div(m, den_h)  # Eq. 7
   if clamped:
     rate = jnp.clip(rate, min_learning_rate, max_learning_rate)
     update = jnp.where(live, rate * gd, 0.0)
-  else:                                                              # own divide: no shared array
+  else:  # own divide: no shared array
     update = _base.safe_div((learning_rate * gd) * m, den_h, live & (den_h > 0))
   rate = jnp.where(ok, jnp.where(warm, 0.0, rate), old_rate).astype(dtype)
   vpart = _base.safe_div(m, den)
-  new_tau = tau + 1.0 - tau * vpart                                  # §4.2
-  if start_memory == "adapted":                                      # τ after the slow start
+  new_tau = tau + 1.0 - tau * vpart  # §4.2
+  if start_memory == "adapted":  # τ after the slow start
     first = 2.0 - vpart
   elif start_memory == "init_samples":
     first = tau
@@ -137,22 +169,22 @@ def _is_value(x: Any, value: float) -> bool:
 
 
 def scale_by_vsgd(
-    learning_rate: Any = 1.0,
-    *,
-    granularity: GranularityLike = "element",
-    curvature: str = "hutchinson",
-    curvature_every: Optional[int] = None,
-    init_samples: Optional[int] = None,
-    slow_start: Union[float, str] = 2.0,
-    start_memory: Union[float, str] = "init_samples",
-    curvature_variance: bool = False,
-    batch_size: Optional[int] = None,
-    min_curvature: Any = 1e-6,
-    seed: Optional[int] = None,
-    min_learning_rate: Any = 0.0,
-    max_learning_rate: Any = jnp.inf,
-    weight_decay: Any = 0.0,
-    mask: Any = None,
+  learning_rate: Any = 1.0,
+  *,
+  granularity: GranularityLike = "element",
+  curvature: str = "hutchinson",
+  curvature_every: Optional[int] = None,
+  init_samples: Optional[int] = None,
+  slow_start: Union[float, str] = 2.0,
+  start_memory: Union[float, str] = "init_samples",
+  curvature_variance: bool = False,
+  batch_size: Optional[int] = None,
+  min_curvature: Any = 1e-6,
+  seed: Optional[int] = None,
+  min_learning_rate: Any = 0.0,
+  max_learning_rate: Any = jnp.inf,
+  weight_decay: Any = 0.0,
+  mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales gradients by vSGD's estimate of the greedy-optimal learning rate.
 
@@ -177,37 +209,41 @@ def scale_by_vsgd(
   if isinstance(slow_start, str):
     if slow_start != _PAPER_C:
       raise ValueError(
-          f"slow_start must be a number >= 1 or {_PAPER_C!r} (the paper's rule), "
-          f"got {slow_start!r}.")
+        f"slow_start must be a number >= 1 or {_PAPER_C!r} (the paper's rule), got {slow_start!r}."
+      )
   else:
     _base.check_range("slow_start", slow_start, 1.0, float("inf"))
   if isinstance(start_memory, str):
     _base.check_one_of("start_memory", start_memory, _START_MEMORY)
-  else:   # τ = 1 is a fixed point of §4.2 (see init_samples above)
+  else:  # τ = 1 is a fixed point of §4.2 (see init_samples above)
     _base.check_range("start_memory", start_memory, 1.0, float("inf"), low_open=True)
   n = None if batch_size is None else _base.check_int("batch_size", batch_size, 1)
   _base.check_positive("min_curvature", min_curvature)
   seed = _base.check_int("seed", 0 if seed is None else seed, 0)
   _base.check_bounds(min_learning_rate, max_learning_rate)
-  rule = dict(learning_rate=learning_rate, min_curvature=min_curvature, batch_size=n,
-              start_memory=start_memory)
+  rule = dict(
+    learning_rate=learning_rate,
+    min_curvature=min_curvature,
+    batch_size=n,
+    start_memory=start_memory,
+  )
   random = curvature in ("hutchinson", "gauss_newton")
 
   def init_fn(params: optax.Params) -> VSGDState:
     dtype = rate_dtype(params)
     return VSGDState(
-        learning_rate=groups.init_rates(params, 0.0, dtype),
-        **_base.counters(),
-        grad_avg=_base.zeros(params, dtype),
-        sq_avg=groups.init_rates(params, 0.0, dtype),
-        curv_avg=_base.zeros(params, dtype),
-        curv_sq_avg=_base.zeros(params, dtype) if curvature_variance else (),
-        tau=groups.init_rates(params, float(n0), dtype),
-        key=jax.random.PRNGKey(seed) if random else (),
+      learning_rate=groups.init_rates(params, 0.0, dtype),
+      **_base.counters(),
+      grad_avg=_base.zeros(params, dtype),
+      sq_avg=groups.init_rates(params, 0.0, dtype),
+      curv_avg=_base.zeros(params, dtype),
+      curv_sq_avg=_base.zeros(params, dtype) if curvature_variance else (),
+      tau=groups.init_rates(params, float(n0), dtype),
+      key=jax.random.PRNGKey(seed) if random else (),
     )
 
   def slow_start_factor(params: optax.Params) -> float:
-    if isinstance(slow_start, str):                                  # §4.4: C = d/10
+    if isinstance(slow_start, str):  # §4.4: C = d/10
       d = sum(int(jnp.size(p)) for p in jax.tree.leaves(params))
       return max(1.0, d / 10.0)
     return slow_start
@@ -219,33 +255,39 @@ def scale_by_vsgd(
       c = extra_args.get("curvature")
       if c is None:
         raise ValueError(
-            "vsgd(curvature='given') needs the diagonal curvature as the "
-            "`curvature` extra arg: `opt.update(grads, state, params, "
-            "curvature=diag_h)` with diag_h a pytree like the params (e.g. a "
-            "Gauss-Newton diagonal); or use curvature='hutchinson'.")
+          "vsgd(curvature='given') needs the diagonal curvature as the "
+          "`curvature` extra arg: `opt.update(grads, state, params, "
+          "curvature=diag_h)` with diag_h a pytree like the params (e.g. a "
+          "Gauss-Newton diagonal); or use curvature='hutchinson'."
+        )
       return jax.tree.map(lambda x: jnp.abs(jnp.asarray(x)), c)
     _base.require_params(params, name)
     if curvature == "gauss_newton":
       logits_fn = extra_args.get("logits_fn")
       if logits_fn is None:
         raise ValueError(
-            f"{name} needs the model's logits as a function of the params: call "
-            "`opt.update(grads, state, params, logits_fn=apply_fn, **batch)` where "
-            "`apply_fn(params, **batch)` returns logits of shape (batch, classes) of a "
-            "mean softmax cross-entropy (keyword args it accepts are forwarded); or use "
-            "curvature='hutchinson', which needs only `value_fn`.")
+          f"{name} needs the model's logits as a function of the params: call "
+          "`opt.update(grads, state, params, logits_fn=apply_fn, **batch)` where "
+          "`apply_fn(params, **batch)` returns logits of shape (batch, classes) of a "
+          "mean softmax cross-entropy (keyword args it accepts are forwarded); or use "
+          "curvature='hutchinson', which needs only `value_fn`."
+        )
       kwargs = _base.value_fn_kwargs(logits_fn, extra_args)
       fn = functools.partial(logits_fn, **kwargs) if kwargs else logits_fn
       return _curvature.softmax_gauss_newton_diagonal(fn, params, key)
     value_fn = _base.get_value_fn(
-        extra_args, name,
-        " to estimate the diagonal curvature (or pass curvature='given' and the "
-        "`curvature` extra arg)", params=params)
+      extra_args,
+      name,
+      " to estimate the diagonal curvature (or pass curvature='given' and the "
+      "`curvature` extra arg)",
+      params=params,
+    )
     if curvature == "hutchinson":
       return _curvature.hutchinson_diagonal(value_fn, params, key)
     # Finite differences (Schaul & LeCun 2013): δ = ḡ (the gradient itself on the first step).
     delta = jax.tree.map(
-        lambda g, a: jnp.where(state.count == 0, g, a.astype(g.dtype)), grads, state.grad_avg)
+      lambda g, a: jnp.where(state.count == 0, g, a.astype(g.dtype)), grads, state.grad_avg
+    )
     fallback = _base.cast_like(state.curv_avg, params)
     return _curvature.finite_difference_diagonal(value_fn, params, grads, delta, fallback)
 
@@ -271,36 +313,44 @@ def scale_by_vsgd(
       w = groups.broadcast(w, h)
       move = lambda a, x, f: a + jnp.where(ok, f * (x - a), 0.0).astype(a.dtype)
       avg = jax.tree.map(move, state.curv_avg, h, w)
-      sq_avg = (jax.tree.map(lambda a, x, f: move(a, x * x, f), state.curv_sq_avg, h, w)
-                if curvature_variance else ())
+      sq_avg = (
+        jax.tree.map(lambda a, x, f: move(a, x * x, f), state.curv_sq_avg, h, w)
+        if curvature_variance
+        else ()
+      )
       return avg, sq_avg, ok
 
     if every == 1:
       return refreshed()
     refresh = warm | ((count - n0) % every == 0)
-    return jax.lax.cond(refresh, refreshed,
-                        lambda: (state.curv_avg, state.curv_sq_avg, finite))
+    return jax.lax.cond(refresh, refreshed, lambda: (state.curv_avg, state.curv_sq_avg, finite))
 
   def update_fn(
-      updates: optax.Updates, state: VSGDState, params: Optional[optax.Params] = None,
-      **extra_args: Any,
+    updates: optax.Updates,
+    state: VSGDState,
+    params: Optional[optax.Params] = None,
+    **extra_args: Any,
   ) -> tuple[optax.Updates, VSGDState]:
     grads, _, _, extra_args = _conventions.direction_and_decay(
-        None, updates, (), params, extra_args, weight_decay, mask, "vsgd")
+      None, updates, (), params, extra_args, weight_decay, mask, "vsgd"
+    )
     dtype = rate_dtype(state.learning_rate)
     count = state.count
-    bounds = dict(min_learning_rate=_base.bound_at(min_learning_rate, count),
-                  max_learning_rate=_base.bound_at(max_learning_rate, count))
-    warm = count < n0                                                  # slow start (§4.4)
+    bounds = dict(
+      min_learning_rate=_base.bound_at(min_learning_rate, count),
+      max_learning_rate=_base.bound_at(max_learning_rate, count),
+    )
+    warm = count < n0  # slow start (§4.4)
     key, sub = jax.random.split(state.key) if random else ((), None)
 
     g = jax.tree.map(lambda x: x.astype(dtype), grads)
     grad_sq = extra_args.get("grad_sq")
     if (grad_sq is None) != (n is None):
       raise ValueError(
-          "vsgd: pass batch_size=n together with the `grad_sq` extra arg (the batch "
-          "mean of the per-example squared gradients), or neither: without them "
-          "the squared minibatch gradient is averaged, which needs no batch size.")
+        "vsgd: pass batch_size=n together with the `grad_sq` extra arg (the batch "
+        "mean of the per-example squared gradients), or neither: without them "
+        "the squared minibatch gradient is averaged, which needs no batch size."
+      )
     if grad_sq is not None:
       grad_sq = jax.tree.map(lambda x: jnp.asarray(x).astype(dtype), grad_sq)
     c = slow_start_factor(grads)
@@ -313,70 +363,92 @@ def scale_by_vsgd(
       check = check + sum(jnp.sum(x) for x in jax.tree.leaves(grad_sq))
     finite = _base.finite_from(check, extra_args.get("value"))
     curv_avg, curv_sq_avg, finite = curvature_average(
-        grads, state, params, extra_args, sub, finite, warm)
+      grads, state, params, extra_args, sub, finite, warm
+    )
     last_warm = count == n0 - 1
 
-    if element and not curvature_variance:                             # vSGD-l, fused
+    if element and not curvature_variance:  # vSGD-l, fused
       first_d = (count + 1).astype(dtype)
       c_now = jnp.where(count == n0 - 1, c, 1.0).astype(dtype)
       new_updates, grad_avg, sq_avg, rate, tau = _base.map_rule(
-          lambda gl, ql, *a: _vsgd_element(
-              gl, None if grad_sq is None else ql, *a, warm=warm, last_warm=last_warm,
-              ok=finite, first_d=first_d, c=c_now, dtype=dtype, **bounds, **rule),
-          grads, grads if grad_sq is None else grad_sq, state.grad_avg, state.sq_avg,
-          curv_avg, state.tau, state.learning_rate)
+        lambda gl, ql, *a: _vsgd_element(
+          gl,
+          None if grad_sq is None else ql,
+          *a,
+          warm=warm,
+          last_warm=last_warm,
+          ok=finite,
+          first_d=first_d,
+          c=c_now,
+          dtype=dtype,
+          **bounds,
+          **rule,
+        ),
+        grads,
+        grads if grad_sq is None else grad_sq,
+        state.grad_avg,
+        state.sq_avg,
+        curv_avg,
+        state.tau,
+        state.learning_rate,
+      )
       keep = lambda new, old: jnp.where(finite, new, old)
       new_state = VSGDState(
-          learning_rate=rate,
-          count=keep(_base.next_count(count), count),
-          skipped=keep(state.skipped, state.skipped + 1),
-          grad_avg=grad_avg,
-          sq_avg=sq_avg,
-          curv_avg=curv_avg,
-          curv_sq_avg=state.curv_sq_avg,
-          tau=tau,
-          key=jax.tree.map(keep, key, state.key),
+        learning_rate=rate,
+        count=keep(_base.next_count(count), count),
+        skipped=keep(state.skipped, state.skipped + 1),
+        grad_avg=grad_avg,
+        sq_avg=sq_avg,
+        curv_avg=curv_avg,
+        curv_sq_avg=state.curv_sq_avg,
+        tau=tau,
+        key=jax.tree.map(keep, key, state.key),
       )
       return new_updates, new_state
 
     if grad_sq is None:
-      sq = groups.sq_norm(g, dtype)                                     # ‖∇‖² per group
+      sq = groups.sq_norm(g, dtype)  # ‖∇‖² per group
     else:
       sq = groups.sum(grad_sq, dtype)
     # Memory: the arithmetic mean during the slow start (τ = k + 1), then 1/τ (§4.1).
     inv_tau = jax.tree.map(
-        lambda t: jnp.where(warm, 1.0 / (count + 1).astype(dtype), 1.0 / t), state.tau)
+      lambda t: jnp.where(warm, 1.0 / (count + 1).astype(dtype), 1.0 / t), state.tau
+    )
     inv_tau_el = groups.broadcast(inv_tau, g)
     ema = lambda avg, x, f: (1.0 - f) * avg + f * x
-    grad_avg = jax.tree.map(ema, state.grad_avg, g, inv_tau_el)       # Alg. 1: ḡ
-    sq_avg = jax.tree.map(ema, state.sq_avg, sq, inv_tau)             #         l̄
+    grad_avg = jax.tree.map(ema, state.grad_avg, g, inv_tau_el)  # Alg. 1: ḡ
+    sq_avg = jax.tree.map(ema, state.sq_avg, sq, inv_tau)  #         l̄
     sq_avg = jax.tree.map(lambda v: jnp.where(count == n0 - 1, c * v, v).astype(dtype), sq_avg)
     # Rate (Eq. 8, Alg. 1) from the updated averages, then the memory.
-    num = groups.sq_norm(grad_avg, dtype)                             # Σ ḡ² per group
+    num = groups.sq_norm(grad_avg, dtype)  # Σ ḡ² per group
     if curvature_variance:
       # vSGD-fd (Schaul & LeCun 2013; py-optim vSGDfd): 1/h̄ becomes h̄ / v̄_h;
       # per group the largest v̄_h / h̄ (as h⁺ = max h̄). v̄_h / h̄ ≥ h̄ holds for
       # the exact averages (E[h²] ≥ E[h]²); enforced, as h² underflows first.
-      inv = jax.tree.map(lambda hb, vh: jnp.maximum(_base.safe_div(vh, hb), hb),
-                         curv_avg, curv_sq_avg)
-      h_plus = groups.max(inv, dtype)                                 # v̄_h / h̄
+      inv = jax.tree.map(
+        lambda hb, vh: jnp.maximum(_base.safe_div(vh, hb), hb), curv_avg, curv_sq_avg
+      )
+      h_plus = groups.max(inv, dtype)  # v̄_h / h̄
     else:
-      h_plus = groups.max(curv_avg, dtype)                            # h̄ or h⁺ = max h̄
+      h_plus = groups.max(curv_avg, dtype)  # h̄ or h⁺ = max h̄
     rate, tau = _base.map_rule(
-        lambda m, v, hp, t: _vsgd_rate(m, v, hp, t, warm, last_warm, dtype=dtype, **bounds,
-                                       **rule),
-        num, sq_avg, h_plus, state.tau)
-    new_updates = groups.scale(rate, grads)                           # θ ← θ − η ∇
+      lambda m, v, hp, t: _vsgd_rate(m, v, hp, t, warm, last_warm, dtype=dtype, **bounds, **rule),
+      num,
+      sq_avg,
+      h_plus,
+      state.tau,
+    )
+    new_updates = groups.scale(rate, grads)  # θ ← θ − η ∇
     new_state = VSGDState(
-        learning_rate=rate,
-        count=_base.next_count(count),
-        skipped=state.skipped,
-        grad_avg=grad_avg,
-        sq_avg=sq_avg,
-        curv_avg=curv_avg,
-        curv_sq_avg=curv_sq_avg,
-        tau=tau,
-        key=key,
+      learning_rate=rate,
+      count=_base.next_count(count),
+      skipped=state.skipped,
+      grad_avg=grad_avg,
+      sq_avg=sq_avg,
+      curv_avg=curv_avg,
+      curv_sq_avg=curv_sq_avg,
+      tau=tau,
+      key=key,
     )
     return _base.skip_if_not_finite(finite, new_updates, new_state, state)
 
@@ -384,22 +456,22 @@ def scale_by_vsgd(
 
 
 def vsgd(
-    learning_rate: Any = 1.0,
-    *,
-    granularity: GranularityLike = "element",
-    curvature: str = "hutchinson",
-    curvature_every: Optional[int] = None,
-    init_samples: Optional[int] = None,
-    slow_start: Union[float, str] = 2.0,
-    start_memory: Union[float, str] = "init_samples",
-    curvature_variance: bool = False,
-    batch_size: Optional[int] = None,
-    min_curvature: Any = 1e-6,
-    seed: Optional[int] = None,
-    min_learning_rate: Any = 0.0,
-    max_learning_rate: Any = jnp.inf,
-    weight_decay: Any = 0.0,
-    mask: Any = None,
+  learning_rate: Any = 1.0,
+  *,
+  granularity: GranularityLike = "element",
+  curvature: str = "hutchinson",
+  curvature_every: Optional[int] = None,
+  init_samples: Optional[int] = None,
+  slow_start: Union[float, str] = 2.0,
+  start_memory: Union[float, str] = "init_samples",
+  curvature_variance: bool = False,
+  batch_size: Optional[int] = None,
+  min_curvature: Any = 1e-6,
+  seed: Optional[int] = None,
+  min_learning_rate: Any = 0.0,
+  max_learning_rate: Any = jnp.inf,
+  weight_decay: Any = 0.0,
+  mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""vSGD (vSGD-l / -b / -g): SGD whose rates are estimated, not tuned.
 
@@ -611,11 +683,22 @@ def vsgd(
     non-smooth gradients, ICLR 2013, arXiv:1301.3764 (vSGD-fd). The authors'
     code: T. Schaul's py-optim (``vSGD``, ``vSGDfd``), S. Zhang's ``vsgd-bb.m``.
   """
-  return _base.descent(scale_by_vsgd(
-      learning_rate, granularity=granularity, curvature=curvature,
-      curvature_every=curvature_every, init_samples=init_samples, slow_start=slow_start,
-      start_memory=start_memory, curvature_variance=curvature_variance,
+  return _base.descent(
+    scale_by_vsgd(
+      learning_rate,
+      granularity=granularity,
+      curvature=curvature,
+      curvature_every=curvature_every,
+      init_samples=init_samples,
+      slow_start=slow_start,
+      start_memory=start_memory,
+      curvature_variance=curvature_variance,
       batch_size=batch_size,
-      min_curvature=min_curvature, seed=seed,
-      min_learning_rate=min_learning_rate, max_learning_rate=max_learning_rate,
-      weight_decay=weight_decay, mask=mask))
+      min_curvature=min_curvature,
+      seed=seed,
+      min_learning_rate=min_learning_rate,
+      max_learning_rate=max_learning_rate,
+      weight_decay=weight_decay,
+      mask=mask,
+    )
+  )

@@ -42,8 +42,14 @@ def grad_and_hvp(value_fn: Callable[[Any], jax.Array], params: Any, v: Any) -> t
   """
   inexact = lambda p: jnp.issubdtype(jnp.asarray(p).dtype, jnp.inexact)
   v = jax.tree.map(
-      lambda p, t: jnp.asarray(t).astype(jnp.asarray(p).dtype) if inexact(p)
-      else np.zeros(jnp.shape(p), jax.dtypes.float0), params, v)
+    lambda p, t: (
+      jnp.asarray(t).astype(jnp.asarray(p).dtype)
+      if inexact(p)
+      else np.zeros(jnp.shape(p), jax.dtypes.float0)
+    ),
+    params,
+    v,
+  )
   g, hv = jax.jvp(jax.grad(value_fn, allow_int=True), (params,), (v,))
   fix = lambda p, x: x if inexact(p) else jnp.zeros(jnp.shape(p), jnp.asarray(p).dtype)
   return jax.tree.map(fix, params, g), jax.tree.map(fix, params, hv)
@@ -85,8 +91,11 @@ def rademacher_like(key: jax.Array, params: Any) -> Any:
 
 
 def hutchinson_diagonal(
-    value_fn: Callable[[Any], jax.Array], params: Any, key: jax.Array, *,
-    absolute: bool = True,
+  value_fn: Callable[[Any], jax.Array],
+  params: Any,
+  key: jax.Array,
+  *,
+  absolute: bool = True,
 ) -> Any:
   """Hutchinson's diagonal estimate z ⊙ Hz (Rademacher z), or its absolute value.
 
@@ -109,8 +118,11 @@ def hutchinson_diagonal(
 
 
 def finite_difference_diagonal(
-    value_fn: Callable[[Any], jax.Array], params: Any, grad: Any, delta: Any,
-    fallback: Any = None,
+  value_fn: Callable[[Any], jax.Array],
+  params: Any,
+  grad: Any,
+  delta: Any,
+  fallback: Any = None,
 ) -> Any:
   """|(∇L(w + δ) − ∇L(w)) / δ| elementwise (Schaul & LeCun 2013), on the same ``value_fn``.
 
@@ -129,8 +141,9 @@ def finite_difference_diagonal(
     ...                            fallback=jnp.array([7.0, 7.0])).tolist()
     [2.0, 7.0]
   """
-  shifted = jax.tree.map(lambda w, d: (w + jnp.asarray(d).astype(w.dtype)).astype(w.dtype),
-                         params, delta)
+  shifted = jax.tree.map(
+    lambda w, d: (w + jnp.asarray(d).astype(w.dtype)).astype(w.dtype), params, delta
+  )
   step = jax.tree.map(lambda a, w: a - w, shifted, params)
   grad_shifted = jax.grad(value_fn)(shifted)
   if fallback is None:
@@ -146,7 +159,9 @@ def finite_difference_diagonal(
 
 
 def softmax_gauss_newton_diagonal(
-    logits_fn: Callable[[Any], jax.Array], params: Any, key: jax.Array,
+  logits_fn: Callable[[Any], jax.Array],
+  params: Any,
+  key: jax.Array,
 ) -> Any:
   """Unbiased Gauss-Newton diagonal of ``mean_n CE(softmax(logits_fn(w)_n), y_n)``.
 
@@ -169,7 +184,7 @@ def softmax_gauss_newton_diagonal(
   Returns:
     A pytree like ``params``.
   """
-  logits, pullback = jax.vjp(logits_fn, params)          # the one forward pass
+  logits, pullback = jax.vjp(logits_fn, params)  # the one forward pass
   logits = jax.lax.stop_gradient(logits)
   n = logits.shape[0]
   labels = jax.random.categorical(key, logits, axis=-1)

@@ -414,7 +414,7 @@ def apply_gradients(state: Any, grads: Any, *, has_aux: bool = False, **extra_ar
   grads_opt = grads["params"] if owg else grads
   params_opt = state.params["params"] if owg else state.params
   if has_aux:
-    extra_args.pop("value_fn_has_aux", None)   # has_aux=True already strips the aux
+    extra_args.pop("value_fn_has_aux", None)  # has_aux=True already strips the aux
     if extra_args.get("value_fn") is not None:
       extra_args["value_fn"] = _strip_aux(extra_args["value_fn"])
     if isinstance(extra_args.get("value"), (tuple, list)):

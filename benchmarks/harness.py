@@ -36,8 +36,8 @@ import optax
 from benchmarks import methods as methods_lib
 from benchmarks.problems import Problem
 
-RATES = tuple(10.0 ** k for k in range(-5, 1))      # 1e-5 … 1, one per decade
-TOLERANCE = 0.10                                    # "within 10%"
+RATES = tuple(10.0**k for k in range(-5, 1))  # 1e-5 … 1, one per decade
+TOLERANCE = 0.10  # "within 10%"
 
 
 def _train_fns(problem: Problem, method: methods_lib.Method):
@@ -50,7 +50,7 @@ def _train_fns(problem: Problem, method: methods_lib.Method):
   unroll = problem.steps_per_round if problem.unroll_rounds else 1
 
   def keys(seed):
-    return jax.random.split(jax.random.key(seed), 3)     # init, data order, noise
+    return jax.random.split(jax.random.key(seed), 3)  # init, data order, noise
 
   def start(rate, seed):
     opt = method.make(rate, problem)
@@ -66,8 +66,9 @@ def _train_fns(problem: Problem, method: methods_lib.Method):
       t, i = inp
       x, y = problem.batch(data, ctx, jax.random.fold_in(k_noise, t), t, i)
       value, grad = value_and_grad(params, x=x, y=y)
-      updates, state = opt.update(grad, state, params, value=value, grad=grad,
-                                  value_fn=loss_fn, x=x, y=y)
+      updates, state = opt.update(
+        grad, state, params, value=value, grad=grad, value_fn=loss_fn, x=x, y=y
+      )
       params = optax.apply_updates(params, updates)
       return (params, state, ctx), value
 
@@ -76,9 +77,11 @@ def _train_fns(problem: Problem, method: methods_lib.Method):
     t0 = r * problem.steps_per_round
     idx = jnp.arange(problem.steps_per_round)
     (params, state, _), values = jax.lax.scan(
-        step, (params, state, ctx), (t0 + idx, idx), unroll=unroll)
-    metrics = dict(problem.evaluate(_eval_params(method, state, params), data,
-                                    t0 + problem.steps_per_round))
+      step, (params, state, ctx), (t0 + idx, idx), unroll=unroll
+    )
+    metrics = dict(
+      problem.evaluate(_eval_params(method, state, params), data, t0 + problem.steps_per_round)
+    )
     metrics["batch_loss"] = jnp.mean(values)
     metrics["lr"] = methods_lib.read_rate(method, state)
     return (params, state), metrics
@@ -87,7 +90,8 @@ def _train_fns(problem: Problem, method: methods_lib.Method):
     carry = start(rate, seed)
     init_metrics = problem.evaluate(carry[0], data, 0)
     (params, state), curves = jax.lax.scan(
-        lambda c, r: round_(c, rate, seed, r, data), carry, jnp.arange(problem.rounds))
+      lambda c, r: round_(c, rate, seed, r, data), carry, jnp.arange(problem.rounds)
+    )
     return curves, _eval_params(method, state, params), init_metrics
 
   return start, round_, run
@@ -103,12 +107,16 @@ def _eval_params(method, state, params):
 def _final_eval_fn(problem: Problem):
   def ev(params, data):
     return problem.evaluate(params, data, problem.steps)
+
   return jax.jit(jax.vmap(jax.vmap(ev, in_axes=(0, None)), in_axes=(0, None)))
 
 
-def run_method(problem: Problem, method: methods_lib.Method,
-               rates: Sequence[float] | None = None,
-               seeds: Sequence[int] | None = None) -> dict:
+def run_method(
+  problem: Problem,
+  method: methods_lib.Method,
+  rates: Sequence[float] | None = None,
+  seeds: Sequence[int] | None = None,
+) -> dict:
   """Trains ``method`` on ``problem`` for every rate × seed in one compiled call.
 
   ``rates`` / ``seeds`` default to the problem's (``problem.rates``, ``.seeds``).
@@ -141,15 +149,22 @@ def run_method(problem: Problem, method: methods_lib.Method,
     run_s = time.perf_counter() - t0
   else:
     v_start = jax.jit(jax.vmap(jax.vmap(start, in_axes=(0, None)), in_axes=(None, 0)))
-    v_round = jax.vmap(jax.vmap(round_, in_axes=(0, 0, None, None, None)),
-                       in_axes=(0, None, 0, None, None))
-    v_eval = jax.jit(jax.vmap(jax.vmap(lambda p, d: problem.evaluate(p, d, 0),
-                                       in_axes=(0, None)), in_axes=(0, None)))
+    v_round = jax.vmap(
+      jax.vmap(round_, in_axes=(0, 0, None, None, None)), in_axes=(0, None, 0, None, None)
+    )
+    v_eval = jax.jit(
+      jax.vmap(
+        jax.vmap(lambda p, d: problem.evaluate(p, d, 0), in_axes=(0, None)), in_axes=(0, None)
+      )
+    )
     t0 = time.perf_counter()
     carry = v_start(rates_in, seeds_in)
     init_metrics = v_eval(carry[0], data)
-    compiled = jax.jit(v_round, donate_argnums=0).lower(
-        carry, rates_in, seeds_in, jnp.int32(0), data).compile()
+    compiled = (
+      jax.jit(v_round, donate_argnums=0)
+      .lower(carry, rates_in, seeds_in, jnp.int32(0), data)
+      .compile()
+    )
     jax.block_until_ready(init_metrics)
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -173,18 +188,18 @@ def run_method(problem: Problem, method: methods_lib.Method,
     final = {k: v[..., -1] for k, v in curves.items() if k not in ("batch_loss", "lr")}
   n_runs = len(seeds_arr) * len(rates_arr)
   return {
-      "method": method.name,
-      "family": method.family,
-      "swept": method.swept,
-      "rates": rates_arr,
-      "seeds": seeds_arr,
-      "steps": np.arange(1, problem.rounds + 1) * problem.steps_per_round,
-      "curves": curves,
-      "init": init_metrics,
-      "final": final,
-      "compile_s": compile_s,
-      "run_s": run_s,
-      "sec_per_step": run_s / (problem.steps * n_runs),
+    "method": method.name,
+    "family": method.family,
+    "swept": method.swept,
+    "rates": rates_arr,
+    "seeds": seeds_arr,
+    "steps": np.arange(1, problem.rounds + 1) * problem.steps_per_round,
+    "curves": curves,
+    "init": init_metrics,
+    "final": final,
+    "compile_s": compile_s,
+    "run_s": run_s,
+    "sec_per_step": run_s / (problem.steps * n_runs),
   }
 
 
@@ -199,8 +214,9 @@ def final_train_loss(result: dict) -> np.ndarray:
   return np.mean(_nan_to_inf(result["final"]["train_loss"]), axis=0)
 
 
-def threshold(results: dict, problem: Problem, tol: float = TOLERANCE,
-              excess: bool = True) -> float | None:
+def threshold(
+  results: dict, problem: Problem, tol: float = TOLERANCE, excess: bool = True
+) -> float | None:
   """The loss a run must reach: within ``tol`` of the best-tuned baseline.
 
   best = min over the baselines' rates of the seed-mean final training loss;
@@ -231,8 +247,12 @@ def best_tuned(results: dict) -> dict | None:
     finals = final_train_loss(results[b])
     i = int(np.argmin(finals))
     if np.isfinite(finals[i]) and (best is None or finals[i] < best["final_train_loss"]):
-      best = {"method": b, "rate": float(results[b]["rates"][i]), "index": i,
-              "final_train_loss": float(finals[i])}
+      best = {
+        "method": b,
+        "rate": float(results[b]["rates"][i]),
+        "index": i,
+        "final_train_loss": float(finals[i]),
+      }
   return best
 
 
@@ -251,13 +271,16 @@ def regret(results: dict, problem: Problem, excess: bool = True) -> dict:
   out = {}
   for name, res in results.items():
     ratios = (final_train_loss(res) - f_star) / denom
-    out[name] = {"median": float(np.median(ratios)), "worst": float(np.max(ratios)),
-                 "best": float(np.min(ratios)), "per_rate": [float(x) for x in ratios]}
+    out[name] = {
+      "median": float(np.median(ratios)),
+      "worst": float(np.max(ratios)),
+      "best": float(np.min(ratios)),
+      "per_rate": [float(x) for x in ratios],
+    }
   return {"best_tuned": bt, "methods": out}
 
 
-def settling(results: dict, problem: Problem | None = None,
-             fraction: float = 0.2) -> dict | None:
+def settling(results: dict, problem: Problem | None = None, fraction: float = 0.2) -> dict | None:
   """How much the best-tuned baseline's training loss (seed mean, at its best
   rate) still improved over the last ``fraction`` of the run:
   (L(0.8 T) − L(T)) / (L(0.8 T) − f*), L(0.8 T) read at the last round ≤ 0.8 T
@@ -279,13 +302,21 @@ def settling(results: dict, problem: Problem | None = None,
   f_star = (problem.f_star or 0.0) if problem is not None else 0.0
   gap = l_at - f_star
   improvement = (l_at - l_end) / gap if gap > 0 and np.isfinite(gap) else float("nan")
-  return {"method": bt["method"], "rate": bt["rate"], "step_from": at, "step_to": total,
-          "loss_from": l_at, "loss_to": l_end, "improvement": improvement,
-          "settled": bool(improvement < TOLERANCE)}
+  return {
+    "method": bt["method"],
+    "rate": bt["rate"],
+    "step_from": at,
+    "step_to": total,
+    "loss_from": l_at,
+    "loss_to": l_end,
+    "improvement": improvement,
+    "settled": bool(improvement < TOLERANCE),
+  }
 
 
-def tuning_freedom(results: dict, problem: Problem, tol: float = TOLERANCE,
-                   excess: bool = True) -> dict:
+def tuning_freedom(
+  results: dict, problem: Problem, tol: float = TOLERANCE, excess: bool = True
+) -> dict:
   """Per method: {"reached": k, "of": n, "rates": [...]} (k rates within tol of best).
 
   ``excess=True`` (the headline) measures the 10% on the loss above the known
@@ -297,8 +328,10 @@ def tuning_freedom(results: dict, problem: Problem, tol: float = TOLERANCE,
     finals = final_train_loss(res)
     ok = (finals <= thr) if thr is not None else np.zeros_like(finals, bool)
     out[name] = {
-        "reached": int(ok.sum()), "of": int(len(finals)), "swept": bool(res["swept"]),
-        "rates_reached": [float(r) for r, k in zip(res["rates"], ok, strict=True) if k],
+      "reached": int(ok.sum()),
+      "of": int(len(finals)),
+      "swept": bool(res["swept"]),
+      "rates_reached": [float(r) for r, k in zip(res["rates"], ok, strict=True) if k],
     }
   return {"threshold": thr, "methods": out}
 
@@ -308,7 +341,7 @@ def steps_to_target(result: dict, target: float | None) -> list:
   loss is ≤ target, or None."""
   if target is None:
     return [None] * len(result["rates"])
-  curve = np.mean(_nan_to_inf(result["curves"]["train_loss"]), axis=0)   # [rates, rounds]
+  curve = np.mean(_nan_to_inf(result["curves"]["train_loss"]), axis=0)  # [rates, rounds]
   out = []
   for row in curve:
     hit = np.nonzero(row <= target)[0]
@@ -324,17 +357,18 @@ def summarize(result: dict, problem: Problem, target: float | None) -> dict:
     return np.mean(np.asarray(a, np.float64), axis=0)
 
   per_rate = {
-      "final_train_loss": mean(result["final"]["train_loss"]),
-      "best_train_loss": mean(np.min(_nan_to_inf(c["train_loss"]), axis=-1)),
-      "final_batch_loss": mean(c["batch_loss"][..., -1]),
-      "mean_train_loss": mean(np.mean(c["train_loss"], axis=-1)),
-      "final_lr": mean(c["lr"][..., -1]),
+    "final_train_loss": mean(result["final"]["train_loss"]),
+    "best_train_loss": mean(np.min(_nan_to_inf(c["train_loss"]), axis=-1)),
+    "final_batch_loss": mean(c["batch_loss"][..., -1]),
+    "mean_train_loss": mean(np.mean(c["train_loss"], axis=-1)),
+    "final_lr": mean(c["lr"][..., -1]),
   }
   if "test_loss" in result["final"]:
     per_rate["final_test_loss"] = mean(result["final"]["test_loss"])
   if "test_acc" in result["final"]:
     per_rate["final_test_acc"] = mean(result["final"]["test_acc"])
-  out = {k: [None if not math.isfinite(float(x)) else float(x) for x in v]
-         for k, v in per_rate.items()}
+  out = {
+    k: [None if not math.isfinite(float(x)) else float(x) for x in v] for k, v in per_rate.items()
+  }
   out["steps_to_target"] = steps_to_target(result, target)
   return out

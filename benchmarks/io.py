@@ -41,28 +41,35 @@ def machine_info() -> dict:
 
   try:
     import flax
+
     flax_version = flax.__version__
   except ImportError:  # flax is an optional extra
     flax_version = None
   try:
     import jaxlib
+
     jaxlib_version = jaxlib.__version__
   except (ImportError, AttributeError):
     jaxlib_version = getattr(jax.lib, "__version__", None)
   devices = jax.devices()
   info = {
-      "platform": platform.platform(),
-      "machine": platform.machine(),
-      "processor": platform.processor(),
-      "python": sys.version.split()[0],
-      "cpu_count": os.cpu_count(),
-      "affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-      "jax_backend": jax.default_backend(),
-      "jax_devices": [str(d) for d in devices],
-      "device_kinds": sorted({d.device_kind for d in devices}),
-      "versions": {"jax": jax.__version__, "jaxlib": jaxlib_version,
-                   "optax": optax.__version__, "flax": flax_version,
-                   "numpy": np.__version__, "adaptlr": adaptlr.__version__},
+    "platform": platform.platform(),
+    "machine": platform.machine(),
+    "processor": platform.processor(),
+    "python": sys.version.split()[0],
+    "cpu_count": os.cpu_count(),
+    "affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+    "jax_backend": jax.default_backend(),
+    "jax_devices": [str(d) for d in devices],
+    "device_kinds": sorted({d.device_kind for d in devices}),
+    "versions": {
+      "jax": jax.__version__,
+      "jaxlib": jaxlib_version,
+      "optax": optax.__version__,
+      "flax": flax_version,
+      "numpy": np.__version__,
+      "adaptlr": adaptlr.__version__,
+    },
   }
   try:
     info["loadavg_at_start"] = os.getloadavg()
@@ -84,8 +91,10 @@ def machine_line(machine: Any) -> str:
   if not isinstance(machine, dict):
     return str(machine)
   versions = machine.get("versions", {})
-  return (f"{machine.get('platform')}, {machine.get('cpu_count')} CPUs, "
-          f"jax {versions.get('jax')} on {machine.get('jax_backend')}")
+  return (
+    f"{machine.get('platform')}, {machine.get('cpu_count')} CPUs, "
+    f"jax {versions.get('jax')} on {machine.get('jax_backend')}"
+  )
 
 
 def command_line(module: str, argv: Sequence[str] | None = None) -> str:
@@ -110,8 +119,15 @@ def _main_command() -> str:
   return shlex.join(["python", *sys.argv])
 
 
-def write_results(name: str, payload: dict, markdown: str, *, figure=None,
-                  out_dir: str = RESULTS_DIR, dpi: int = 110) -> dict[str, str]:
+def write_results(
+  name: str,
+  payload: dict,
+  markdown: str,
+  *,
+  figure=None,
+  out_dir: str = RESULTS_DIR,
+  dpi: int = 110,
+) -> dict[str, str]:
   """Writes ``<out_dir>/<name>.json``, ``<out_dir>/<name>.md`` and maybe ``.png``.
 
   Args:

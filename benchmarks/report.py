@@ -56,11 +56,13 @@ def _regret_md(out, probs, methods) -> str:
   lines = []
   add = lines.append
   add("## Regret\n")
-  add("Final training loss ÷ best-tuned (the lowest seed-mean final training loss of "
-      "every swept baseline on that problem; excess over f* where f* > 0), over the "
-      "initial rates 1e-5 … 1: **median / worst** (one number: a rate-free method's single "
-      "run; ∞: a rate diverged). Tuning-free means both a high count above *and* a median "
-      "regret near 1.\n")
+  add(
+    "Final training loss ÷ best-tuned (the lowest seed-mean final training loss of "
+    "every swept baseline on that problem; excess over f* where f* > 0), over the "
+    "initial rates 1e-5 … 1: **median / worst** (one number: a rate-free method's single "
+    "run; ∞: a rate diverged). Tuning-free means both a high count above *and* a median "
+    "regret near 1.\n"
+  )
   add("| method | " + " | ".join(probs) + " |")
   add("|---|" + "---|" * len(probs))
   for name in methods:
@@ -68,23 +70,32 @@ def _regret_md(out, probs, methods) -> str:
     if any(cells):
       add(f"| `{name}` | " + " | ".join(cells) + " |")
   bt = [out["problems"][p].get("best_tuned") or {} for p in probs]
-  add("| *best-tuned* | " + " | ".join(
-      f"`{b.get('method')}` {_rate(b.get('rate'))}: {_f(b.get('final_train_loss'))}"
-      if b else "—" for b in bt) + " |")
+  add(
+    "| *best-tuned* | "
+    + " | ".join(
+      f"`{b.get('method')}` {_rate(b.get('rate'))}: {_f(b.get('final_train_loss'))}" if b else "—"
+      for b in bt
+    )
+    + " |"
+  )
   add("")
   settle = [(p, out["problems"][p].get("settling")) for p in probs]
   settle = [(p, s) for p, s in settle if s]
   if settle:
-    add("Settling: how much the best-tuned baseline's training loss (excess over f* "
-        "where known) still fell over the last fifth of the budget (the network budgets "
-        "aim at < 10%):\n")
+    add(
+      "Settling: how much the best-tuned baseline's training loss (excess over f* "
+      "where known) still fell over the last fifth of the budget (the network budgets "
+      "aim at < 10%):\n"
+    )
     add("| problem | best-tuned | loss at step | loss at the end | improvement | settled |")
     add("|---|---|---|---|---|---|")
     for p, s in settle:
-      add(f"| `{p}` | `{s['method']}` {_rate(s['rate'])} | {_f(s['loss_from'])} "
-          f"(step {s['step_from']}) | {_f(s['loss_to'])} (step {s['step_to']}) | "
-          f"{_f(100 * s['improvement'], 3) if s['improvement'] is not None else '—'}% | "
-          f"{'✓' if s['settled'] else '✗'} |")
+      add(
+        f"| `{p}` | `{s['method']}` {_rate(s['rate'])} | {_f(s['loss_from'])} "
+        f"(step {s['step_from']}) | {_f(s['loss_to'])} (step {s['step_to']}) | "
+        f"{_f(100 * s['improvement'], 3) if s['improvement'] is not None else '—'}% | "
+        f"{'✓' if s['settled'] else '✗'} |"
+      )
     add("")
   return "\n".join(lines) + "\n"
 
@@ -98,25 +109,34 @@ def markdown(out) -> str:
   add(f"# adaptlr benchmarks — profile `{out['profile']}`\n")
   add(f"Command: `{' '.join(out['command'])}`  ")
   m = out["machine"]
-  add(f"Machine: {m['platform']}, {m['cpu_count']} CPUs visible "
-      f"({m.get('affinity_cpus')} usable), JAX {m['versions']['jax']} on "
-      f"{m['jax_backend']}; optax {m['versions']['optax']}, flax {m['versions']['flax']}, "
-      f"adaptlr {m['versions']['adaptlr']}.  ")
-  add(f"Started {out['started']}, wall time {out['wall_s'] / 60:.1f} min "
-      f"(load average at start: {m.get('loadavg_at_start')}).\n")
+  add(
+    f"Machine: {m['platform']}, {m['cpu_count']} CPUs visible "
+    f"({m.get('affinity_cpus')} usable), JAX {m['versions']['jax']} on "
+    f"{m['jax_backend']}; optax {m['versions']['optax']}, flax {m['versions']['flax']}, "
+    f"adaptlr {m['versions']['adaptlr']}.  "
+  )
+  add(
+    f"Started {out['started']}, wall time {out['wall_s'] / 60:.1f} min "
+    f"(load average at start: {m.get('loadavg_at_start')}).\n"
+  )
   if out.get("skipped_problems"):
     for name, why in out["skipped_problems"].items():
       add(f"- skipped `{name}`: {why}")
     add("")
 
   add("## Tuning freedom\n")
-  add(f"How many of the initial rates (1e-5 … 1, one per decade) reach a final training "
-      f"loss within {out['tolerance']:.0%} of the best-tuned SGD / SGD-momentum / "
-      "SGD-multistep / Adam of the whole grid (excess over the known minimum f* where "
-      "there is one; seed mean)"
-      + (" — on the networks also AdamW + warmup-cosine and schedule-free AdamW"
-         if any(n in out["methods"] for n in ("adamw_cosine", "schedule_free_adamw"))
-         else "") + ". Rate-free methods run once: ✓ or ✗.\n")
+  add(
+    f"How many of the initial rates (1e-5 … 1, one per decade) reach a final training "
+    f"loss within {out['tolerance']:.0%} of the best-tuned SGD / SGD-momentum / "
+    "SGD-multistep / Adam of the whole grid (excess over the known minimum f* where "
+    "there is one; seed mean)"
+    + (
+      " — on the networks also AdamW + warmup-cosine and schedule-free AdamW"
+      if any(n in out["methods"] for n in ("adamw_cosine", "schedule_free_adamw"))
+      else ""
+    )
+    + ". Rate-free methods run once: ✓ or ✗.\n"
+  )
   add("| method | " + " | ".join(probs) + " |")
   add("|---|" + "---|" * len(probs))
   for name in methods:
@@ -128,39 +148,50 @@ def markdown(out) -> str:
   add("![tuning freedom](tuning_freedom.png)\n")
   raw = [p for p in probs if (out["problems"][p]["spec"]["f_star"] or 0) > 0]
   if raw:
-    add("The same count with the 10% taken on the loss itself instead of the excess loss "
-        "(the literal reading; it differs only where f* > 0, and is lax there: the "
-        "irreducible part of the loss counts towards the 10%):\n")
+    add(
+      "The same count with the 10% taken on the loss itself instead of the excess loss "
+      "(the literal reading; it differs only where f* > 0, and is lax there: the "
+      "irreducible part of the loss counts towards the 10%):\n"
+    )
     add("| method | " + " | ".join(raw) + " |")
     add("|---|" + "---|" * len(raw))
     for name in methods:
       cells = [_tf_cell(out["problems"][p]["tuning_freedom_raw"].get(name)) for p in raw]
       if any(cells):
         add(f"| `{name}` | " + " | ".join(cells) + " |")
-    add("| *threshold* | " + " | ".join(_f(out["problems"][p]["threshold_raw"]) for p in raw)
-        + " |\n")
+    add(
+      "| *threshold* | " + " | ".join(_f(out["problems"][p]["threshold_raw"]) for p in raw) + " |\n"
+    )
 
   add(_regret_md(out, probs, methods))
   add("## Per problem\n")
-  add("Columns: rates reaching the threshold; best final training loss (at rate); the "
-      "lowest training loss seen during that run; median final training loss over the "
-      "rates; test loss / accuracy of that run (where the problem has them); steps to the "
-      "threshold at that rate; time per step relative to `optax.sgd` (per run, same vmap "
-      "width, measured in the same process; tiny problems are overhead-bound). Seed means; "
-      "diverged runs count as ∞.\n")
+  add(
+    "Columns: rates reaching the threshold; best final training loss (at rate); the "
+    "lowest training loss seen during that run; median final training loss over the "
+    "rates; test loss / accuracy of that run (where the problem has them); steps to the "
+    "threshold at that rate; time per step relative to `optax.sgd` (per run, same vmap "
+    "width, measured in the same process; tiny problems are overhead-bound). Seed means; "
+    "diverged runs count as ∞.\n"
+  )
   for pname, p in out["problems"].items():
     spec = p["spec"]
     add(f"### `{pname}` — {spec['title']}\n")
-    add(f"Source: {spec['source']}. Data: {spec['dataset']}. {spec['steps']} steps"
-        + (f", batch {spec['batch_size']}" if spec["batch_size"] else "")
-        + f", seeds {spec['seeds']}. {spec['notes']}\n")
+    add(
+      f"Source: {spec['source']}. Data: {spec['dataset']}. {spec['steps']} steps"
+      + (f", batch {spec['batch_size']}" if spec["batch_size"] else "")
+      + f", seeds {spec['seeds']}. {spec['notes']}\n"
+    )
     acc = spec["has_accuracy"]
     has_rg = bool(p.get("regret"))
     any_m = next(iter(p["methods"].values()))
     tl = "final_test_loss" in any_m["per_rate"]
-    head = "| method | reached | best final loss (rate) | lowest seen | median final | " + \
-           ("test loss | " if tl else "") + ("test acc | " if acc else "") + \
-           "steps to target | time vs sgd |" + (" median / worst regret |" if has_rg else "")
+    head = (
+      "| method | reached | best final loss (rate) | lowest seen | median final | "
+      + ("test loss | " if tl else "")
+      + ("test acc | " if acc else "")
+      + "steps to target | time vs sgd |"
+      + (" median / worst regret |" if has_rg else "")
+    )
     add(head)
     add("|---" * (head.count("|") - 1) + "|")
     for name in methods:
@@ -174,8 +205,10 @@ def markdown(out) -> str:
       med = float(np.median(finals))
       rate = r["rates"][i]
       stt = pr["steps_to_target"][i]
-      row = (f"| `{name}` | {_tf_cell(p['tuning_freedom'][name])} | {_f(best)} ({_rate(rate)}) "
-             f"| {_f(pr['best_train_loss'][i])} | {_f(med if math.isfinite(med) else None)} | ")
+      row = (
+        f"| `{name}` | {_tf_cell(p['tuning_freedom'][name])} | {_f(best)} ({_rate(rate)}) "
+        f"| {_f(pr['best_train_loss'][i])} | {_f(med if math.isfinite(med) else None)} | "
+      )
       if tl:
         row += f"{_f(pr['final_test_loss'][i])} | "
       if acc:
@@ -199,13 +232,17 @@ def _reproductions_md(rep) -> str:
   d = rep.get("deepobs_quadratic_deep", {})
   add("### DeepOBS `quadratic_deep` (final test loss)\n")
   if d.get("status") == "ok":
-    add("| optimizer | published | ours, decade grid (rate) | gap | ours, 36-rate grid (rate) | gap |")
+    add(
+      "| optimizer | published | ours, decade grid (rate) | gap | ours, 36-rate grid (rate) | gap |"
+    )
     add("|---|---|---|---|---|---|")
     for name in ("sgd", "adam"):
       dg, fg = d["decade_grid"].get(name, {}), d["fine_grid"].get(name, {})
-      add(f"| {name} | {d['published_final_test_loss'][name]} | {_f(dg.get('test_loss'))} "
-          f"({_rate(dg.get('rate'))}) | {_f(dg.get('gap'), 3)} | {_f(fg.get('test_loss'))} "
-          f"({_f(fg.get('rate'), 3)}) | {_f(fg.get('gap'), 3)} |")
+      add(
+        f"| {name} | {d['published_final_test_loss'][name]} | {_f(dg.get('test_loss'))} "
+        f"({_rate(dg.get('rate'))}) | {_f(dg.get('gap'), 3)} | {_f(fg.get('test_loss'))} "
+        f"({_f(fg.get('rate'), 3)}) | {_f(fg.get('gap'), 3)} |"
+      )
     add(f"\nTrain-set minimum f* = {_f(d.get('f_star_train'))}.\n")
   else:
     add(f"{d.get('status')}: `{d.get('how')}`\n")
@@ -217,8 +254,10 @@ def _reproductions_md(rep) -> str:
     add("| method | published | ours | gap | final rate | test acc |")
     add("|---|---|---|---|---|---|")
     for name, v in b["ours"].items():
-      add(f"| {name} | {b['published'][name]} | {_f(v['loss'])} | {_f(v['gap'], 3)} | "
-          f"{_f(v['final_lr'], 3)} | {_f(v['test_acc'])} |")
+      add(
+        f"| {name} | {b['published'][name]} | {_f(v['loss'])} | {_f(v['gap'], 3)} | "
+        f"{_f(v['final_lr'], 3)} | {_f(v['test_acc'])} |"
+      )
     if b.get("note"):
       add(f"\n{b['note']}")
     add("")
@@ -228,19 +267,28 @@ def _reproductions_md(rep) -> str:
   t = rep.get("tlr_fig1", {})
   add("### TLR Fig. 1: robustness across initial rates and batch sizes (MNIST MLP)\n")
   if t.get("status") == "ok":
-    add(f"Data: {t['dataset']}, {t['epochs']} epochs; α₀ ∈ {t['rates']}, batch ∈ "
-        f"{t['batch_sizes']}; one seed.\n")
+    add(
+      f"Data: {t['dataset']}, {t['epochs']} epochs; α₀ ∈ {t['rates']}, batch ∈ "
+      f"{t['batch_sizes']}; one seed.\n"
+    )
     add("| method | final train loss min … max | spread (max/min) | test acc min … max |")
     add("|---|---|---|---|")
     for name in ("tlr", "sgd"):
       s = t["summary"][name]
-      add(f"| {name} | {_f(s['final_train_loss_min'])} … {_f(s['final_train_loss_max'])} | "
-          f"{_f(s['final_train_loss_spread'], 3)} | {_f(s['test_acc_min'])} … "
-          f"{_f(s['test_acc_max'])} |")
-    add("\nTLR's rate by batch size (mean over α₀): " + "; ".join(
+      add(
+        f"| {name} | {_f(s['final_train_loss_min'])} … {_f(s['final_train_loss_max'])} | "
+        f"{_f(s['final_train_loss_spread'], 3)} | {_f(s['test_acc_min'])} … "
+        f"{_f(s['test_acc_max'])} |"
+      )
+    add(
+      "\nTLR's rate by batch size (mean over α₀): "
+      + "; ".join(
         f"bs {bs}: peak {_f(v['peak_lr_mean_over_rates'], 3)}, final "
         f"{_f(v['final_lr_mean_over_rates'], 3)}"
-        for bs, v in t["summary"]["tlr_lr_by_batch_size"].items()) + ".\n")
+        for bs, v in t["summary"]["tlr_lr_by_batch_size"].items()
+      )
+      + ".\n"
+    )
     add("![TLR Fig. 1](tlr_fig1.png)\n")
   else:
     add(f"{t.get('status')}: `{t.get('how')}`\n")
@@ -251,15 +299,20 @@ def _reproductions_md(rep) -> str:
     add(f"Metric: {v['metric']}.\n")
     add("| method | time-averaged loss | rate | final loss |")
     add("|---|---|---|---|")
-    for name, x in sorted(v["mean_loss"].items(),
-                          key=lambda kv: kv[1]["mean_loss"] if kv[1]["mean_loss"] is not None
-                          else np.inf):
+    for name, x in sorted(
+      v["mean_loss"].items(),
+      key=lambda kv: kv[1]["mean_loss"] if kv[1]["mean_loss"] is not None else np.inf,
+    ):
       add(f"| {name} | {_f(x['mean_loss'])} | {_rate(x['rate'])} | {_f(x['final_loss'])} |")
     if "vsgd_rate_after_jumps" in v:
-      add("\nvSGD's rate around each jump: " + "; ".join(
+      add(
+        "\nvSGD's rate around each jump: "
+        + "; ".join(
           f"step {j['step']}: {_f(j['lr_before'], 3)} → {_f(j['max_lr_within_100_steps_after'], 3)}"
-          for j in v["vsgd_rate_after_jumps"]) +
-          f". Rises after every jump (×1.5 or more): {v['vsgd_rate_rises_after_every_jump']}.")
+          for j in v["vsgd_rate_after_jumps"]
+        )
+        + f". Rises after every jump (×1.5 or more): {v['vsgd_rate_rises_after_every_jump']}."
+      )
     add("")
   else:
     add(f"{v.get('status')}\n")
@@ -267,19 +320,29 @@ def _reproductions_md(rep) -> str:
   r = rep.get("deroos_robustness", {})
   add("### de Roos et al.: robustness across initial rates 1e-5 … 1\n")
   if r.get("status") == "ok":
-    add(f"{r['metric']}. Cells: adapted / fixed base, per initial rate; "
-        "'reached' = tuning-freedom count; 'better at' = rates where the adapted run "
-        "ends lower than its fixed-rate base.\n")
-    add("| problem | method | reached (base) | better at | " +
-        " | ".join(f"{x:.0e}" for x in (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)) + " |")
+    add(
+      f"{r['metric']}. Cells: adapted / fixed base, per initial rate; "
+      "'reached' = tuning-freedom count; 'better at' = rates where the adapted run "
+      "ends lower than its fixed-rate base.\n"
+    )
+    add(
+      "| problem | method | reached (base) | better at | "
+      + " | ".join(f"{x:.0e}" for x in (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0))
+      + " |"
+    )
     add("|---|---|---|---|" + "---|" * 6)
     for pname, row in r["problems"].items():
       for name, x in row.items():
-        cells = {round(math.log10(rt)): f"{_f(a, 3)} / {_f(c, 3)}"
-                 for rt, a, c in zip(x["rates"], x["final"], x["base_final"])}
-        add(f"| `{pname}` | `{name}` | {x['reached']}/{x['of']} ({x['base_reached']}/{x['of']}) "
-            f"| {x['improves_at']}/{x['of']} | " +
-            " | ".join(cells.get(k, "") for k in range(-5, 1)) + " |")
+        cells = {
+          round(math.log10(rt)): f"{_f(a, 3)} / {_f(c, 3)}"
+          for rt, a, c in zip(x["rates"], x["final"], x["base_final"])
+        }
+        add(
+          f"| `{pname}` | `{name}` | {x['reached']}/{x['of']} ({x['base_reached']}/{x['of']}) "
+          f"| {x['improves_at']}/{x['of']} | "
+          + " | ".join(cells.get(k, "") for k in range(-5, 1))
+          + " |"
+        )
     add("")
   else:
     add(f"{r.get('status')}: `{r.get('how')}`\n")
@@ -297,11 +360,16 @@ def _curve_plot(p, key, path, title, ylog=True, excess=False):
   """One panel per method, one line per initial rate; diverged runs are drawn
   at the top edge (non-finite values and values above 10× the start clipped)."""
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
-  names = [n for n, r in p["methods"].items() if key in r["curves"]
-           and (key != "lr" or any(x is not None for row in r["curves"][key] for x in row))]
+  names = [
+    n
+    for n, r in p["methods"].items()
+    if key in r["curves"]
+    and (key != "lr" or any(x is not None for row in r["curves"][key] for x in row))
+  ]
   if not names:
     return False
   f_star = p["spec"]["f_star"] if excess else None
@@ -313,16 +381,22 @@ def _curve_plot(p, key, path, title, ylog=True, excess=False):
 
   top = bottom = None
   if key == "train_loss":
-    starts = [r["initial"]["train_loss"][j] for r in p["methods"].values()
-              for j in range(len(r["rates"])) if r["initial"]["train_loss"][j] is not None]
+    starts = [
+      r["initial"]["train_loss"][j]
+      for r in p["methods"].values()
+      for j in range(len(r["rates"]))
+      if r["initial"]["train_loss"][j] is not None
+    ]
     top = 10.0 * (max(starts) - shift) if starts else None
-    finite = np.concatenate([series(r, j) for n, r in p["methods"].items()
-                             for j in range(len(r["rates"]))])
+    finite = np.concatenate(
+      [series(r, j) for n, r in p["methods"].items() for j in range(len(r["rates"]))]
+    )
     finite = finite[np.isfinite(finite) & (finite > 0)]
     bottom = 0.5 * finite.min() if finite.size else None
   rows, cols = _grid(len(names))
-  fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.5 * rows), squeeze=False,
-                           sharex=True, sharey=(key != "lr"))
+  fig, axes = plt.subplots(
+    rows, cols, figsize=(3.2 * cols, 2.5 * rows), squeeze=False, sharex=True, sharey=(key != "lr")
+  )
   cmap = plt.get_cmap("viridis")
   steps = np.asarray(p["steps"], float)
   for ax, name in zip(axes.flat, names):
@@ -343,15 +417,14 @@ def _curve_plot(p, key, path, title, ylog=True, excess=False):
     if top is not None and bottom is not None and bottom < top:
       ax.set_ylim(bottom, top * 1.5)
     ax.tick_params(labelsize=7)
-  for ax in list(axes.flat)[len(names):]:
+  for ax in list(axes.flat)[len(names) :]:
     ax.axis("off")
   handles, labels = axes.flat[0].get_legend_handles_labels()
   for name in names:
     if p["methods"][name]["swept"]:
       handles, labels = axes.flat[names.index(name)].get_legend_handles_labels()
       break
-  fig.legend(handles, labels, loc="lower right", fontsize=7, title="initial rate",
-             title_fontsize=7)
+  fig.legend(handles, labels, loc="lower right", fontsize=7, title="initial rate", title_fontsize=7)
   note = " (red: tuning-freedom threshold; top edge: diverged)" if key == "train_loss" else ""
   fig.suptitle(title + note, fontsize=10)
   fig.tight_layout(rect=(0, 0, 1, 0.97))
@@ -362,12 +435,14 @@ def _curve_plot(p, key, path, title, ylog=True, excess=False):
 
 def _heatmap(out, path):
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
   probs = list(out["problems"])
-  methods = [m for m in _method_order(out)
-             if any(m in out["problems"][p]["tuning_freedom"] for p in probs)]
+  methods = [
+    m for m in _method_order(out) if any(m in out["problems"][p]["tuning_freedom"] for p in probs)
+  ]
   frac = np.full((len(methods), len(probs)), np.nan)
   text = [["" for _ in probs] for _ in methods]
   for i, m in enumerate(methods):
@@ -384,8 +459,10 @@ def _heatmap(out, path):
     for j in range(len(probs)):
       ax.text(j, i, text[i][j], ha="center", va="center", fontsize=7)
   fig.colorbar(im, ax=ax, label="fraction of initial rates reaching the threshold")
-  ax.set_title(f"Tuning freedom ({out['profile']}): within {out['tolerance']:.0%} of "
-               "best-tuned SGD/Adam", fontsize=9)
+  ax.set_title(
+    f"Tuning freedom ({out['profile']}): within {out['tolerance']:.0%} of best-tuned SGD/Adam",
+    fontsize=9,
+  )
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
@@ -393,6 +470,7 @@ def _heatmap(out, path):
 
 def _tlr_plot(t, path):
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
@@ -402,10 +480,14 @@ def _tlr_plot(t, path):
   for row, name in enumerate(("tlr", "sgd")):
     for bi, bs in enumerate(t["batch_sizes"]):
       run = t["runs"][f"{name}/bs{bs}"]
-      steps = np.asarray(run["steps"], float) * bs / 1.0   # examples seen
+      steps = np.asarray(run["steps"], float) * bs / 1.0  # examples seen
       for ri, rate in enumerate(t["rates"]):
-        kw = dict(color=cmap(bi / len(t["batch_sizes"])), ls=styles.get(rate, "-"), lw=1.1,
-                  label=f"{bs}, {rate:g}")
+        kw = dict(
+          color=cmap(bi / len(t["batch_sizes"])),
+          ls=styles.get(rate, "-"),
+          lw=1.1,
+          label=f"{bs}, {rate:g}",
+        )
         for col, key in enumerate(("train_loss", "lr", "test_acc")):
           y = np.asarray([np.nan if v is None else v for v in run[key][ri]], float)
           axes[row, col].plot(steps, y, **kw)
@@ -431,9 +513,13 @@ def write_all(out: dict, out_dir, plots: bool = True) -> None:
     return
   for pname, p in out["problems"].items():
     excess = p["spec"]["f_star"] is not None and p["spec"]["f_star"] > 0
-    _curve_plot(p, "train_loss", out_dir / f"loss_{pname}.png",
-                f"{pname}: training loss" + (" − f*" if excess else "") + " per method and initial rate",
-                excess=excess)
+    _curve_plot(
+      p,
+      "train_loss",
+      out_dir / f"loss_{pname}.png",
+      f"{pname}: training loss" + (" − f*" if excess else "") + " per method and initial rate",
+      excess=excess,
+    )
     _curve_plot(p, "lr", out_dir / f"lr_{pname}.png", f"{pname}: learning rate per method")
   _heatmap(out, out_dir / "tuning_freedom.png")
   t = out["reproductions"].get("tlr_fig1", {})

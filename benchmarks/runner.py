@@ -14,7 +14,8 @@ import datetime
 import pathlib
 import sys
 import time
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import numpy as np
 
@@ -30,14 +31,23 @@ RESULTS_ROOT = pathlib.Path(__file__).resolve().parent / "results"
 def _progress(total, enabled, desc):
   try:
     from tqdm.auto import tqdm
-  except ImportError:               # tqdm is optional
+  except ImportError:  # tqdm is optional
     tqdm = None
   if tqdm is None or not enabled:
+
     class _Null:
-      def update(self, n=1): pass
-      def set_postfix_str(self, s): pass
-      def close(self): pass
-      def write(self, s): print(s, file=sys.stderr)
+      def update(self, n=1):
+        pass
+
+      def set_postfix_str(self, s):
+        pass
+
+      def close(self):
+        pass
+
+      def write(self, s):
+        print(s, file=sys.stderr)
+
     return _Null()
   bar = tqdm(total=total, desc=desc, unit="run", dynamic_ncols=True)
   bar.write = lambda s: tqdm.write(s, file=sys.stderr)
@@ -66,17 +76,17 @@ def _method_record(res: dict, problem, target, sgd_sps) -> dict:
   """``sgd_sps``: optax.sgd's seconds per step per run at the same vmap width."""
   seed_mean = lambda a: np.mean(np.asarray(a, np.float64), axis=0)
   rec = {
-      "family": res["family"],
-      "swept": res["swept"],
-      "rates": [float(f"{r:.6g}") for r in res["rates"]] if res["swept"] else [None],
-      "per_rate": harness.summarize(res, problem, target),
-      "final_per_seed": res["final"],
-      "curves": {k: seed_mean(v) for k, v in res["curves"].items()},   # [rates, rounds]
-      "initial": {k: seed_mean(v) for k, v in res["init"].items()},
-      "compile_s": res["compile_s"],
-      "run_s": res["run_s"],
-      "sec_per_step": res["sec_per_step"],
-      "time_vs_sgd": (res["sec_per_step"] / sgd_sps) if sgd_sps else None,
+    "family": res["family"],
+    "swept": res["swept"],
+    "rates": [float(f"{r:.6g}") for r in res["rates"]] if res["swept"] else [None],
+    "per_rate": harness.summarize(res, problem, target),
+    "final_per_seed": res["final"],
+    "curves": {k: seed_mean(v) for k, v in res["curves"].items()},  # [rates, rounds]
+    "initial": {k: seed_mean(v) for k, v in res["init"].items()},
+    "compile_s": res["compile_s"],
+    "run_s": res["run_s"],
+    "sec_per_step": res["sec_per_step"],
+    "time_vs_sgd": (res["sec_per_step"] / sgd_sps) if sgd_sps else None,
   }
   return rec
 
@@ -84,8 +94,11 @@ def _method_record(res: dict, problem, target, sgd_sps) -> dict:
 def _regret_records(results, problem) -> dict:
   """Best-tuned baseline, per-method regret and the settling check (issue 11)."""
   rg = harness.regret(results, problem)
-  return {"best_tuned": rg["best_tuned"], "regret": rg["methods"],
-          "settling": harness.settling(results, problem)}
+  return {
+    "best_tuned": rg["best_tuned"],
+    "regret": rg["methods"],
+    "settling": harness.settling(results, problem),
+  }
 
 
 def run_problem(problem, method_objs, bar=None) -> dict:
@@ -99,11 +112,17 @@ def run_problem(problem, method_objs, bar=None) -> dict:
   return results
 
 
-def run_profile(profile: str = "quick", problems: Optional[Sequence[str]] = None,
-                methods: Optional[Sequence[str]] = None, out_dir=None,
-                progress: bool = True, studies: Optional[bool] = None,
-                plots: bool = True, command: Optional[list] = None,
-                overrides: Optional[dict] = None) -> dict:
+def run_profile(
+  profile: str = "quick",
+  problems: Optional[Sequence[str]] = None,
+  methods: Optional[Sequence[str]] = None,
+  out_dir=None,
+  progress: bool = True,
+  studies: Optional[bool] = None,
+  plots: bool = True,
+  command: Optional[list] = None,
+  overrides: Optional[dict] = None,
+) -> dict:
   """Runs the profile and writes its outputs; returns the results dict.
 
   ``overrides`` (e.g. ``{"seeds": (0,), "rates": (1e-3,), "steps": 200}``) go to
@@ -141,15 +160,17 @@ def run_profile(profile: str = "quick", problems: Optional[Sequence[str]] = None
   pairs = [(p, [reg[m] for m in method_names if reg[m].applies_to(p)]) for p in built.values()]
   bar = _progress(sum(len(ms) for _, ms in pairs), progress, f"benchmarks [{profile}]")
   out = {
-      "profile": profile,
-      "command": command if command is not None else [sys.executable, *sys.argv],
-      "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-      "machine": machine_info(),
-      "tolerance": harness.TOLERANCE,
-      "methods": {n: {"family": reg[n].family, "swept": reg[n].swept,
-                      "description": reg[n].description} for n in method_names},
-      "skipped_problems": skipped,
-      "problems": {},
+    "profile": profile,
+    "command": command if command is not None else [sys.executable, *sys.argv],
+    "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    "machine": machine_info(),
+    "tolerance": harness.TOLERANCE,
+    "methods": {
+      n: {"family": reg[n].family, "swept": reg[n].swept, "description": reg[n].description}
+      for n in method_names
+    },
+    "skipped_problems": skipped,
+    "problems": {},
   }
   raw = {}
   for problem, method_objs in pairs:
@@ -165,23 +186,24 @@ def run_profile(profile: str = "quick", problems: Optional[Sequence[str]] = None
       mid = problem.rates[len(problem.rates) // 2]
       sgd_sps[False] = harness.run_method(problem, reg["sgd"], rates=(mid,))["sec_per_step"]
     out["problems"][problem.name] = {
-        "spec": problem.describe(),
-        "threshold": target,
-        "tuning_freedom": tf["methods"],
-        "threshold_raw": tf_raw["threshold"],
-        "tuning_freedom_raw": tf_raw["methods"],
-        "methods": {n: _method_record(r, problem, target, sgd_sps[r["swept"]])
-                    for n, r in results.items()},
-        "sgd_sec_per_step": {"swept_width": sgd_sps[True], "seeds_width": sgd_sps[False]},
-        "steps": results[next(iter(results))]["steps"],
-        **_regret_records(results, problem),
+      "spec": problem.describe(),
+      "threshold": target,
+      "tuning_freedom": tf["methods"],
+      "threshold_raw": tf_raw["threshold"],
+      "tuning_freedom_raw": tf_raw["methods"],
+      "methods": {
+        n: _method_record(r, problem, target, sgd_sps[r["swept"]]) for n, r in results.items()
+      },
+      "sgd_sec_per_step": {"swept_width": sgd_sps[True], "seeds_width": sgd_sps[False]},
+      "steps": results[next(iter(results))]["steps"],
+      **_regret_records(results, problem),
     }
   bar.close()
 
   run_studies = studies if studies is not None else profile == "full"
-  out["reproductions"] = reproductions_lib.reproductions(out, built, raw, profile,
-                                                         run_extra=run_studies,
-                                                         progress=progress)
+  out["reproductions"] = reproductions_lib.reproductions(
+    out, built, raw, profile, run_extra=run_studies, progress=progress
+  )
   out["wall_s"] = time.perf_counter() - t_start
   out["finished"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
   out = _clean(out)

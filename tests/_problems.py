@@ -28,8 +28,8 @@ QUARTIC = 0.1
 def ref_loss(params, shift=0.0):
   """JAX: Σ ½ h (w − s)² + 0.1 Σ (w − s)⁴."""
   return sum(
-      jnp.sum(0.5 * h * (w - shift) ** 2 + QUARTIC * (w - shift) ** 4)
-      for h, w in zip(jax.tree.leaves(_H), jax.tree.leaves(params))
+    jnp.sum(0.5 * h * (w - shift) ** 2 + QUARTIC * (w - shift) ** 4)
+    for h, w in zip(jax.tree.leaves(_H), jax.tree.leaves(params))
   )
 
 
@@ -38,11 +38,12 @@ class RefProblem:
   """The reference problem as flat NumPy float64 vectors (leaf order a, b)."""
 
   h: np.ndarray = dataclasses.field(
-      default_factory=lambda: np.concatenate([_H["a"].ravel(), _H["b"].ravel()]))
+    default_factory=lambda: np.concatenate([_H["a"].ravel(), _H["b"].ravel()])
+  )
   w0: np.ndarray = dataclasses.field(
-      default_factory=lambda: np.concatenate([_W0["a"].ravel(), _W0["b"].ravel()]))
-  leaf_ids: np.ndarray = dataclasses.field(
-      default_factory=lambda: np.array([0, 0, 0, 1, 1, 1, 1]))
+    default_factory=lambda: np.concatenate([_W0["a"].ravel(), _W0["b"].ravel()])
+  )
+  leaf_ids: np.ndarray = dataclasses.field(default_factory=lambda: np.array([0, 0, 0, 1, 1, 1, 1]))
 
   def shift(self, t: int) -> float:
     return 0.1 * np.sin(1.0 + t)
@@ -63,7 +64,7 @@ class RefProblem:
     """Group index per scalar for "global", "leaf", "element" or "labels"."""
     if granularity == "global":
       return np.zeros(7, int)
-    if granularity in ("leaf", "labels"):   # labels: {"a": "x", "b": "y"}
+    if granularity in ("leaf", "labels"):  # labels: {"a": "x", "b": "y"}
       return self.leaf_ids
     if granularity == "element":
       return np.arange(7)
@@ -97,7 +98,8 @@ def run_ref(opt, steps: int, dtype=jnp.float64, params=None):
   def step(params, state, shift):
     value, grad = jax.value_and_grad(ref_loss)(params, shift)
     updates, state = opt.update(
-        grad, state, params, value=value, grad=grad, value_fn=ref_loss, shift=shift)
+      grad, state, params, value=value, grad=grad, value_fn=ref_loss, shift=shift
+    )
     return optax.apply_updates(params, updates), state
 
   for t in range(steps):
@@ -129,26 +131,28 @@ def rosenbrock(params):
   return (1.0 - x) ** 2 + 100.0 * (y - x**2) ** 2
 
 
-_MIXED_H = {"w": jnp.linspace(0.5, 3.0, 12).reshape(3, 4),
-            "b": jnp.array([1.0, 2.0, 0.7, 1.3]),
-            "s": jnp.array(1.7)}
+_MIXED_H = {
+  "w": jnp.linspace(0.5, 3.0, 12).reshape(3, 4),
+  "b": jnp.array([1.0, 2.0, 0.7, 1.3]),
+  "s": jnp.array(1.7),
+}
 
 
 def mixed_quadratic(params):
   return sum(
-      jnp.sum(0.5 * h * (p - 1.0) ** 2)
-      for h, p in zip(jax.tree.leaves(_MIXED_H), jax.tree.leaves(params))
+    jnp.sum(0.5 * h * (p - 1.0) ** 2)
+    for h, p in zip(jax.tree.leaves(_MIXED_H), jax.tree.leaves(params))
   )
 
 
 CONVERGENCE = {
-    "parabola": (parabola, lambda: jnp.zeros(5), 0.0),
-    "rosenbrock": (rosenbrock, lambda: jnp.array([-1.2, 1.0]), 0.0),
-    "mixed_pytree": (
-        mixed_quadratic,
-        lambda: {"w": jnp.zeros((3, 4)), "b": jnp.zeros(4), "s": jnp.zeros(())},
-        0.0,
-    ),
+  "parabola": (parabola, lambda: jnp.zeros(5), 0.0),
+  "rosenbrock": (rosenbrock, lambda: jnp.array([-1.2, 1.0]), 0.0),
+  "mixed_pytree": (
+    mixed_quadratic,
+    lambda: {"w": jnp.zeros((3, 4)), "b": jnp.zeros(4), "s": jnp.zeros(())},
+    0.0,
+  ),
 }
 
 

@@ -10,40 +10,63 @@ r + k ε_j e_j.
 
 import numpy as np
 
-ROUNDING = 16      # ulps of the loss below which a difference is rounding noise
+ROUNDING = 16  # ulps of the loss below which a difference is rounding noise
 
 
 def _group_sum(x, ids):
   return np.bincount(ids, weights=x, minlength=ids.max() + 1)
 
 
-def newton_rule(eta, vel, num, den, tol_num, tol_den, *, max_change, momentum, delta,
-                min_learning_rate=0.0, max_learning_rate=np.inf):
+def newton_rule(
+  eta,
+  vel,
+  num,
+  den,
+  tol_num,
+  tol_den,
+  *,
+  max_change,
+  momentum,
+  delta,
+  min_learning_rate=0.0,
+  max_learning_rate=np.inf,
+):
   """(η_{k+1}, δ_{k+1}, the line's own rate) for one group."""
   clamp = lambda r: min(max(max(r, delta), min_learning_rate), max_learning_rate)
   if max_change is None:
-    if den == 0:                               # Eq. 11–12: "when it reaches zero
-      den = den + delta                        # machine, but only when it does so" (§4.1)
-    step = -num / den                          # Eq. 10
+    if den == 0:  # Eq. 11–12: "when it reaches zero
+      den = den + delta  # machine, but only when it does so" (§4.1)
+    step = -num / den  # Eq. 10
   else:
     c = max_change
-    if den > tol_den:                          # convex: Newton
+    if den > tol_den:  # convex: Newton
       step = -num / den
-    elif abs(num) > tol_num:                   # concave or flat: downhill by 1 + c
+    elif abs(num) > tol_num:  # concave or flat: downhill by 1 + c
       step = c * eta if num < 0 else eta / (1 + c) - eta
     else:
       step = 0.0
   line = clamp(eta + step)
-  new = eta + momentum * vel + step            # §5.2
+  new = eta + momentum * vel + step  # §5.2
   if max_change is not None:
     new = min(max(new, eta / (1 + max_change)), eta * (1 + max_change))
-  new = clamp(new)                             # Eq. 13
+  new = clamp(new)  # Eq. 13
   return new, new - eta, line
 
 
-def newton_reference(prob, steps, learning_rate, derivatives="autodiff", eps=None,
-                     relative_eps=0.25, max_change=1.0, safeguard=True, momentum=0.0,
-                     delta=1e-6, granularity="global", trace=None):
+def newton_reference(
+  prob,
+  steps,
+  learning_rate,
+  derivatives="autodiff",
+  eps=None,
+  relative_eps=0.25,
+  max_change=1.0,
+  safeguard=True,
+  momentum=0.0,
+  delta=1e-6,
+  granularity="global",
+  trace=None,
+):
   """Newton on η, step by step; ``trace``: direction optax.trace(trace) (u = g + β u)."""
   ids = prob.group_ids(granularity)
   n = ids.max() + 1
@@ -57,30 +80,44 @@ def newton_reference(prob, steps, learning_rate, derivatives="autodiff", eps=Non
     g = prob.grad(w, s)
     u = g if trace is None else g + trace * u_prev
     u_prev = u
-    num = np.zeros(n); den = np.zeros(n); tol_num = np.zeros(n); tol_den = np.zeros(n)
+    num = np.zeros(n)
+    den = np.zeros(n)
+    tol_num = np.zeros(n)
+    tol_den = np.zeros(n)
     if derivatives == "autodiff":
       p = w - eta[ids] * u
-      num = -_group_sum(prob.grad(p, s) * u, ids)                  # f′ per group
-      den = _group_sum(prob.hess_diag(p, s) * u * u, ids)          # f″ per group
+      num = -_group_sum(prob.grad(p, s) * u, ids)  # f′ per group
+      den = _group_sum(prob.hess_diag(p, s) * u * u, ids)  # f″ per group
     else:
       for j in range(n):
         e = eps if eps is not None else relative_eps * eta[j]
         vals = []
-        for k in (-2, -1, 0, 1, 2):                                # Eq. 6–9
-          r = eta.copy(); r[j] += k * e
+        for k in (-2, -1, 0, 1, 2):  # Eq. 6–9
+          r = eta.copy()
+          r[j] += k * e
           vals.append(prob.loss(w - r[ids] * u, s))
         fm2, fm1, f0, fp1, fp2 = vals
-        num[j] = 2 * e * (fp1 - fm1)                               # Eq. 10
+        num[j] = 2 * e * (fp1 - fm1)  # Eq. 10
         den[j] = fp2 + fm2 - 2 * f0
         tol_den[j] = ROUNDING * np.finfo(np.float64).eps * max(abs(v) for v in vals)
         tol_num[j] = 2 * e * tol_den[j]
-    new = np.zeros(n); line = np.zeros(n)
+    new = np.zeros(n)
+    line = np.zeros(n)
     for j in range(n):
       new[j], vel[j], line[j] = newton_rule(
-          eta[j], vel[j], num[j], den[j], tol_num[j], tol_den[j],
-          max_change=max_change, momentum=momentum, delta=delta)
-    step_rate = np.minimum(eta, line) if safeguard else eta        # §4.1 order
+        eta[j],
+        vel[j],
+        num[j],
+        den[j],
+        tol_num[j],
+        tol_den[j],
+        max_change=max_change,
+        momentum=momentum,
+        delta=delta,
+      )
+    step_rate = np.minimum(eta, line) if safeguard else eta  # §4.1 order
     w = w - step_rate[ids] * u
     eta = new
-    traj.append(w.copy()); rates.append(eta.copy())
+    traj.append(w.copy())
+    rates.append(eta.copy())
   return np.array(traj), np.array(rates)

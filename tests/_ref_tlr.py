@@ -7,9 +7,18 @@ def _group_sum(x, ids):
   return np.bincount(ids, weights=x, minlength=ids.max() + 1)
 
 
-def tlr_reference(prob, steps, learning_rate, bound=0.25, granularity="global",
-                  accumulation_steps=1, safeguard=True, momentum=None, nesterov=False,
-                  inner_products="gradient"):
+def tlr_reference(
+  prob,
+  steps,
+  learning_rate,
+  bound=0.25,
+  granularity="global",
+  accumulation_steps=1,
+  safeguard=True,
+  momentum=None,
+  nesterov=False,
+  inner_products="gradient",
+):
   """Alg. 2 with the Eq. 10 windows, written out scalar by scalar.
 
   ``momentum``: the direction is optax.trace(momentum) (m_t = g_t + μ m_{t−1};
@@ -23,8 +32,10 @@ def tlr_reference(prob, steps, learning_rate, bound=0.25, granularity="global",
   ceiling = np.full(n, np.inf)
   w = prob.w0.copy()
   k = accumulation_steps
-  G = np.zeros_like(w); U = np.zeros_like(w)            # window sums
-  U_prev = None; prev_gu = None
+  G = np.zeros_like(w)
+  U = np.zeros_like(w)  # window sums
+  U_prev = None
+  prev_gu = None
   trace = np.zeros_like(w)
   traj, rates = [], []
   for t in range(steps):
@@ -34,17 +45,18 @@ def tlr_reference(prob, steps, learning_rate, bound=0.25, granularity="global",
     else:
       trace = g + momentum * trace
       u = g + momentum * trace if nesterov else trace
-    G += g; U += u
+    G += g
+    U += u
     if (t + 1) % k == 0:
       # G_t of Eq. 10 with momentum: each step moves w by α u, so the window's
       # displacement over the rate is U = Σ u (its last step is taken below).
       first = U if inner_products == "displacement" else G
-      gu = _group_sum(first * U, ids)                      # ‖g_t‖² (⟨G_t, u_t⟩ with a direction)
+      gu = _group_sum(first * U, ids)  # ‖g_t‖² (⟨G_t, u_t⟩ with a direction)
       if U_prev is not None:
-        ip = _group_sum(first * U_prev, ids)               # ⟨g_t, g_{t−1}⟩ (Eq. 7)
+        ip = _group_sum(first * U_prev, ids)  # ⟨g_t, g_{t−1}⟩ (Eq. 7)
         for j in range(n):
-          gu_j = max(gu[j], 0.0)                           # a direction may point uphill
-          den = max(4 * (gu_j - ip[j]), ip[j] / bound)     # Eq. 9
+          gu_j = max(gu[j], 0.0)  # a direction may point uphill
+          den = max(4 * (gu_j - ip[j]), ip[j] / bound)  # Eq. 9
           ratio = ip[j] / den if den > 0 else 0.0
           new = alpha[j] * (1 + ratio)
           ratio_k = ip[j] / prev_gu[j] if prev_gu[j] > 0 else 0.0
@@ -59,15 +71,24 @@ def tlr_reference(prob, steps, learning_rate, bound=0.25, granularity="global",
             new = min(new, ceiling[j])
           alpha[j] = new
       U_prev, prev_gu = U.copy(), gu
-      G = np.zeros_like(w); U = np.zeros_like(w)
-    w = w - alpha[ids] * u                                  # Alg. 2, line 6
-    traj.append(w.copy()); rates.append(alpha.copy())
+      G = np.zeros_like(w)
+      U = np.zeros_like(w)
+    w = w - alpha[ids] * u  # Alg. 2, line 6
+    traj.append(w.copy())
+    rates.append(alpha.copy())
   return np.array(traj), np.array(rates)
 
 
-def hypergradient_reference(prob, steps, learning_rate, hyper_lr=1e-3,
-                            multiplicative=False, lookahead=False,
-                            granularity="global", min_learning_rate=0.0):
+def hypergradient_reference(
+  prob,
+  steps,
+  learning_rate,
+  hyper_lr=1e-3,
+  multiplicative=False,
+  lookahead=False,
+  granularity="global",
+  min_learning_rate=0.0,
+):
   """Baydin et al. / Ravaut & Gorti Eq. 3–4 / TLR Alg. 1, scalar by scalar."""
   ids = prob.group_ids(granularity)
   n = ids.max() + 1
@@ -91,5 +112,6 @@ def hypergradient_reference(prob, steps, learning_rate, hyper_lr=1e-3,
     eta = np.maximum(eta, min_learning_rate)
     w = w - eta[ids] * g
     u_prev = g
-    traj.append(w.copy()); rates.append(eta.copy())
+    traj.append(w.copy())
+    rates.append(eta.copy())
   return np.array(traj), np.array(rates)

@@ -13,11 +13,21 @@ def _group_max(x, ids):
   return np.array([x[ids == j].max() for j in range(ids.max() + 1)])
 
 
-def vsgd_reference(prob, steps, learning_rate=1.0, granularity="element",
-                   curvature="hutchinson", init_samples=10, slow_start=2.0,
-                   start_memory="init_samples", curvature_variance=False,
-                   min_curvature=1e-6, grad_sq=None, batch_size=None,
-                   curvature_every=None):
+def vsgd_reference(
+  prob,
+  steps,
+  learning_rate=1.0,
+  granularity="element",
+  curvature="hutchinson",
+  init_samples=10,
+  slow_start=2.0,
+  start_memory="init_samples",
+  curvature_variance=False,
+  min_curvature=1e-6,
+  grad_sq=None,
+  batch_size=None,
+  curvature_every=None,
+):
   """Alg. 1 for vSGD-l (and its -b / -g analogues, §5 + App. B).
 
   ``curvature="hutchinson"`` is the exact |diag H| (the reference problem is
@@ -44,8 +54,8 @@ def vsgd_reference(prob, steps, learning_rate=1.0, granularity="element",
   w = prob.w0.copy()
   gbar = np.zeros_like(w)
   hbar = np.zeros_like(w)
-  vhbar = np.zeros_like(w)                      # v̄_h (curvature_variance)
-  sq_avg = np.zeros(ng)                         # v̄ (element) or l̄ per block
+  vhbar = np.zeros_like(w)  # v̄_h (curvature_variance)
+  sq_avg = np.zeros(ng)  # v̄ (element) or l̄ per block
   tau = np.full(ng, float(n0))
   traj, rates = [], []
   for t in range(steps):
@@ -57,56 +67,63 @@ def vsgd_reference(prob, steps, learning_rate=1.0, granularity="element",
       h = hbar
     elif curvature == "hutchinson":
       h = np.abs(prob.hess_diag(w, s))
-    else:                                       # finite difference, same sample
+    else:  # finite difference, same sample
       delta = g if t == 0 else gbar
       step = (w + delta) - w
-      h = np.where(step != 0,
-                   np.abs(prob.grad(w + delta, s) - g) / np.where(step != 0, np.abs(step), 1),
-                   hbar)
+      h = np.where(
+        step != 0, np.abs(prob.grad(w + delta, s) - g) / np.where(step != 0, np.abs(step), 1), hbar
+      )
     if grad_sq is None:
       sq = _group_sum(g * g, ids)
     else:
       sq = _group_sum(grad_sq(w, s), ids)
     frac = np.full(ng, 1.0 / (t + 1)) if warm else 1.0 / tau
     fe = frac[ids]
-    gbar = (1 - fe) * gbar + fe * g             # §4.1
-    if refresh:                                 # §4.3, sampled every k steps
+    gbar = (1 - fe) * gbar + fe * g  # §4.1
+    if refresh:  # §4.3, sampled every k steps
       fh = fe if (warm or k == 1) else np.minimum(0.5, 1 - (1 - 1 / tau) ** k)[ids]
       hbar = (1 - fh) * hbar + fh * h
-      vhbar = (1 - fh) * vhbar + fh * h * h     # vSGDfd: v̄_h
+      vhbar = (1 - fh) * vhbar + fh * h * h  # vSGDfd: v̄_h
     sq_avg = (1 - frac) * sq_avg + frac * sq
     if t == n0 - 1:
-      sq_avg = C * sq_avg                       # slow start, §4.4
+      sq_avg = C * sq_avg  # slow start, §4.4
     num = _group_sum(gbar * gbar, ids)
     n = batch_size
     den = sq_avg if n is None else sq_avg / n + (n - 1) / n * num
     vpart = np.clip(np.where(den > 0, num / np.where(den > 0, den, 1), 0.0), 0, 1)
-    if curvature_variance:                      # vSGDfd: vpart · h̄ / v̄_h
-      hpart = np.array([min(min(hbar[i] / vhbar[i], 1 / hbar[i]) if hbar[i] > 0 else np.inf
-                            for i in np.flatnonzero(ids == j)) for j in range(ng)])
+    if curvature_variance:  # vSGDfd: vpart · h̄ / v̄_h
+      hpart = np.array(
+        [
+          min(
+            min(hbar[i] / vhbar[i], 1 / hbar[i]) if hbar[i] > 0 else np.inf
+            for i in np.flatnonzero(ids == j)
+          )
+          for j in range(ng)
+        ]
+      )
       hplus = np.maximum(1 / hpart, min_curvature)
     else:
       hplus = np.maximum(_group_max(hbar, ids), min_curvature)
-    eta = learning_rate * vpart / hplus         # Eq. 7 / Eq. 8
+    eta = learning_rate * vpart / hplus  # Eq. 7 / Eq. 8
     if warm:
       eta = np.zeros(ng)
     else:
-      tau = (1 - vpart) * tau + 1               # §4.2, App. B
-    if t == n0 - 1:                             # the memory after the slow start
+      tau = (1 - vpart) * tau + 1  # §4.2, App. B
+    if t == n0 - 1:  # the memory after the slow start
       if start_memory == "init_samples":
         tau = np.full(ng, float(n0))
       elif start_memory == "adapted":
-        alpha = (1 - vpart) / (2 - vpart - 0.0)     # vsgd-bb.m, from alpha = 0
+        alpha = (1 - vpart) / (2 - vpart - 0.0)  # vsgd-bb.m, from alpha = 0
         tau = 1 / (1 - alpha)
       else:
         tau = np.full(ng, float(start_memory))
     w = w - eta[ids] * g
-    traj.append(w.copy()); rates.append(eta.copy())
+    traj.append(w.copy())
+    rates.append(eta.copy())
   return np.array(traj), np.array(rates)
 
 
-def smd_reference(prob, steps, learning_rate=0.01, meta_lr=1e-3, tau=100.0,
-                  granularity="global"):
+def smd_reference(prob, steps, learning_rate=0.01, meta_lr=1e-3, tau=100.0, granularity="global"):
   """App. C; the reference problem's Hessian is diagonal, so Hv = diag(H) ⊙ v."""
   ids = prob.group_ids(granularity)
   eta = np.full(ids.max() + 1, float(learning_rate))
@@ -122,7 +139,8 @@ def smd_reference(prob, steps, learning_rate=0.01, meta_lr=1e-3, tau=100.0,
     eta_next = eta * np.exp(-meta_lr * _group_sum(g * v, ids))
     v = keep * v - eta[ids] * (g + keep * hv)
     w, eta = w_next, eta_next
-    traj.append(w.copy()); rates.append(eta.copy())
+    traj.append(w.copy())
+    rates.append(eta.copy())
   return np.array(traj), np.array(rates)
 
 
@@ -141,5 +159,6 @@ def almeida_reference(prob, steps, learning_rate=1e-3, tau=1000.0):
     eta = np.maximum(0.0, learning_rate * g * prev / v)
     w = w - eta * g
     prev = g
-    traj.append(w.copy()); rates.append(eta.copy())
+    traj.append(w.copy())
+    rates.append(eta.copy())
   return np.array(traj), np.array(rates)

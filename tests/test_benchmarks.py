@@ -19,12 +19,15 @@ from benchmarks.studies import overhead
 
 
 # ------------------------------------------------------------------ data --
-@pytest.mark.parametrize("name,n_train,n_test,dim,kind", [
+@pytest.mark.parametrize(
+  "name,n_train,n_test,dim,kind",
+  [
     ("digits", 1437, 360, 64, "classification"),
     ("diabetes", 353, 89, 10, "regression"),
     ("mnist_small", 4000, 1000, 784, "classification"),
     ("boston", 400, 106, 13, "regression"),
-])
+  ],
+)
 def test_bundled_loaders_shapes_dtypes(name, n_train, n_test, dim, kind):
   x, y = data.load(name, "train")
   xt, yt = data.load(name, "test")
@@ -105,8 +108,9 @@ def test_quadratic_deep_matches_deepobs_spec():
   p = problems.build("quadratic_deep", "quick")
   assert (p.steps, p.batch_size, p.steps_per_epoch) == (700, 128, 7)
   # loss at θ₀ = 1: ½ 1ᵀQ1 + ½ E[xᵀQx] (up to sampling) — the DeepOBS scale
-  l0 = float(p.evaluate(p.init(jax.random.key(0)), jax.tree.map(jnp.asarray, p.data), 0)
-             ["train_loss"])
+  l0 = float(
+    p.evaluate(p.init(jax.random.key(0)), jax.tree.map(jnp.asarray, p.data), 0)["train_loss"]
+  )
   expect = 0.5 * np.ones(100) @ q @ np.ones(100) + 0.5 * 0.36 * np.trace(q)
   assert abs(l0 - expect) / expect < 0.05
 
@@ -114,8 +118,20 @@ def test_quadratic_deep_matches_deepobs_spec():
 # -------------------------------------------------------------- registry --
 def test_registry_reads_adaptlr_registry():
   reg = methods.registry()
-  for name in ("sgd", "sgd_momentum", "sgd_multistep", "adam", "polyak_sgd", "sls", "dog",
-               "prodigy", "mechanize", "dadapt_adamw", "momo", "momo_adam"):
+  for name in (
+    "sgd",
+    "sgd_momentum",
+    "sgd_multistep",
+    "adam",
+    "polyak_sgd",
+    "sls",
+    "dog",
+    "prodigy",
+    "mechanize",
+    "dadapt_adamw",
+    "momo",
+    "momo_adam",
+  ):
     assert name in reg
   adaptlr_rows = [n for n, m in reg.items() if m.family == "adaptlr"]
   # every registered method runs; variants are configurations of a registered method
@@ -140,15 +156,17 @@ def test_registry_reads_adaptlr_registry():
 def test_renamed_method_fails_loudly_or_runs_under_its_new_name(monkeypatch, renamed):
   """A method renamed in adaptlr.registry never vanishes from the benchmarks."""
   registry = {(k + "_v2" if k == renamed else k): v for k, v in METHODS.items()}
-  for module, attr, table in ((methods, "ADAPTLR_REGISTRY", "ADAPTLR_CONFIGS"),
-                              (overhead, "METHODS", "ROWS")):
+  for module, attr, table in (
+    (methods, "ADAPTLR_REGISTRY", "ADAPTLR_CONFIGS"),
+    (overhead, "METHODS", "ROWS"),
+  ):
     build = methods.registry if module is methods else overhead.registry
     configured = any(c.method == renamed for c in getattr(module, table))
     monkeypatch.setattr(module, attr, registry)
-    if configured:                     # its benchmark settings name the old name
+    if configured:  # its benchmark settings name the old name
       with pytest.raises(ValueError, match=renamed):
         build()
-    else:                              # run at its defaults, under the new name
+    else:  # run at its defaults, under the new name
       names = build()
       assert renamed + "_v2" in names and renamed not in names
 
@@ -162,22 +180,26 @@ def test_overhead_rows_cover_the_registry():
 
 # ------------------------------------------------------- tuning freedom --
 def _fake_result(finals, swept=True, init=100.0):
-  finals = np.asarray(finals, float)[None, :]          # [seeds=1, rates]
-  rates = np.asarray([1e-3, 1e-2, 1e-1][:finals.shape[1]] if swept else [np.nan])
-  return {"rates": rates, "swept": swept, "final": {"train_loss": finals},
-          "init": {"train_loss": np.full(finals.shape, init)},
-          "curves": {"train_loss": np.stack([np.full(finals.shape, init), finals], -1)},
-          "steps": np.array([10, 20])}
+  finals = np.asarray(finals, float)[None, :]  # [seeds=1, rates]
+  rates = np.asarray([1e-3, 1e-2, 1e-1][: finals.shape[1]] if swept else [np.nan])
+  return {
+    "rates": rates,
+    "swept": swept,
+    "final": {"train_loss": finals},
+    "init": {"train_loss": np.full(finals.shape, init)},
+    "curves": {"train_loss": np.stack([np.full(finals.shape, init), finals], -1)},
+    "steps": np.array([10, 20]),
+  }
 
 
 def test_tuning_freedom_hand_made_example():
   prob = types.SimpleNamespace(f_star=None)
   results = {
-      "sgd": _fake_result([5.0, 2.0, np.nan]),            # best baseline: 2.0
-      "adam": _fake_result([3.0, 2.5, 4.0]),
-      "tlr": _fake_result([2.1, 2.2, 2.3]),               # threshold 2.2 (+atol 1e-4)
-      "dog": _fake_result([2.19], swept=False),
-      "bad": _fake_result([9.0, np.inf, 2.21]),
+    "sgd": _fake_result([5.0, 2.0, np.nan]),  # best baseline: 2.0
+    "adam": _fake_result([3.0, 2.5, 4.0]),
+    "tlr": _fake_result([2.1, 2.2, 2.3]),  # threshold 2.2 (+atol 1e-4)
+    "dog": _fake_result([2.19], swept=False),
+    "bad": _fake_result([9.0, np.inf, 2.21]),
   }
   tf = harness.tuning_freedom(results, prob)
   assert tf["threshold"] == pytest.approx(2.2 + 1e-6 * 100.0)
@@ -194,10 +216,22 @@ def test_tuning_freedom_hand_made_example():
 # ---------------------------------------------------------- end to end --
 def test_harness_tiny_profile_end_to_end(tmp_path):
   command = ["python", "-m", "benchmarks", "run", "--profile", "tiny"]
-  out = runner.run_profile("tiny", problems=["boston_linreg"], methods=["tlr", "dog"],
-                           out_dir=tmp_path, progress=False, studies=False, command=command)
-  for f in ("results.json", "report.md", "loss_boston_linreg.png", "lr_boston_linreg.png",
-            "tuning_freedom.png"):
+  out = runner.run_profile(
+    "tiny",
+    problems=["boston_linreg"],
+    methods=["tlr", "dog"],
+    out_dir=tmp_path,
+    progress=False,
+    studies=False,
+    command=command,
+  )
+  for f in (
+    "results.json",
+    "report.md",
+    "loss_boston_linreg.png",
+    "lr_boston_linreg.png",
+    "tuning_freedom.png",
+  ):
     assert (tmp_path / f).stat().st_size > 0, f
   res = json.loads((tmp_path / "results.json").read_text())
   assert res["command"] == command == out["command"]
@@ -216,20 +250,25 @@ def test_harness_tiny_profile_end_to_end(tmp_path):
 
 def test_unknown_method_is_an_error():
   with pytest.raises(ValueError, match="unknown methods"):
-    runner.run_profile("tiny", problems=["boston_linreg"], methods=["tlr_renamed"],
-                       progress=False, studies=False)
+    runner.run_profile(
+      "tiny", problems=["boston_linreg"], methods=["tlr_renamed"], progress=False, studies=False
+    )
 
 
 # ------------------------------------------------------------ study I/O --
 def test_command_line_quotes_arguments():
-  assert (io.command_line("benchmarks.studies.newton_defaults", ["--configs", "a;b", "--x", 1])
-          == "python -m benchmarks.studies.newton_defaults --configs 'a;b' --x 1")
+  assert (
+    io.command_line("benchmarks.studies.newton_defaults", ["--configs", "a;b", "--x", 1])
+    == "python -m benchmarks.studies.newton_defaults --configs 'a;b' --x 1"
+  )
   assert io.command_line("benchmarks.studies.tlr_safeguard", []) == (
-      "python -m benchmarks.studies.tlr_safeguard")
+    "python -m benchmarks.studies.tlr_safeguard"
+  )
 
 
 def test_write_results_json_markdown_png(tmp_path):
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
@@ -273,8 +312,7 @@ def test_studies_import_from_their_package(name):
 
 
 def test_overhead_study_writes_its_results(tmp_path):
-  argv = ["--rounds", "1", "--steps", "1", "--methods", "tlr",
-          "--out", str(tmp_path / "overhead")]
+  argv = ["--rounds", "1", "--steps", "1", "--methods", "tlr", "--out", str(tmp_path / "overhead")]
   overhead.main(argv)
   got = json.loads((tmp_path / "overhead.json").read_text())
   assert got["command"] == "python -m benchmarks.studies.overhead " + " ".join(argv)

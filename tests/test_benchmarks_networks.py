@@ -13,8 +13,7 @@ from benchmarks import data, harness, methods, problems
 
 # ------------------------------------------------------------------ brown --
 def test_strip_tags_keeps_words_one_line_per_sentence():
-  tagged = ("\n\n\tThe/at jury/nn said/vbd 1/2/cd ``/`` no/at ''/'' ./.\n\n\n"
-            "\tA/at b/nn-tl\n")
+  tagged = "\n\n\tThe/at jury/nn said/vbd 1/2/cd ``/`` no/at ''/'' ./.\n\n\n\tA/at b/nn-tl\n"
   assert data.strip_tags(tagged) == "The jury said 1/2 `` no '' .\nA b\n"
 
 
@@ -23,19 +22,22 @@ def test_brown_slice_splits_by_file_and_strips_tags():
   train = data.brown_text(folder, "train")
   test = data.brown_text(folder, "test")
   names = sorted(n for n, _ in train + test)
-  assert len(names) == 20 and len(set(names)) == 20          # every file once
+  assert len(names) == 20 and len(set(names)) == 20  # every file once
   # every 10th file of the sorted list is held out, whole
   assert [n for n, _ in test] == [names[9], names[19]]
   for _, text in train + test:
-    assert not any("/" in tok and tok.rsplit("/", 1)[1].isalpha() and tok.islower()
-                   for tok in text.split()[:200])
+    assert not any(
+      "/" in tok and tok.rsplit("/", 1)[1].isalpha() and tok.islower() for tok in text.split()[:200]
+    )
   first = dict(train)["ca01"]
-  assert first.startswith("The Fulton County Grand Jury said Friday an investigation of "
-                          "Atlanta's recent primary election produced")
+  assert first.startswith(
+    "The Fulton County Grand Jury said Friday an investigation of "
+    "Atlanta's recent primary election produced"
+  )
   x, y = data.load("brown_slice", "test")
   assert x.dtype == np.uint8 and x.max() < 128
   assert len(x) == sum(len(t) for _, t in test)
-  assert np.array_equal(np.unique(y), np.arange(len(test)))   # file index per character
+  assert np.array_equal(np.unique(y), np.arange(len(test)))  # file index per character
   assert bytes(x[:20]).decode() == test[0][1][:20]
 
 
@@ -59,7 +61,7 @@ def test_networks_profile_runs_only_the_networks_with_three_seeds():
   for name in problems.PROFILES["networks"]:
     b = problems.BUDGETS["networks"][name]
     assert len(b.get("seeds", (0, 1, 2))) >= 3
-    assert "rates" not in b                  # the whole grid 1e-5 … 1
+    assert "rates" not in b  # the whole grid 1e-5 … 1
     assert problems.BUDGETS["full"][name] == b
 
 
@@ -75,7 +77,7 @@ def test_adamw_cosine_schedule_warms_up_then_decays_to_zero():
   import jax
   import jax.numpy as jnp
 
-  p = problems.build("rosenbrock", "tiny")       # 30 steps: warmup = 1 step
+  p = problems.build("rosenbrock", "tiny")  # 30 steps: warmup = 1 step
   opt = methods.registry()["adamw_cosine"].make(0.5, p)
   params = {"theta": jnp.zeros(2)}
   state = opt.init(params)
@@ -85,8 +87,9 @@ def test_adamw_cosine_schedule_warms_up_then_decays_to_zero():
     lrs.append(float(methods.read_rate(methods.registry()["adamw_cosine"], state)))
   # the rate used by update k is the schedule at count k − 1: 0 (warmup from 0,
   # one step), then the peak 0.5 cosine-decayed over the remaining 29 steps
-  sched = [0.0] + [0.25 * (1 + math.cos(math.pi * (t - 1) / (p.steps - 1)))
-                   for t in range(1, p.steps)]
+  sched = [0.0] + [
+    0.25 * (1 + math.cos(math.pi * (t - 1) / (p.steps - 1))) for t in range(1, p.steps)
+  ]
   np.testing.assert_allclose(lrs, sched, rtol=1e-4, atol=1e-6)
 
   # the harness traces the rate (vmap over the grid)
@@ -97,39 +100,47 @@ def test_adamw_cosine_schedule_warms_up_then_decays_to_zero():
     for _ in range(n):
       _, s = o.update({"theta": jnp.ones(2)}, s, params)
     return methods.read_rate(m, s)
+
   got = jax.jit(jax.vmap(lambda r: rate_after(r, 3)))(jnp.asarray([0.5, 0.1]))
   np.testing.assert_allclose(got, [sched[2], sched[2] / 5], rtol=1e-4)
 
 
 # ----------------------------------------------------------------- metrics --
 def _fake(name, finals, swept=True, curve=None):
-  finals = np.asarray(finals, float)[None, :]                       # [1 seed, rates]
-  rates = np.asarray([10.0 ** -k for k in range(finals.shape[1])]) if swept else [np.nan]
+  finals = np.asarray(finals, float)[None, :]  # [1 seed, rates]
+  rates = np.asarray([10.0**-k for k in range(finals.shape[1])]) if swept else [np.nan]
   c = curve if curve is not None else np.repeat(finals[..., None], 5, -1)
-  return {"swept": swept, "rates": np.asarray(rates), "final": {"train_loss": finals},
-          "curves": {"train_loss": c}, "steps": np.arange(1, 6) * 10,
-          "init": {"train_loss": np.full_like(finals, 3.0)}}
+  return {
+    "swept": swept,
+    "rates": np.asarray(rates),
+    "final": {"train_loss": finals},
+    "curves": {"train_loss": c},
+    "steps": np.arange(1, 6) * 10,
+    "init": {"train_loss": np.full_like(finals, 3.0)},
+  }
 
 
 def test_regret_median_and_worst_against_numpy():
-  results = {"sgd": _fake("sgd", [0.4, 0.2, 0.8]),
-             "adam": _fake("adam", [0.5, 0.25, np.nan]),
-             "prodigy": _fake("prodigy", [0.3], swept=False),
-             "tlr": _fake("tlr", [0.22, 0.22, 0.24, 0.9])}
+  results = {
+    "sgd": _fake("sgd", [0.4, 0.2, 0.8]),
+    "adam": _fake("adam", [0.5, 0.25, np.nan]),
+    "prodigy": _fake("prodigy", [0.3], swept=False),
+    "tlr": _fake("tlr", [0.22, 0.22, 0.24, 0.9]),
+  }
   p = dataclasses.replace(problems.build("rosenbrock", "tiny"), f_star=None)
   rg = harness.regret(results, p)
   assert rg["best_tuned"]["method"] == "sgd" and rg["best_tuned"]["final_train_loss"] == 0.2
   assert rg["methods"]["tlr"]["median"] == pytest.approx(np.median([1.1, 1.1, 1.2, 4.5]))
   assert rg["methods"]["tlr"]["worst"] == pytest.approx(4.5)
   assert rg["methods"]["prodigy"]["median"] == pytest.approx(1.5)
-  assert rg["methods"]["adam"]["worst"] == np.inf                  # diverged rate
+  assert rg["methods"]["adam"]["worst"] == np.inf  # diverged rate
   # the tuning-freedom count uses the same best-tuned value
   tf = harness.tuning_freedom(results, p)
   assert tf["methods"]["tlr"]["reached"] == 2
 
 
 def test_settling_reads_the_last_fifth_of_the_best_tuned_curve():
-  curve = np.asarray([[[2.0, 1.0, 0.6, 0.5, 0.46]]])            # [seed, rate, rounds]
+  curve = np.asarray([[[2.0, 1.0, 0.6, 0.5, 0.46]]])  # [seed, rate, rounds]
   results = {"adam": _fake("adam", [0.46], curve=curve)}
   s = harness.settling(results)
   assert (s["step_from"], s["step_to"]) == (40, 50)

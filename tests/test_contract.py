@@ -55,9 +55,10 @@ def test_matches_numpy_reference(case):
 # Every method's main case solves all three; variants list the problems they exercise.
 # Runs of 1,000 steps or more (Rosenbrock) carry the `slow` marker: `-m "not slow"` skips them.
 _CONVERGE = [
-    pytest.param(c, p, id=f"{p}-{c.id}",
-                 marks=[pytest.mark.slow] if c.converge[p][0] >= 1000 else [])
-    for c in CASES for p in sorted(CONVERGENCE) if p in c.converge
+  pytest.param(c, p, id=f"{p}-{c.id}", marks=[pytest.mark.slow] if c.converge[p][0] >= 1000 else [])
+  for c in CASES
+  for p in sorted(CONVERGENCE)
+  if p in c.converge
 ]
 
 
@@ -72,8 +73,9 @@ def test_converges(case, problem):
   steps, tol, *overrides = case.converge[problem]
   overrides = overrides[0] if overrides else {}
   loss, init, optimum = CONVERGENCE[problem]
-  params, state, losses = jax.jit(
-      lambda p: scan_train(_opt(case, **overrides), loss, p, steps))(init())
+  params, state, losses = jax.jit(lambda p: scan_train(_opt(case, **overrides), loss, p, steps))(
+    init()
+  )
   final = float(loss(params))
   assert np.isfinite(final)
   assert final - optimum < tol, f"{case.id} on {problem}: final loss {final:.3g}"
@@ -90,8 +92,7 @@ def test_jit_ignores_unknown_kwarg_without_retracing(case):
   def step(w, state, x, y, **unknown):
     traces.append(None)
     value, grad = jax.value_and_grad(loss)(w, x, y)
-    return opt.update(grad, state, w, value=value, grad=grad, value_fn=loss, x=x, y=y,
-                      **unknown)
+    return opt.update(grad, state, w, value=value, grad=grad, value_fn=loss, x=x, y=y, **unknown)
 
   jstep = jax.jit(step)
   state = opt.init(w)
@@ -109,8 +110,7 @@ def _run_steps(opt, params, steps=6):
   out = []
   for _ in range(steps):
     value, grad = jax.value_and_grad(mixed_quadratic)(params)
-    u, state = opt.update(grad, state, params, value=value, grad=grad,
-                          value_fn=mixed_quadratic)
+    u, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=mixed_quadratic)
     params = optax.apply_updates(params, u)
     out.append(flat(params))
   return np.array(out), state
@@ -123,16 +123,21 @@ def test_inject_hyperparams_named_chain(case):
   # Integer and boolean options shape the computation: they are static_args.
   static = tuple(k for k, v in case.kwargs.items() if isinstance(v, (bool, int)))
   injected, state = _run_steps(
-      optax.inject_hyperparams(case.make, static_args=static)(**case.kwargs), p0)
+    optax.inject_hyperparams(case.make, static_args=static)(**case.kwargs), p0
+  )
   np.testing.assert_allclose(injected, plain, rtol=1e-5, atol=1e-6)
-  named, nstate = _run_steps(optax.named_chain(
-      ("clip", optax.clip_by_global_norm(1e6)), ("adapt", _opt(case))), p0)
+  named, nstate = _run_steps(
+    optax.named_chain(("clip", optax.clip_by_global_norm(1e6)), ("adapt", _opt(case))), p0
+  )
   np.testing.assert_allclose(named, plain, rtol=1e-5, atol=1e-6)
   assert np.all(np.isfinite(flat(optax.tree.get(nstate["adapt"], "learning_rate"))))
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if not c.needs_value_fn],
-                         ids=[c.id for c in CASES if not c.needs_value_fn])
+@pytest.mark.parametrize(
+  "case",
+  [c for c in CASES if not c.needs_value_fn],
+  ids=[c.id for c in CASES if not c.needs_value_fn],
+)
 def test_partition(case):
   """A method on part of the params (optax.partition) = the method on that part alone.
 
@@ -167,8 +172,9 @@ def test_vmap_over_hyperparameters(case):
     batched = jax.jit(jax.vmap(run))(jnp.asarray(values, jnp.float32))
     for i, v in enumerate(values):
       single = jax.jit(run)(jnp.float32(v))
-      np.testing.assert_allclose(batched[i], single, rtol=1e-5, atol=case.atol,
-                                 err_msg=f"{case.id}: vmap over {name}")
+      np.testing.assert_allclose(
+        batched[i], single, rtol=1e-5, atol=case.atol, err_msg=f"{case.id}: vmap over {name}"
+      )
     assert not np.allclose(batched[0], batched[-1]), f"{name} has no effect"
 
 
@@ -176,8 +182,10 @@ def test_vmap_over_hyperparameters(case):
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_bfloat16_params(case):
   params = {"w": jnp.ones((4, 3), jnp.bfloat16), "b": jnp.zeros(3, jnp.bfloat16)}
-  loss = lambda p: jnp.sum((p["w"].astype(jnp.float32) - 0.5) ** 2) + jnp.sum(
-      (p["b"].astype(jnp.float32) + 1.0) ** 2)
+  loss = lambda p: (
+    jnp.sum((p["w"].astype(jnp.float32) - 0.5) ** 2)
+    + jnp.sum((p["b"].astype(jnp.float32) + 1.0) ** 2)
+  )
   opt = _opt(case)
   state = opt.init(params)
   for _ in range(3):
@@ -195,8 +203,7 @@ def test_bfloat16_params(case):
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
 def test_state_dtypes_stable_under_cond(case, dtype):
   with jax.enable_x64(dtype == "float64"):
-    params = {"w": jnp.linspace(-1, 1, 6, dtype=dtype).reshape(2, 3),
-              "b": jnp.ones(3, dtype)}
+    params = {"w": jnp.linspace(-1, 1, 6, dtype=dtype).reshape(2, 3), "b": jnp.ones(3, dtype)}
     loss = lambda p: sum(jnp.sum(x.astype(jnp.float32) ** 2) for x in jax.tree.leaves(p))
     opt = _opt(case)
     state = opt.init(params)
@@ -219,8 +226,11 @@ def test_non_finite_step_is_skipped(case, bad):
   loss, x, y, w = _linreg()
   opt = _opt(case)
   state = opt.init(w)
-  step = jax.jit(lambda w, s, x, y, value, grad: opt.update(
-      grad, s, w, value=value, grad=grad, value_fn=loss, x=x, y=y))
+  step = jax.jit(
+    lambda w, s, x, y, value, grad: opt.update(
+      grad, s, w, value=value, grad=grad, value_fn=loss, x=x, y=y
+    )
+  )
   for _ in range(3):
     value, grad = jax.value_and_grad(loss)(w, x, y)
     u, state = step(w, state, x, y, value, grad)
@@ -233,9 +243,11 @@ def test_non_finite_step_is_skipped(case, bad):
   u, new_state = step(w, state, x, y, value, grad)
   assert np.all(np.asarray(u) == 0)
   assert int(optax.tree.get(new_state, "skipped")) == 1
-  kept = jax.tree.map(lambda a, b: np.array_equal(a, b, equal_nan=True),
-                      optax.tree.set(new_state, skipped=jnp.int32(0)),
-                      optax.tree.set(state, skipped=jnp.int32(0)))
+  kept = jax.tree.map(
+    lambda a, b: np.array_equal(a, b, equal_nan=True),
+    optax.tree.set(new_state, skipped=jnp.int32(0)),
+    optax.tree.set(state, skipped=jnp.int32(0)),
+  )
   assert all(jax.tree.leaves(kept)), "the state changed on a skipped step"
   state = new_state
   before = float(loss(w, x, y))
@@ -263,11 +275,13 @@ def test_sharded_equals_single_device(case):
   def run(w, x, y):
     opt = _opt(case)
     state = opt.init(w)
+
     def step(carry, _):
       w, s = carry
       value, grad = jax.value_and_grad(loss)(w, x, y)
       u, s = opt.update(grad, s, w, value=value, grad=grad, value_fn=loss, x=x, y=y)
       return (optax.apply_updates(w, u), s), value
+
     return jax.lax.scan(step, (w, state), None, length=15)
 
   (w1, _), l1 = jax.jit(run)(w, x, y)
@@ -337,7 +351,7 @@ def test_missing_extra_args_raise(case):
   state = opt.init(w)
   value, grad = jax.value_and_grad(loss)(w, x, y)
   full = dict(value=value, grad=grad, value_fn=loss, x=x, y=y)
-  opt.update(grad, state, w, **full)   # the full set works
+  opt.update(grad, state, w, **full)  # the full set works
   if case.needs_value_fn:
     with pytest.raises(ValueError, match="value_fn"):
       opt.update(grad, state, w, value=value, grad=grad)
@@ -345,4 +359,4 @@ def test_missing_extra_args_raise(case):
     with pytest.raises(ValueError, match="value"):
       opt.update(grad, state, w, value_fn=loss, x=x, y=y)
   if not (case.needs_value or case.needs_value_fn):
-    opt.update(grad, state, w)   # plain optax call works
+    opt.update(grad, state, w)  # plain optax call works

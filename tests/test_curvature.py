@@ -40,8 +40,7 @@ def test_hvp_is_exact_on_a_dense_quadratic():
     got = _curvature.hvp(loss, unflat(jnp.asarray(w)), unflat(jnp.asarray(v)))
     np.testing.assert_allclose(flat(got), h @ v, rtol=1e-12)
     g, hv = _curvature.grad_and_hvp(loss, unflat(jnp.asarray(w)), unflat(jnp.asarray(v)))
-    np.testing.assert_allclose(flat(g), flat(jax.grad(loss)(unflat(jnp.asarray(w)))),
-                               rtol=1e-12)
+    np.testing.assert_allclose(flat(g), flat(jax.grad(loss)(unflat(jnp.asarray(w)))), rtol=1e-12)
     np.testing.assert_allclose(flat(hv), h @ v, rtol=1e-12)
 
 
@@ -49,11 +48,12 @@ def test_rademacher_signs():
   params = {"w": jnp.zeros((37, 5)), "b": jnp.zeros(3, jnp.bfloat16), "s": jnp.zeros(())}
   z = jax.jit(_curvature.rademacher_like)(jax.random.PRNGKey(0), params)
   assert jax.tree.map(lambda x: (x.shape, x.dtype), z) == jax.tree.map(
-      lambda x: (x.shape, x.dtype), params)
+    lambda x: (x.shape, x.dtype), params
+  )
   values = np.concatenate([np.asarray(x, np.float32).ravel() for x in jax.tree.leaves(z)])
   assert set(np.unique(values)) == {-1.0, 1.0}
   big = _curvature.rademacher_like(jax.random.PRNGKey(1), jnp.zeros(20000))
-  assert abs(float(jnp.mean(big))) < 4 / np.sqrt(20000)          # balanced
+  assert abs(float(jnp.mean(big))) < 4 / np.sqrt(20000)  # balanced
   # Neighbouring signs (same 32-bit word) are uncorrelated.
   assert abs(float(jnp.mean(big[1:] * big[:-1]))) < 4 / np.sqrt(20000)
   other = _curvature.rademacher_like(jax.random.PRNGKey(2), jnp.zeros(20000))
@@ -62,11 +62,13 @@ def test_rademacher_signs():
 
 def test_hutchinson_exact_for_a_diagonal_hessian():
   h = {"w": jnp.linspace(-2.0, 3.0, 12).reshape(3, 4), "b": jnp.array([0.5, 7.0])}
-  loss = lambda p: sum(jnp.sum(0.5 * hh * x ** 2 + x)
-                       for hh, x in zip(jax.tree.leaves(h), jax.tree.leaves(p)))
+  loss = lambda p: sum(
+    jnp.sum(0.5 * hh * x**2 + x) for hh, x in zip(jax.tree.leaves(h), jax.tree.leaves(p))
+  )
   params = {"w": jnp.ones((3, 4)), "b": jnp.array([2.0, -1.0])}
-  est_fn = jax.jit(lambda k, a: _curvature.hutchinson_diagonal(loss, params, k, absolute=a),
-                   static_argnums=1)
+  est_fn = jax.jit(
+    lambda k, a: _curvature.hutchinson_diagonal(loss, params, k, absolute=a), static_argnums=1
+  )
   for seed in range(3):
     est = est_fn(jax.random.PRNGKey(seed), True)
     np.testing.assert_allclose(flat(est), np.abs(flat(h)), rtol=1e-6)
@@ -79,8 +81,9 @@ def test_hutchinson_unbiased_for_a_dense_hessian():
     h, loss, unflat = _dense_quadratic(seed=3)
     w = unflat(jnp.asarray(np.random.default_rng(0).normal(size=7)))
     keys = jax.random.split(jax.random.PRNGKey(0), 4000)
-    draws = jax.jit(jax.vmap(lambda k: flat_jnp(_curvature.hutchinson_diagonal(
-        loss, w, k, absolute=False))))(keys)
+    draws = jax.jit(
+      jax.vmap(lambda k: flat_jnp(_curvature.hutchinson_diagonal(loss, w, k, absolute=False)))
+    )(keys)
     draws = np.asarray(draws)
     mean, se = draws.mean(0), draws.std(0) / np.sqrt(len(draws))
     assert np.all(np.abs(mean - np.diag(h)) < 4 * se + 1e-12)
@@ -101,7 +104,7 @@ def test_finite_difference_exact_for_a_diagonal_quadratic():
     loss = lambda p: 0.5 * jnp.sum(jnp.asarray(hd) * (flat_jnp(p) - jnp.asarray(c)) ** 2)
     params = {"a": jnp.array([0.5, -1.0, 2.0]), "b": jnp.array([[1.0, 0.3], [-0.7, 0.2]])}
     grad = jax.grad(loss)(params)
-    for scale in (1e-3, 1.0, 30.0):                   # any step: the secant is the slope
+    for scale in (1e-3, 1.0, 30.0):  # any step: the secant is the slope
       wave = lambda x, scale=scale: scale * jnp.cos(jnp.arange(x.size).reshape(x.shape) + 1.0)
       delta = jax.tree.map(wave, params)
       est = _curvature.finite_difference_diagonal(loss, params, grad, delta)
@@ -109,32 +112,31 @@ def test_finite_difference_exact_for_a_diagonal_quadratic():
 
 
 def test_finite_difference_secant_and_fallback():
-  loss = lambda w: jnp.sum(w ** 4)                     # separable: secant slope per element
+  loss = lambda w: jnp.sum(w**4)  # separable: secant slope per element
   w = jnp.array([1.0, -2.0, 1e4, 0.5])
-  delta = jnp.array([0.5, 0.1, 1e-6, 0.0])             # 1e4 + 1e-6 == 1e4 in float32
+  delta = jnp.array([0.5, 0.1, 1e-6, 0.0])  # 1e4 + 1e-6 == 1e4 in float32
   fallback = jnp.array([-1.0, -1.0, 42.0, 7.0])
   est = _curvature.finite_difference_diagonal(loss, w, jax.grad(loss)(w), delta, fallback)
-  secant = lambda a, d: abs(4 * (a + d) ** 3 - 4 * a ** 3) / d
-  np.testing.assert_allclose(np.asarray(est)[:2], [secant(1.0, 0.5), secant(-2.0, 0.1)],
-                             rtol=1e-4)
-  np.testing.assert_array_equal(np.asarray(est)[2:], [42.0, 7.0])   # no 0 or inf
+  secant = lambda a, d: abs(4 * (a + d) ** 3 - 4 * a**3) / d
+  np.testing.assert_allclose(np.asarray(est)[:2], [secant(1.0, 0.5), secant(-2.0, 0.1)], rtol=1e-4)
+  np.testing.assert_array_equal(np.asarray(est)[2:], [42.0, 7.0])  # no 0 or inf
 
 
 def _softmax_problem(seed=0, n=5, d=3, k=4):
   rng = np.random.default_rng(seed)
   x = jnp.asarray(rng.normal(size=(n, d)))
   params = {"w": jnp.asarray(rng.normal(size=(d, k))), "b": jnp.asarray(rng.normal(size=k))}
-  logits_fn = lambda p: jnp.tanh(x @ p["w"]) * 2.0 + p["b"]   # non-linear in w
+  logits_fn = lambda p: jnp.tanh(x @ p["w"]) * 2.0 + p["b"]  # non-linear in w
   return params, logits_fn, n
 
 
 def _exact_gauss_newton_diagonal(params, logits_fn, n):
   z = logits_fn(params)
   p = jax.nn.softmax(z, axis=-1)
-  jac = jax.jacobian(logits_fn)(params)                       # leaves (n, k, *shape)
+  jac = jax.jacobian(logits_fn)(params)  # leaves (n, k, *shape)
   out = {}
   for name, j in jac.items():
-    jf = j.reshape(j.shape[0], j.shape[1], -1)                # (n, k, P)
+    jf = j.reshape(j.shape[0], j.shape[1], -1)  # (n, k, P)
     hess_out = jax.vmap(lambda q: jnp.diag(q) - jnp.outer(q, q))(p)
     g = jnp.einsum("nkp,nkl,nlp->p", jf, hess_out, jf) / n
     out[name] = g.reshape(params[name].shape)
@@ -146,8 +148,11 @@ def test_softmax_gauss_newton_diagonal_is_unbiased():
     params, logits_fn, n = _softmax_problem()
     exact = flat(jax.jit(lambda p: _exact_gauss_newton_diagonal(p, logits_fn, n))(params))
     keys = jax.random.split(jax.random.PRNGKey(0), 6000)
-    draws = np.asarray(jax.jit(jax.vmap(lambda k: flat_jnp(
-        _curvature.softmax_gauss_newton_diagonal(logits_fn, params, k))))(keys))
+    draws = np.asarray(
+      jax.jit(
+        jax.vmap(lambda k: flat_jnp(_curvature.softmax_gauss_newton_diagonal(logits_fn, params, k)))
+      )(keys)
+    )
     assert np.all(draws >= 0)
     mean, se = draws.mean(0), draws.std(0) / np.sqrt(len(draws))
     assert np.all(np.abs(mean - exact) < 4.5 * se + 1e-12), (mean, exact)
@@ -163,7 +168,8 @@ def test_softmax_gauss_newton_equals_hessian_for_a_linear_model():
     loss = lambda p: jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits_fn(p), y))
     exact = flat(jax.jit(lambda p: _exact_gauss_newton_diagonal(p, logits_fn, 6))(params))
     hess = jax.jit(jax.hessian(lambda v: loss({"b": v[:4], "w": v[4:].reshape(3, 4)})))(
-        jnp.concatenate([params["b"], params["w"].ravel()]))
+      jnp.concatenate([params["b"], params["w"].ravel()])
+    )
     np.testing.assert_allclose(exact, np.diag(hess), rtol=1e-10)
 
 

@@ -30,53 +30,147 @@ _FD_PAPER = dict(derivatives="finite_difference", eps=1e-5, max_change=None, saf
 # ε = 1e-5: the second difference 4ε²f″ ≈ 1e-9 carries rounding of 1e-16 |f| / 1e-9,
 # so the two summation orders agree to ~1e-6 (δ = 1e-6 added to it was a 1e3× change).
 CASES = [
-    ("newton-paper-rule-eps-1e-5", adaptlr.newton_lr, dict(learning_rate=0.05, **_FD_PAPER),
-     newton_reference, None, 30, (1e-5, 1e-6)),
-    ("newton-paper-rule-eps-1e-5-leaf", adaptlr.newton_lr,
-     dict(learning_rate=0.05, granularity="leaf", **_FD_PAPER), newton_reference, None, 30,
-     (1e-5, 1e-6)),
-    ("tlr-momentum-displacement", adaptlr.tlr,
-     dict(learning_rate=0.01, momentum=0.5, inner_products="displacement"), tlr_reference,
-     None, 40),
-    ("tlr-nesterov-displacement-leaf", adaptlr.tlr,
-     dict(learning_rate=0.01, momentum=0.5, nesterov=True, inner_products="displacement",
-          granularity="leaf"), tlr_reference, None, 40),
-    ("tlr-momentum-displacement-window", adaptlr.tlr,
-     dict(learning_rate=0.05, momentum=0.8, inner_products="displacement",
-          accumulation_steps=3), tlr_reference, None, 60),
-    ("tlr-momentum-gradient", adaptlr.tlr,
-     dict(learning_rate=0.01, momentum=0.5, inner_products="gradient"), tlr_reference,
-     None, 40),
-    ("tlr-direction-trace-displacement", adaptlr.tlr,
-     dict(learning_rate=0.01, direction=optax.trace(0.5), inner_products="displacement"),
-     tlr_reference, dict(learning_rate=0.01, momentum=0.5, inner_products="displacement"), 40),
-    ("hypergradient-unclamped", adaptlr.hypergradient,
-     dict(learning_rate=0.3, hyper_lr=0.03, min_learning_rate=None), hypergradient_reference,
-     dict(learning_rate=0.3, hyper_lr=0.03, min_learning_rate=-np.inf), 30),
-    # safeguard=False: Baydin et al.'s rule exactly (the divergence brake fires here)
-    ("hypergradient-negative-floor-leaf", adaptlr.hypergradient,
-     dict(learning_rate=0.3, hyper_lr=0.03, min_learning_rate=-0.1, granularity="leaf",
-          safeguard=False),
-     hypergradient_reference,
-     dict(learning_rate=0.3, hyper_lr=0.03, min_learning_rate=-0.1, granularity="leaf"), 30),
-    ("vsgd-element-memory-2", adaptlr.vsgd, dict(init_samples=3, start_memory=2.0),
-     vsgd_reference, None, 40),
-    ("vsgd-element-memory-adapted", adaptlr.vsgd, dict(init_samples=3, start_memory="adapted"),
-     vsgd_reference, None, 40),
-    ("vsgd-leaf-memory-adapted", adaptlr.vsgd,
-     dict(init_samples=3, start_memory="adapted", granularity="leaf"), vsgd_reference, None, 40),
-    ("vsgd-labels-memory-2", adaptlr.vsgd,
-     dict(init_samples=4, start_memory=2.0, granularity=REF_LABELS), vsgd_reference,
-     dict(init_samples=4, start_memory=2.0, granularity="labels"), 40),
-    ("vsgd-global-memory-adapted", adaptlr.vsgd,
-     dict(init_samples=2, start_memory="adapted", granularity="global", slow_start=5.0),
-     vsgd_reference, None, 40),
-    ("vsgd-fd-authors-rate", adaptlr.vsgd,
-     dict(init_samples=3, curvature="finite_difference", curvature_variance=True,
-          start_memory=2.0), vsgd_reference, None, 40),
-    ("vsgd-fd-authors-rate-leaf", adaptlr.vsgd,
-     dict(init_samples=3, curvature="finite_difference", curvature_variance=True,
-          granularity="leaf"), vsgd_reference, None, 40),
+  (
+    "newton-paper-rule-eps-1e-5",
+    adaptlr.newton_lr,
+    dict(learning_rate=0.05, **_FD_PAPER),
+    newton_reference,
+    None,
+    30,
+    (1e-5, 1e-6),
+  ),
+  (
+    "newton-paper-rule-eps-1e-5-leaf",
+    adaptlr.newton_lr,
+    dict(learning_rate=0.05, granularity="leaf", **_FD_PAPER),
+    newton_reference,
+    None,
+    30,
+    (1e-5, 1e-6),
+  ),
+  (
+    "tlr-momentum-displacement",
+    adaptlr.tlr,
+    dict(learning_rate=0.01, momentum=0.5, inner_products="displacement"),
+    tlr_reference,
+    None,
+    40,
+  ),
+  (
+    "tlr-nesterov-displacement-leaf",
+    adaptlr.tlr,
+    dict(
+      learning_rate=0.01,
+      momentum=0.5,
+      nesterov=True,
+      inner_products="displacement",
+      granularity="leaf",
+    ),
+    tlr_reference,
+    None,
+    40,
+  ),
+  (
+    "tlr-momentum-displacement-window",
+    adaptlr.tlr,
+    dict(learning_rate=0.05, momentum=0.8, inner_products="displacement", accumulation_steps=3),
+    tlr_reference,
+    None,
+    60,
+  ),
+  (
+    "tlr-momentum-gradient",
+    adaptlr.tlr,
+    dict(learning_rate=0.01, momentum=0.5, inner_products="gradient"),
+    tlr_reference,
+    None,
+    40,
+  ),
+  (
+    "tlr-direction-trace-displacement",
+    adaptlr.tlr,
+    dict(learning_rate=0.01, direction=optax.trace(0.5), inner_products="displacement"),
+    tlr_reference,
+    dict(learning_rate=0.01, momentum=0.5, inner_products="displacement"),
+    40,
+  ),
+  (
+    "hypergradient-unclamped",
+    adaptlr.hypergradient,
+    dict(learning_rate=0.3, hyper_lr=0.03, min_learning_rate=None),
+    hypergradient_reference,
+    dict(learning_rate=0.3, hyper_lr=0.03, min_learning_rate=-np.inf),
+    30,
+  ),
+  # safeguard=False: Baydin et al.'s rule exactly (the divergence brake fires here)
+  (
+    "hypergradient-negative-floor-leaf",
+    adaptlr.hypergradient,
+    dict(
+      learning_rate=0.3, hyper_lr=0.03, min_learning_rate=-0.1, granularity="leaf", safeguard=False
+    ),
+    hypergradient_reference,
+    dict(learning_rate=0.3, hyper_lr=0.03, min_learning_rate=-0.1, granularity="leaf"),
+    30,
+  ),
+  (
+    "vsgd-element-memory-2",
+    adaptlr.vsgd,
+    dict(init_samples=3, start_memory=2.0),
+    vsgd_reference,
+    None,
+    40,
+  ),
+  (
+    "vsgd-element-memory-adapted",
+    adaptlr.vsgd,
+    dict(init_samples=3, start_memory="adapted"),
+    vsgd_reference,
+    None,
+    40,
+  ),
+  (
+    "vsgd-leaf-memory-adapted",
+    adaptlr.vsgd,
+    dict(init_samples=3, start_memory="adapted", granularity="leaf"),
+    vsgd_reference,
+    None,
+    40,
+  ),
+  (
+    "vsgd-labels-memory-2",
+    adaptlr.vsgd,
+    dict(init_samples=4, start_memory=2.0, granularity=REF_LABELS),
+    vsgd_reference,
+    dict(init_samples=4, start_memory=2.0, granularity="labels"),
+    40,
+  ),
+  (
+    "vsgd-global-memory-adapted",
+    adaptlr.vsgd,
+    dict(init_samples=2, start_memory="adapted", granularity="global", slow_start=5.0),
+    vsgd_reference,
+    None,
+    40,
+  ),
+  (
+    "vsgd-fd-authors-rate",
+    adaptlr.vsgd,
+    dict(init_samples=3, curvature="finite_difference", curvature_variance=True, start_memory=2.0),
+    vsgd_reference,
+    None,
+    40,
+  ),
+  (
+    "vsgd-fd-authors-rate-leaf",
+    adaptlr.vsgd,
+    dict(
+      init_samples=3, curvature="finite_difference", curvature_variance=True, granularity="leaf"
+    ),
+    vsgd_reference,
+    None,
+    40,
+  ),
 ]
 
 
@@ -131,8 +225,9 @@ def test_delta_is_added_where_the_second_difference_is_exactly_zero():
   with jax.enable_x64(True):
     loss = lambda w: jnp.sum(w)
     eta, eps, delta = 0.5, 0.25, 1e-6
-    opt = adaptlr.newton_lr(eta, derivatives="finite_difference", eps=eps, max_change=None,
-                            safeguard=False, delta=delta)
+    opt = adaptlr.newton_lr(
+      eta, derivatives="finite_difference", eps=eps, max_change=None, safeguard=False, delta=delta
+    )
     w = jnp.zeros(4)
     _, state = opt.update(jax.grad(loss)(w), opt.init(w), w, value_fn=loss)
     assert float(optax.tree.get(state, "learning_rate")) == eta + 4 * eps**2 * 4 / delta
@@ -156,8 +251,10 @@ def test_momentum_is_the_trace_direction():
 def test_the_two_forms_agree_without_momentum_and_differ_with_it():
   sgd = [_tlr_run(adaptlr.tlr(0.01, inner_products=f)) for f in ("displacement", "gradient")]
   np.testing.assert_array_equal(sgd[0][1], sgd[1][1])
-  mom = [_tlr_run(adaptlr.tlr(0.01, momentum=0.8, inner_products=f))
-         for f in ("displacement", "gradient")]
+  mom = [
+    _tlr_run(adaptlr.tlr(0.01, momentum=0.8, inner_products=f))
+    for f in ("displacement", "gradient")
+  ]
   assert np.max(np.abs(mom[0][1] / mom[1][1] - 1)) > 1e-2
 
 
@@ -192,8 +289,9 @@ def test_hypergradient_min_learning_rate_must_be_a_number():
 # --------------------------------------------------------------------- 4–5. vSGD --
 def _tau_after_slow_start(start_memory, n0=3):
   with jax.enable_x64(True):
-    _, _, state = run_ref(adaptlr.vsgd(init_samples=n0, start_memory=start_memory,
-                                       granularity="global"), n0)
+    _, _, state = run_ref(
+      adaptlr.vsgd(init_samples=n0, start_memory=start_memory, granularity="global"), n0
+    )
   return float(optax.tree.get(state, "tau")), state
 
 
@@ -201,12 +299,12 @@ def test_memory_after_slow_start():
   assert _tau_after_slow_start("init_samples")[0] == 3.0
   assert _tau_after_slow_start(2.0)[0] == 2.0
   tau, _ = _tau_after_slow_start("adapted")
-  assert 1.0 <= tau <= 2.0 and tau != 2.0          # 2 − vpart₀, vpart₀ ∈ (0, 1]
+  assert 1.0 <= tau <= 2.0 and tau != 2.0  # 2 − vpart₀, vpart₀ ∈ (0, 1]
 
 
 def test_vsgd_bad_memory_and_variance_options():
   with pytest.raises(ValueError, match="start_memory"):
-    adaptlr.vsgd(start_memory=1.0)                  # τ = 1 is a fixed point of §4.2
+    adaptlr.vsgd(start_memory=1.0)  # τ = 1 is a fixed point of §4.2
   with pytest.raises(ValueError, match="start_memory"):
     adaptlr.vsgd(start_memory="n0")
 

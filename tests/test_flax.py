@@ -32,17 +32,21 @@ STEPS = 25
 
 # Arguments per registered method for a 25-step MLP run (default: learning_rate=0.05).
 _KWARGS = {
-    "hypergradient": {"learning_rate": 0.05, "hyper_lr": 1e-3, "lookahead": True},
-    "vsgd": {},
+  "hypergradient": {"learning_rate": 0.05, "hyper_lr": 1e-3, "lookahead": True},
+  "vsgd": {},
 }
 # name -> (factory, needs value_fn): every registered method, and tlr inside a chain.
 _METHODS = {
-    name: (functools.partial(spec.optimizer, **_KWARGS.get(name, {"learning_rate": 0.05})),
-           spec.needs_value_fn or "lookahead" in _KWARGS.get(name, {}))
-    for name, spec in METHODS_REGISTRY.items()
+  name: (
+    functools.partial(spec.optimizer, **_KWARGS.get(name, {"learning_rate": 0.05})),
+    spec.needs_value_fn or "lookahead" in _KWARGS.get(name, {}),
+  )
+  for name, spec in METHODS_REGISTRY.items()
 }
 _METHODS["tlr_chain_clip"] = (
-    lambda: optax.chain(optax.clip_by_global_norm(10.0), adaptlr.tlr(0.05)), False)
+  lambda: optax.chain(optax.clip_by_global_norm(10.0), adaptlr.tlr(0.05)),
+  False,
+)
 METHODS = sorted(_METHODS)
 
 
@@ -54,7 +58,6 @@ def _data(n=128, d=8):
 
 
 class NnxMLP(nnx.Module):
-
   def __init__(self, rngs, d=8, h=32):
     self.l1 = nnx.Linear(d, h, rngs=rngs)
     self.l2 = nnx.Linear(h, 1, rngs=rngs)
@@ -64,7 +67,6 @@ class NnxMLP(nnx.Module):
 
 
 class LinenMLP(nn.Module):
-
   @nn.compact
   def __call__(self, x):
     return nn.Dense(1)(nn.tanh(nn.Dense(32)(x)))
@@ -80,8 +82,9 @@ def _functional_run(tx, loss_p, params, x, y, steps=STEPS):
   @jax.jit
   def step(params, state):
     value, grad = jax.value_and_grad(loss_p)(params, x, y)
-    updates, state = tx.update(grad, state, params, value=value, grad=grad,
-                               value_fn=loss_p, x=x, y=y)
+    updates, state = tx.update(
+      grad, state, params, value=value, grad=grad, value_fn=loss_p, x=x, y=y
+    )
     return optax.apply_updates(params, updates), state, value
 
   state = tx.init(params)
@@ -103,8 +106,10 @@ def _assert_trees_close(a, b, rtol=2e-5, atol=2e-6):
 
 # ------------------------------------------------------------------ packaging --
 def test_import_adaptlr_does_not_import_flax():
-  code = ("import sys, adaptlr; assert 'flax' not in sys.modules, 'flax imported'; "
-          "import adaptlr.flax; assert 'flax.nnx' in sys.modules")
+  code = (
+    "import sys, adaptlr; assert 'flax' not in sys.modules, 'flax imported'; "
+    "import adaptlr.flax; assert 'flax.nnx' in sys.modules"
+  )
   subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -121,7 +126,9 @@ sys.meta_path.insert(0, _NoFlax())
 
 def test_flax_is_optional():
   """Without Flax: every optimizer imports and steps; adaptlr.flax says what to install."""
-  code = _BLOCK_FLAX + """
+  code = (
+    _BLOCK_FLAX
+    + """
 import jax.numpy as jnp, adaptlr
 from adaptlr import registry
 for spec in registry.METHODS.values():
@@ -138,8 +145,13 @@ except ImportError as e:
 else:
   raise AssertionError("adaptlr.flax imported without flax")
 """
-  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       cwd=pathlib.Path(__file__).resolve().parent.parent)
+  )
+  out = subprocess.run(
+    [sys.executable, "-c", code],
+    capture_output=True,
+    text=True,
+    cwd=pathlib.Path(__file__).resolve().parent.parent,
+  )
   assert out.returncode == 0, out.stderr
   assert out.stdout.strip().endswith("OK"), out.stdout
 
@@ -150,7 +162,8 @@ def test_pyproject_flax_is_an_extra():
   except ModuleNotFoundError:  # Python 3.10
     tomllib = pytest.importorskip("tomli")
   project = tomllib.loads(
-      (pathlib.Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]
+    (pathlib.Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
+  )["project"]
   name = lambda req: re.split(r"[<>=!~\[ ;]", req, maxsplit=1)[0].lower()
   assert "flax" not in {name(r) for r in project["dependencies"]}
   extras = project["optional-dependencies"]
@@ -189,6 +202,7 @@ def test_value_fn_matches_optimizer_params():
   np.testing.assert_allclose(vf(seen["params"], x, y), loss, rtol=1e-6)
   # Its signature names the batch args, so adaptlr/optax forward them.
   import inspect
+
   assert list(inspect.signature(vf).parameters) == ["params", "x", "y"]
 
 
@@ -247,9 +261,13 @@ def test_nnx_value_fn_is_required():
   with pytest.raises(ValueError, match="value_fn") as err:
     optimizer.update(model, grads)
   msg = str(err.value)
-  for name in ("opt.update(grads, state, params, value_fn=loss_fn",  # plain optax
-               "adaptlr.flax.nnx_train_step", "adaptlr.flax.nnx_value_fn",  # NNX
-               "adaptlr.flax.linen_train_step", "adaptlr.flax.apply_gradients"):  # Linen
+  for name in (
+    "opt.update(grads, state, params, value_fn=loss_fn",  # plain optax
+    "adaptlr.flax.nnx_train_step",
+    "adaptlr.flax.nnx_value_fn",  # NNX
+    "adaptlr.flax.linen_train_step",
+    "adaptlr.flax.apply_gradients",
+  ):  # Linen
     assert name in msg, (name, msg)
 
 
@@ -321,8 +339,9 @@ def test_nnx_rngs_loss_through_optimizer_update():
 
   for method in ("newton_lr", "probabilistic_lr"):  # and the real methods train with it
     model, rngs = DropNet(nnx.Rngs(0)), nnx.Rngs(1)
-    optimizer = nnx.Optimizer(model, adaptlr.registry.METHODS[method].optimizer(0.05),
-                              wrt=nnx.Param)
+    optimizer = nnx.Optimizer(
+      model, adaptlr.registry.METHODS[method].optimizer(0.05), wrt=nnx.Param
+    )
     losses = [float(bound(model, optimizer, rngs, batch)) for _ in range(30)]
     assert np.isfinite(losses).all(), (method, losses)
     assert np.mean(losses[-5:]) < np.mean(losses[:5]), (method, losses)
@@ -336,8 +355,9 @@ def test_nnx_train_step_with_rngs_argument():
   batch = {"x": x, "y": y}
   model, rngs = DropNet(nnx.Rngs(0)), nnx.Rngs(1)
   optimizer = nnx.Optimizer(model, _probe_spy(), wrt=nnx.Param)
-  step = nnx.jit(lambda m, o, r, b: aflax.nnx_train_step(o, m, drop_loss, has_aux=True,
-                                                         rngs=r, batch=b))
+  step = nnx.jit(
+    lambda m, o, r, b: aflax.nnx_train_step(o, m, drop_loss, has_aux=True, rngs=r, batch=b)
+  )
   twin, twin_rngs = DropNet(nnx.Rngs(0)), nnx.Rngs(1)
   ref = nnx.jit(lambda m, r, b: nnx.value_and_grad(drop_loss, has_aux=True)(m, r, b))
   for k in range(3):
@@ -360,8 +380,9 @@ def _aux_loss(params, x, y):
   return jnp.mean((pred - y) ** 2), {"pred": pred}
 
 
-@pytest.mark.parametrize("method", sorted(
-    n for n, spec in adaptlr.registry.METHODS.items() if spec.needs_value_fn))
+@pytest.mark.parametrize(
+  "method", sorted(n for n, spec in adaptlr.registry.METHODS.items() if spec.needs_value_fn)
+)
 def test_value_fn_has_aux(method):
   """value_fn returning (loss, aux) with value_fn_has_aux=True is the scalar loss's step;
   without the flag the error says what to pass (it was `'tuple' has no attribute 'astype'`)."""
@@ -373,8 +394,9 @@ def test_value_fn_has_aux(method):
   state = tx.init(params)
   value, grad = jax.value_and_grad(scalar)(params, x, y)
   ref, _ = tx.update(grad, state, params, value=value, grad=grad, value_fn=scalar, x=x, y=y)
-  got, _ = tx.update(grad, state, params, value=value, grad=grad, value_fn=_aux_loss,
-                     value_fn_has_aux=True, x=x, y=y)
+  got, _ = tx.update(
+    grad, state, params, value=value, grad=grad, value_fn=_aux_loss, value_fn_has_aux=True, x=x, y=y
+  )
   _assert_trees_close(got, ref, rtol=1e-6, atol=1e-8)
   with pytest.raises(TypeError, match="value_fn_has_aux=True"):
     tx.update(grad, state, params, value=value, grad=grad, value_fn=_aux_loss, x=x, y=y)
@@ -404,8 +426,9 @@ def test_linen_apply_gradients_has_aux():
   np.testing.assert_allclose(loss2, loss, rtol=1e-6)
   _assert_trees_close(state.params, ref.params, rtol=1e-6, atol=1e-8)
   # has_aux spelled both ways (the helper's and the optimizer's own flag): one strip, same step.
-  both = aflax.apply_gradients(make(), grads, has_aux=True, value_fn_has_aux=True, value=loss,
-                               value_fn=loss_fn, x=x, y=y)
+  both = aflax.apply_gradients(
+    make(), grads, has_aux=True, value_fn_has_aux=True, value=loss, value_fn=loss_fn, x=x, y=y
+  )
   _assert_trees_close(both.params, ref.params, rtol=1e-6, atol=1e-8)
   # has_aux=True with a scalar loss: an error that names has_aux, not an IndexError.
   model = NnxMLP(nnx.Rngs(0))
@@ -555,9 +578,12 @@ def test_linen_apply_gradients_keeps_subclass_fields():
   model = LinenMLP()
   params = model.init(jax.random.key(0), x)["params"]
   loss_p = lambda params, x, y: jnp.mean((model.apply({"params": params}, x) - y) ** 2)
-  state = StateWithStats.create(apply_fn=model.apply, params=params,
-                                tx=adaptlr.hypergradient(0.05, lookahead=True),
-                                batch_stats={"m": jnp.ones(3)})
+  state = StateWithStats.create(
+    apply_fn=model.apply,
+    params=params,
+    tx=adaptlr.hypergradient(0.05, lookahead=True),
+    batch_stats={"m": jnp.ones(3)},
+  )
   loss, grads = jax.value_and_grad(loss_p)(state.params, x, y)
   new = aflax.apply_gradients(state, grads, value=loss, value_fn=loss_p, x=x, y=y)
   assert isinstance(new, StateWithStats) and int(new.step) == 1
@@ -571,8 +597,8 @@ def test_linen_apply_gradients_keeps_subclass_fields():
 def test_readme_flax_section_runs(capsys):
   """The README's Flax code (NNX with dropout rngs and (loss, aux), then Linen) runs and trains."""
   readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
-  section = readme[readme.index("### Flax"):]
-  section = section[:section.index("\n## ")]
+  section = readme[readme.index("### Flax") :]
+  section = section[: section.index("\n## ")]
   blocks = re.findall(r"```python\n(.*?)```", section, re.S)
   assert len(blocks) == 2 and "nnx_value_fn" in blocks[0] and "apply_gradients" in blocks[1]
   namespace = {}

@@ -8,9 +8,11 @@ import pytest
 from adaptlr import _base
 from adaptlr._granularity import Granularity, granularity_from, rate_dtype
 
-PARAMS = {"dense": {"kernel": jnp.arange(6.0).reshape(2, 3), "bias": jnp.array([1.0, -2.0, 0.5])},
-          "out": {"kernel": jnp.array([[3.0], [-1.0]])}}
-LABELS = {"dense": {"kernel": "w", "bias": "b"}, "out": "w"}   # a prefix for "out"
+PARAMS = {
+  "dense": {"kernel": jnp.arange(6.0).reshape(2, 3), "bias": jnp.array([1.0, -2.0, 0.5])},
+  "out": {"kernel": jnp.array([[3.0], [-1.0]])},
+}
+LABELS = {"dense": {"kernel": "w", "bias": "b"}, "out": "w"}  # a prefix for "out"
 
 
 def _np(tree):
@@ -39,8 +41,9 @@ def test_grouped_vdot_matches_numpy():
   np.testing.assert_allclose(jax.tree.leaves(Granularity("leaf").vdot(a, b)), per_leaf, rtol=1e-6)
   # Leaves in order: dense/bias (b), dense/kernel (w), out/kernel (w).
   lab = Granularity(LABELS).vdot(a, b)
-  np.testing.assert_allclose([lab["b"], lab["w"]], [per_leaf[0], per_leaf[1] + per_leaf[2]],
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    [lab["b"], lab["w"]], [per_leaf[0], per_leaf[1] + per_leaf[2]], rtol=1e-6
+  )
   elem = Granularity("element").vdot(a, b)
   for x, y, z in zip(leaves_a, leaves_b, jax.tree.leaves(elem)):
     np.testing.assert_allclose(z, x * y, rtol=1e-6)
@@ -81,7 +84,7 @@ def test_validation_concrete_and_traced():
   _base.check_positive("beta", 0.0, allow_zero=True)
   with pytest.raises(ValueError, match="positive"):
     _base.check_positive("learning_rate", float("nan"))
-  jax.jit(lambda v: _base.check_positive("learning_rate", v) or v)(-1.0)   # traced: passes
+  jax.jit(lambda v: _base.check_positive("learning_rate", v) or v)(-1.0)  # traced: passes
   with pytest.raises(ValueError, match=r"lie in \[0, 1\)"):
     _base.check_range("momentum", 1.0, 0, 1, high_open=True)
   assert _base.check_int("k", np.int64(3)) == 3

@@ -13,6 +13,7 @@ def test_multiplicative_rule_is_scale_free_additive_is_not():
   """Baydin et al.: the multiplicative rule sees only the cosine of consecutive
   directions, so scaling the loss by 100 scales the gradients but not the rate."""
   with jax.enable_x64(True):
+
     def rates(opt, scale):
       params = jnp.array([1.0, -2.0, 0.5])
       loss = lambda p: scale * jnp.sum(jnp.array([1.0, 3.0, 0.2]) * p**2)
@@ -36,8 +37,9 @@ def test_lookahead_jvp_path_equals_gradient_path():
   with jax.enable_x64(True):
     a, ra, _ = run_ref(adaptlr.hypergradient(0.01, hyper_lr=3e-3, lookahead=True), 15)
     one_label = {k: "all" for k in REF_LABELS}
-    b, rb, _ = run_ref(adaptlr.hypergradient(
-        0.01, hyper_lr=3e-3, lookahead=True, granularity=one_label), 15)
+    b, rb, _ = run_ref(
+      adaptlr.hypergradient(0.01, hyper_lr=3e-3, lookahead=True, granularity=one_label), 15
+    )
   np.testing.assert_allclose(a, b, rtol=1e-10)
   np.testing.assert_allclose(ra, rb, rtol=1e-10)
 
@@ -45,8 +47,7 @@ def test_lookahead_jvp_path_equals_gradient_path():
 def test_rate_is_clamped_at_the_floor():
   """Eq. 13: with a large β the rate would go negative; it stops at δ."""
   with jax.enable_x64(True):
-    _, rates, _ = run_ref(adaptlr.hypergradient(
-        0.3, hyper_lr=0.05, min_learning_rate=1e-6), 30)
+    _, rates, _ = run_ref(adaptlr.hypergradient(0.3, hyper_lr=0.05, min_learning_rate=1e-6), 30)
   assert rates.min() == 1e-6
   assert np.all(rates >= 1e-6)
 
@@ -62,8 +63,9 @@ def test_adam_hd_direction_uses_previous_adam_step():
     for t in range(8):
       g = jax.grad(ref_loss)(params, REF.shift(t))
       u, astate = adam.update(g, astate)
-      eta = eta + 1e-4 * sum(float(jnp.vdot(x, y)) for x, y in
-                             zip(jax.tree.leaves(g), jax.tree.leaves(u_prev)))
+      eta = eta + 1e-4 * sum(
+        float(jnp.vdot(x, y)) for x, y in zip(jax.tree.leaves(g), jax.tree.leaves(u_prev))
+      )
       upd, state = opt.update(g, state, params)
       np.testing.assert_allclose(float(optax.tree.get(state, "learning_rate")), eta, rtol=1e-12)
       for x, y in zip(jax.tree.leaves(upd), jax.tree.leaves(u)):

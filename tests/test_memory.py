@@ -19,21 +19,54 @@ from benchmarks.studies import memory, overhead
 from benchmarks.studies.sharded_transformer import collective_counts, collectives
 
 PARAMS = {"w": jnp.ones((7, 5)), "b": jnp.ones(5)}
-P = 40 * 4   # 40 float32 numbers
-S = 4        # one float32 or int32 scalar
+P = 40 * 4  # 40 float32 numbers
+S = 4  # one float32 or int32 scalar
 
 # field -> bytes, for the default (global / per-element) configurations.
 EXPECTED = {
-    "tlr": (adaptlr.tlr, {"learning_rate": S, "count": S, "skipped": S, "prev_direction": P,
-                          "prev_inner": S, "ceiling": S, "grad_sum": 0, "direction_sum": 0,
-                          "direction_state": 0}),
-    "newton_lr": (adaptlr.newton_lr, {"learning_rate": S, "count": S, "skipped": S,
-                                      "loss_after": S, "velocity": S, "direction_state": 0}),
-    "vsgd": (adaptlr.vsgd, {"learning_rate": P, "count": S, "skipped": S, "grad_avg": P,
-                            "sq_avg": P, "curv_avg": P, "curv_sq_avg": 0, "tau": P,
-                            "key": 2 * 4}),
-    "almeida": (adaptlr.almeida, {"learning_rate": P, "count": S, "skipped": S,
-                                  "prev_grad": P, "sq_avg": P}),
+  "tlr": (
+    adaptlr.tlr,
+    {
+      "learning_rate": S,
+      "count": S,
+      "skipped": S,
+      "prev_direction": P,
+      "prev_inner": S,
+      "ceiling": S,
+      "grad_sum": 0,
+      "direction_sum": 0,
+      "direction_state": 0,
+    },
+  ),
+  "newton_lr": (
+    adaptlr.newton_lr,
+    {
+      "learning_rate": S,
+      "count": S,
+      "skipped": S,
+      "loss_after": S,
+      "velocity": S,
+      "direction_state": 0,
+    },
+  ),
+  "vsgd": (
+    adaptlr.vsgd,
+    {
+      "learning_rate": P,
+      "count": S,
+      "skipped": S,
+      "grad_avg": P,
+      "sq_avg": P,
+      "curv_avg": P,
+      "curv_sq_avg": 0,
+      "tau": P,
+      "key": 2 * 4,
+    },
+  ),
+  "almeida": (
+    adaptlr.almeida,
+    {"learning_rate": P, "count": S, "skipped": S, "prev_grad": P, "sq_avg": P},
+  ),
 }
 
 
@@ -45,7 +78,7 @@ def _loss(p, x, y):
 def test_state_bytes_field_by_field(name):
   make, fields = EXPECTED[name]
   state = make().init(PARAMS)
-  inner = state[0]   # the method's NamedTuple; state[1] is the sign-flip's EmptyState
+  inner = state[0]  # the method's NamedTuple; state[1] is the sign-flip's EmptyState
   assert type(inner)._fields == tuple(fields)
   for field, expected in fields.items():
     got = sum(np.asarray(a).nbytes for a in jax.tree.leaves(getattr(inner, field)))
@@ -67,8 +100,8 @@ def test_step_memory_is_arguments_outputs_and_scratch():
   state_bytes = P + 5 * S
   batch = (4 * 7 + 4 * 5) * 4
   assert m["argument"] == P + state_bytes + batch
-  assert m["alias"] == P + state_bytes          # params and state donated
-  assert m["output"] >= P + state_bytes + S     # new params, state and the loss
+  assert m["alias"] == P + state_bytes  # params and state donated
+  assert m["output"] >= P + state_bytes + S  # new params, state and the loss
   assert m["peak"] == m["argument"] + m["output"] + m["temp"] - m["alias"]
 
 
@@ -119,8 +152,9 @@ def test_probe_mode_map_holds_one_parameter_copy():
   bound = holding + p_bytes + activations
   got = newton("map")
   assert got <= bound, (
-      f"probe_mode='map' peaks at {(got - holding) / p_bytes:+.3f} P over SGD holding its "
-      f"gradient; the bound is {(bound - holding) / p_bytes:+.3f} P")
+    f"probe_mode='map' peaks at {(got - holding) / p_bytes:+.3f} P over SGD holding its "
+    f"gradient; the bound is {(bound - holding) / p_bytes:+.3f} P"
+  )
   assert newton("vmap") > bound
 
 
@@ -134,8 +168,11 @@ HLO = """
 
 
 def test_collectives_reads_kind_and_bytes():
-  assert collectives(HLO) == [("all-reduce", 4 + 4 + 16 * 4), ("all-gather", 16 * 64 * 4),
-                              ("all-gather", (8 + 64) * 2)]
+  assert collectives(HLO) == [
+    ("all-reduce", 4 + 4 + 16 * 4),
+    ("all-gather", 16 * 64 * 4),
+    ("all-gather", (8 + 64) * 2),
+  ]
   counts = collective_counts(HLO)
   assert counts["all-reduce"] == 1 and counts["all-gather"] == 2
   assert counts["reduce-scatter"] == 0

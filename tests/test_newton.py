@@ -41,10 +41,14 @@ quad = lambda w: 0.5 * A * jnp.sum((w - C) ** 2)
 
 
 @pytest.mark.parametrize("eta0", [1e-5, 1e-3, 0.1, 1.0, 30.0])
-@pytest.mark.parametrize("kwargs", [
+@pytest.mark.parametrize(
+  "kwargs",
+  [
     {"derivatives": "autodiff"},
     {"derivatives": "finite_difference"},
-], ids=["autodiff", "fd-relative"])
+  ],
+  ids=["autodiff", "fd-relative"],
+)
 def test_one_update_reaches_exact_line_search_from_any_eta0(eta0, kwargs):
   """f(η) is a parabola: one Newton step (five-point or exact) gives η = 1/a.
 
@@ -98,8 +102,9 @@ def test_safeguard_takes_the_lines_rate_when_eta_overshoots():
   """η₀ = 10/a: the paper's order steps with η₀ (loss ×81); the safeguard with 1/a."""
   with jax.enable_x64(True):
     w0 = jnp.zeros(1)
-    paper, state, _ = _steps(adaptlr.newton_lr(10 / A, max_change=None, safeguard=False),
-                             quad, w0, 1)
+    paper, state, _ = _steps(
+      adaptlr.newton_lr(10 / A, max_change=None, safeguard=False), quad, w0, 1
+    )
     np.testing.assert_allclose(float(quad(paper)), 81 * float(quad(w0)), rtol=1e-9)
     np.testing.assert_allclose(float(state[0].loss_after), float(quad(paper)))
     guarded, state, _ = _steps(adaptlr.newton_lr(10 / A), quad, w0, 1)
@@ -112,11 +117,15 @@ def test_momentum_on_eta_follows_section_5_2():
   """δ(t+1) = β δ(t) − f′/f″; η(t+1) = η(t) + δ(t+1) (paper's rule)."""
   with jax.enable_x64(True):
     eta0, beta = 0.01, 0.9
-    _, _, rates = _steps(adaptlr.newton_lr(eta0, max_change=None, safeguard=False,
-                                           momentum=beta), quad, jnp.zeros(1), 3)
-    d1 = 1 / A - eta0                    # Newton lands on 1/a in one step: δ₁
+    _, _, rates = _steps(
+      adaptlr.newton_lr(eta0, max_change=None, safeguard=False, momentum=beta),
+      quad,
+      jnp.zeros(1),
+      3,
+    )
+    d1 = 1 / A - eta0  # Newton lands on 1/a in one step: δ₁
     np.testing.assert_allclose(rates[1], 1 / A, rtol=1e-9)
-    np.testing.assert_allclose(rates[2], 1 / A + beta * d1, rtol=1e-9)   # Newton step 0
+    np.testing.assert_allclose(rates[2], 1 / A + beta * d1, rtol=1e-9)  # Newton step 0
 
 
 # ------------------------------------------------------------- δ rules (Eq. 11–13) --
@@ -128,24 +137,35 @@ def test_eq_11_12_delta_not_added_to_a_small_nonzero_denominator():
     a, eta0, eps, delta = 1e-3, 0.5, 1e-3, 1e-6
     loss = lambda w: 0.5 * a * jnp.sum((w - 1.0) ** 2)
     w0 = jnp.zeros(1)
-    _, _, rates = _steps(adaptlr.newton_lr(eta0, derivatives="finite_difference", eps=eps,
-                                           max_change=None, safeguard=False, delta=delta),
-                         loss, w0, 2)
+    _, _, rates = _steps(
+      adaptlr.newton_lr(
+        eta0,
+        derivatives="finite_difference",
+        eps=eps,
+        max_change=None,
+        safeguard=False,
+        delta=delta,
+      ),
+      loss,
+      w0,
+      2,
+    )
     g = float(jax.grad(loss)(w0)[0])
     f = lambda e: 0.5 * a * (0.0 - e * g - 1.0) ** 2
     den = f(eta0 + 2 * eps) + f(eta0 - 2 * eps) - 2 * f(eta0)
     assert abs(den) < delta
     num = f(eta0 + eps) - f(eta0 - eps)
     np.testing.assert_allclose(rates[1], eta0 - 2 * eps * num / den, rtol=1e-6)
-    np.testing.assert_allclose(rates[1], 1.0 / a, rtol=1e-4)          # Newton (rounding 4e-5)
+    np.testing.assert_allclose(rates[1], 1.0 / a, rtol=1e-4)  # Newton (rounding 4e-5)
 
 
 def test_eq_13_floor_at_delta():
   """An uphill direction (u = −g): Newton gives η − (1 + η) = −1 < 0 → η = δ."""
   with jax.enable_x64(True):
-    loss = lambda w: 0.5 * jnp.sum(w ** 2)
-    opt = adaptlr.newton_lr(0.3, max_change=None, safeguard=False, delta=1e-6,
-                            direction=runtime_uphill())
+    loss = lambda w: 0.5 * jnp.sum(w**2)
+    opt = adaptlr.newton_lr(
+      0.3, max_change=None, safeguard=False, delta=1e-6, direction=runtime_uphill()
+    )
     _, _, rates = _steps(opt, loss, jnp.ones(2), 2)
     assert rates[1] == pytest.approx(1e-6)
 
@@ -156,14 +176,15 @@ def _cos_line(eta0, **kwargs):
   and for 14.8 < η < 20.1 (f′ > 0)."""
   with jax.enable_x64(True):
     loss = lambda w: jnp.sum(jnp.cos(w))
-    _, state, rates = _steps(adaptlr.newton_lr(eta0, safeguard=False, **kwargs), loss,
-                             jnp.array([0.3]), 1)
+    _, state, rates = _steps(
+      adaptlr.newton_lr(eta0, safeguard=False, **kwargs), loss, jnp.array([0.3]), 1
+    )
     return float(state[0].learning_rate)
 
 
 def test_concave_line_moves_eta_downhill_by_the_bounded_factor():
-  assert _cos_line(1.0, max_change=1.0) == pytest.approx(2.0)     # f′ < 0: ×(1 + c)
-  assert _cos_line(17.0, max_change=1.0) == pytest.approx(8.5)    # f′ > 0: ÷(1 + c)
+  assert _cos_line(1.0, max_change=1.0) == pytest.approx(2.0)  # f′ < 0: ×(1 + c)
+  assert _cos_line(17.0, max_change=1.0) == pytest.approx(8.5)  # f′ > 0: ÷(1 + c)
   assert _cos_line(1.0, max_change=0.25, derivatives="finite_difference") == pytest.approx(1.25)
 
 
@@ -175,12 +196,16 @@ def test_concave_line_paper_rule_goes_the_wrong_way():
 # ------------------------------------------------ float32: the fragility of ε = 1e-5 --
 def _mlp_problem(dtype):
   kx, k1, k2 = jax.random.split(jax.random.key(42), 3)
-  normal = lambda k, shape, scale=1.0: (
-      jax.random.normal(k, shape, jnp.float32) * scale).astype(dtype)   # same draws in x64
+  normal = lambda k, shape, scale=1.0: (jax.random.normal(k, shape, jnp.float32) * scale).astype(
+    dtype
+  )  # same draws in x64
   x = normal(kx, (128, 64))
   y = jnp.arange(128) % 10
-  params = {"w1": normal(k1, (64, 128), (2 / 64) ** 0.5), "b1": jnp.zeros(128, dtype),
-            "w2": normal(k2, (128, 10), (2 / 128) ** 0.5)}
+  params = {
+    "w1": normal(k1, (64, 128), (2 / 64) ** 0.5),
+    "b1": jnp.zeros(128, dtype),
+    "w2": normal(k2, (128, 10), (2 / 128) ** 0.5),
+  }
 
   def loss(p, x, y):
     h = jax.nn.relu(x @ p["w1"] + p["b1"]) @ p["w2"]
@@ -195,8 +220,7 @@ def _newton_eta(dtype, eta, **kwargs):
   opt = adaptlr.scale_by_newton_lr(eta, max_change=None, delta=0.0, **kwargs)
   state = opt.init(params)
   g = jax.grad(loss)(params, x, y)
-  _, state = jax.jit(lambda g, s, p: opt.update(g, s, p, value_fn=loss, x=x, y=y))(
-      g, state, params)
+  _, state = jax.jit(lambda g, s, p: opt.update(g, s, p, value_fn=loss, x=x, y=y))(g, state, params)
   return float(state.learning_rate)
 
 
@@ -208,15 +232,15 @@ def test_float32_eps_1e5_is_garbage_while_the_default_and_autodiff_are_not():
     loss, params, x, y = _mlp_problem(jnp.float64)
     g = jax.grad(loss)(params, x, y)
     _, d1, d2 = _probes.line_derivatives(lambda p: loss(p, x, y), params, g, eta)
-    exact = eta - float(d1) / float(d2)                   # the float64 Newton step
+    exact = eta - float(d1) / float(d2)  # the float64 Newton step
     default64 = _newton_eta(jnp.float64, eta)
     paper64 = _newton_eta(jnp.float64, eta, derivatives="finite_difference", eps=1e-5)
   rel = lambda a, b: abs(a - b) / abs(b)
-  assert rel(paper64, exact) < 1e-3                       # ε = 1e-5 is fine in float64 …
+  assert rel(paper64, exact) < 1e-3  # ε = 1e-5 is fine in float64 …
   assert rel(_newton_eta(jnp.float32, eta), default64) < 1e-3
   assert rel(_newton_eta(jnp.float32, eta, derivatives="autodiff"), exact) < 1e-3
   paper32 = _newton_eta(jnp.float32, eta, derivatives="finite_difference", eps=1e-5)
-  assert rel(paper32, exact) > 0.1                        # … and garbage in float32
+  assert rel(paper32, exact) > 0.1  # … and garbage in float32
 
 
 # ------------------------------------------------------------ granularity, probes --
@@ -225,8 +249,7 @@ def test_leaf_rates_each_reach_their_own_line_search_step(derivatives):
   """Separable quadratic, one rate per leaf: diagonal Newton gives 1/a_leaf each."""
   with jax.enable_x64(True):
     loss = lambda p: 0.5 * (2.0 * jnp.sum((p["a"] - 1) ** 2) + 5.0 * jnp.sum(p["b"] ** 2))
-    opt = adaptlr.newton_lr(0.01, derivatives=derivatives, granularity="leaf",
-                            max_change=None)
+    opt = adaptlr.newton_lr(0.01, derivatives=derivatives, granularity="leaf", max_change=None)
     p0 = {"a": jnp.zeros(3), "b": jnp.ones(2)}
     state = opt.init(p0)
     _, state = opt.update(jax.grad(loss)(p0), state, p0, value_fn=loss)
@@ -259,15 +282,14 @@ def test_validation_batch_probes():
     opt = adaptlr.newton_lr(0.01, max_change=None)
     _, state = opt.update(g, opt.init(w), w, value_fn=loss, x=xv, y=yv)
     _, d1, d2 = _probes.line_derivatives(lambda p: loss(p, xv, yv), w, g, 0.01)
-    np.testing.assert_allclose(float(state[0].learning_rate), 0.01 - float(d1 / d2),
-                               rtol=1e-10)
+    np.testing.assert_allclose(float(state[0].learning_rate), 0.01 - float(d1 / d2), rtol=1e-10)
     _, train = opt.update(g, opt.init(w), w, value_fn=loss, x=x, y=y)
     assert abs(float(train[0].learning_rate) - float(state[0].learning_rate)) > 1e-3
 
 
 def test_overflowing_step_is_not_taken_and_eta_shrinks():
   loss = lambda w: jnp.sum(jnp.exp(5 * w))
-  opt = adaptlr.newton_lr(100.0, direction=runtime_uphill())   # uphill: exp overflows
+  opt = adaptlr.newton_lr(100.0, direction=runtime_uphill())  # uphill: exp overflows
   w0 = jnp.ones(2)
   state = opt.init(w0)
   updates, state = opt.update(jax.grad(loss)(w0), state, w0, value_fn=loss)

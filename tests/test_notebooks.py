@@ -7,8 +7,8 @@ source is executed by ``notebooks/_run.py`` (jupytext and nbclient) with
 ``ADAPTLR_NB_SMALL=1`` (the notebooks read it to shrink their settings; the
 target is < 60 s per notebook on 2 CPU cores — a target, not an assertion: speed
 lives in benchmarks, and `pytest --durations` shows it); the notebooks assert on
-their own results, so a failing assert fails the test. The committed ``.ipynb`` must have the cell sources of its ``.py`` and
-carry outputs without errors.
+their own results, so a failing assert fails the test. The committed ``.ipynb``
+must have the cell sources of its ``.py`` and carry outputs without errors.
 """
 
 from __future__ import annotations
@@ -46,11 +46,14 @@ def test_every_source_has_its_notebook_and_back():
 def test_notebook_matches_source_and_has_outputs(source):
   nb = nbformat.read(source.with_suffix(".ipynb"), as_version=4)
   assert _cells(nb) == _cells(jupytext.read(source)), (
-      f"{source.stem}.ipynb is out of date with {source.name}: "
-      f"run `python notebooks/_run.py {source.stem}` (see notebooks/README.md)")
+    f"{source.stem}.ipynb is out of date with {source.name}: "
+    f"run `python notebooks/_run.py {source.stem}` (see notebooks/README.md)"
+  )
   assert nb.metadata.get("jupytext", {}).get("formats") == "ipynb,py:percent", "not a jupytext pair"
   code = [c for c in nb.cells if c.cell_type == "code"]
-  assert code and all(c.get("execution_count") for c in code), f"{source.stem}.ipynb was not executed"
+  assert code and all(c.get("execution_count") for c in code), (
+    f"{source.stem}.ipynb was not executed"
+  )
   assert not [o for c in code for o in c.outputs if o.output_type == "error"]
 
 
@@ -58,7 +61,9 @@ def test_notebook_matches_source_and_has_outputs(source):
 def test_notebook_runs_small(source, monkeypatch):
   monkeypatch.setenv("XLA_FLAGS", "")  # not the 8 simulated devices of conftest.py
   nb = jupytext.read(source)
-  _runner().run(nb, small=True, timeout=600)  # raises CellExecutionError if a cell (or its asserts) fails
+  _runner().run(
+    nb, small=True, timeout=600
+  )  # raises CellExecutionError if a cell (or its asserts) fails
   code = [c for c in nb.cells if c.cell_type == "code"]
   assert code and all(c.get("execution_count") for c in code)
   assert not [o for c in code for o in c.outputs if o.output_type == "error"]

@@ -33,10 +33,10 @@ import adaptlr
 METHODS = adaptlr.registry.METHODS
 NAMES = sorted(METHODS)
 _TARGETS = {
-    "parabola": common._setup_parabola,
-    "rosenbrock": common._setup_rosenbrock,
-    "matrix_parabola": common._setup_matrix_parabola,
-    "mixed_tensor_target": common._setup_mixed_tensor_target,
+  "parabola": common._setup_parabola,
+  "rosenbrock": common._setup_rosenbrock,
+  "matrix_parabola": common._setup_matrix_parabola,
+  "mixed_tensor_target": common._setup_mixed_tensor_target,
 }
 
 
@@ -144,8 +144,14 @@ def test_optimizers_can_be_wrapped_in_inject_hyperparams(name):
   # optax's list of hyperparameters that cannot be injected: adaptlr's
   # methods have none of them, and need no static_args of their own.
   static_args = []
-  for uninjectable_hparam in ["warmup_steps", "num_betas", "clip_value_fn",
-                              "ns_steps", "rank", "update_proj_gap"]:
+  for uninjectable_hparam in [
+    "warmup_steps",
+    "num_betas",
+    "clip_value_fn",
+    "ns_steps",
+    "rank",
+    "update_proj_gap",
+  ]:
     if uninjectable_hparam in inspect.signature(factory).parameters.keys():
       static_args.append(uninjectable_hparam)
   static_args = tuple(static_args)
@@ -165,11 +171,11 @@ def test_optimizers_can_be_wrapped_in_inject_hyperparams(name):
 
   state_inject = jax.jit(opt_inject.init)(params)
   updates_inject, new_state_inject = jax.jit(inject_update_fn)(
-      grads, state_inject, params, **update_kwargs)
+    grads, state_inject, params, **update_kwargs
+  )
 
   test_utils.assert_trees_all_close(updates_inject, updates, rtol=1e-5)
-  test_utils.assert_trees_all_close(
-      new_state_inject.inner_state, new_state, rtol=1e-5, atol=1e-5)
+  test_utils.assert_trees_all_close(new_state_inject.inner_state, new_state, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
@@ -207,8 +213,11 @@ def test_gradient_accumulation(name, dtype):
   test_utils.assert_trees_all_equal(updates, jnp.zeros_like(grads))
 
 
-@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64],
-                         ids=["float16", "bfloat16", "float32", "float64"])
+@pytest.mark.parametrize(
+  "dtype",
+  [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64],
+  ids=["float16", "bfloat16", "float32", "float64"],
+)
 @pytest.mark.parametrize("name", NAMES)
 def test_state_shape_dtype_shard_stability(name, dtype):
   with utils.x64_precision(dtype in (jnp.float64, jnp.complex128)):
@@ -218,14 +227,15 @@ def test_state_shape_dtype_shard_stability(name, dtype):
     @jax.jit
     def step(params, state):
       value, updates = jax.value_and_grad(objective)(params)
-      value = value.astype(jnp.float16 if dtype != jnp.float16
-                           else jnp.bfloat16)  # confuse dtype intentionally
+      value = value.astype(
+        jnp.float16 if dtype != jnp.float16 else jnp.bfloat16
+      )  # confuse dtype intentionally
       update_kwargs = _loss_kwargs(name, value, objective)
       # defeat compiler optimization, use lax.cond to check for stability
       cond = jax.random.randint(jax.random.key(0), (), 0, 2) == 0
       updates, state = jax.lax.cond(
-          cond, lambda: opt.update(updates, state, params, **update_kwargs),
-          lambda: (params, state))
+        cond, lambda: opt.update(updates, state, params, **update_kwargs), lambda: (params, state)
+      )
       params = update.apply_updates(params, updates)
       return params, state
 
@@ -235,8 +245,11 @@ def test_state_shape_dtype_shard_stability(name, dtype):
       params, new_state = step(params, state)
       assert jax.tree.leaves(params)[0].dtype == dtype
       cond = jax.random.randint(jax.random.key(0), (), 0, 2) == 0
-      state = jax.lax.cond(cond, lambda: state,  # noqa: B023
-                           lambda: new_state)    # noqa: B023
+      state = jax.lax.cond(
+        cond,
+        lambda: state,  # noqa: B023
+        lambda: new_state,  # noqa: B023
+      )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -246,12 +259,15 @@ def test_optimizers_accept_learning_rate_schedule_if_type_annotated_as_such(name
   opt_kwargs = _opt_kwargs(name)
 
   lr_arg = inspect.signature(opt_setup).parameters.get("learning_rate", None)
-  if lr_arg is None or lr_arg.annotation not in (base.ScalarOrSchedule, base.Schedule,
-                                                 "ScalarOrSchedule", "base.ScalarOrSchedule",
-                                                 "optax.ScalarOrSchedule"):
+  if lr_arg is None or lr_arg.annotation not in (
+    base.ScalarOrSchedule,
+    base.Schedule,
+    "ScalarOrSchedule",
+    "base.ScalarOrSchedule",
+    "optax.ScalarOrSchedule",
+  ):
     pytest.skip("Optimizer doesn't accept a learning schedule.")
-  opt_with_schedule = opt_setup(
-      **dict(opt_kwargs, learning_rate=_schedule.constant_schedule(1e-3)))
+  opt_with_schedule = opt_setup(**dict(opt_kwargs, learning_rate=_schedule.constant_schedule(1e-3)))
   opt_with_lr = opt_setup(**dict(opt_kwargs, learning_rate=1e-3))
 
   def step(opt, params, state):
@@ -266,7 +282,8 @@ def test_optimizers_accept_learning_rate_schedule_if_type_annotated_as_such(name
   state_with_lr = opt_with_lr.init(params_with_lr)
   for _ in range(10):
     params_with_schedule, state_with_schedule = step(
-        opt_with_schedule, params_with_schedule, state_with_schedule)
+      opt_with_schedule, params_with_schedule, state_with_schedule
+    )
     params_with_lr, state_with_lr = step(opt_with_lr, params_with_lr, state_with_lr)
   test_utils.assert_trees_all_close(params_with_schedule, params_with_lr)
 

@@ -35,7 +35,8 @@ def _scan(opt, loss, w0, steps, **batch):
 
 def _fig4(eta0, **kwargs):
   opt = adaptlr.probabilistic_lr(
-      eta0, direction=optax.scale_by_adam(b1=0.7, b2=0.999), f_min=0.0, **kwargs)
+    eta0, direction=optax.scale_by_adam(b1=0.7, b2=0.999), f_min=0.0, **kwargs
+  )
   return _scan(opt, rosenbrock, jnp.array([-0.5, 1.5]), 150)
 
 
@@ -45,13 +46,15 @@ def test_rosenbrock_iterates_do_not_depend_on_eta0_with_fstar_and_no_noise():
     runs = [_fig4(eta0) for eta0 in (1e-3, 1e-2, 1e-1)]
     for traj, _, _rates, _ in runs[1:]:
       np.testing.assert_allclose(traj[:100], runs[0][0][:100], rtol=0, atol=1e-6)
-    assert not np.allclose(runs[0][2], runs[1][2])     # … although η itself differs
-    assert runs[0][1][-1] < 1e-2 * runs[0][1][0]         # and it makes progress
+    assert not np.allclose(runs[0][2], runs[1][2])  # … although η itself differs
+    assert runs[0][1][-1] < 1e-2 * runs[0][1][0]  # and it makes progress
 
 
-@pytest.mark.parametrize("noise", [{"noise_variance": 0.1},
-                                   {"noise_variance": 0.05, "relative_noise": True}],
-                         ids=["R=0.1", "R=0.05f"])
+@pytest.mark.parametrize(
+  "noise",
+  [{"noise_variance": 0.1}, {"noise_variance": 0.05, "relative_noise": True}],
+  ids=["R=0.1", "R=0.05f"],
+)
 def test_rosenbrock_iterates_depend_on_eta0_with_noise(noise):
   with jax.enable_x64(True):
     a, _, _, _ = _fig4(1e-3, **noise)
@@ -80,21 +83,21 @@ def test_polyak_step_with_fstar_is_eta_free_and_exact():
 
 def test_without_fstar_the_step_is_the_base_step_and_eta_adapts():
   """No f*, R = 0: the standard step η W g; ratio 2 − ηλ on a parabola → η × 1.2."""
-  loss = lambda w: jnp.sum(w ** 2)          # λ = 2
+  loss = lambda w: jnp.sum(w**2)  # λ = 2
   w = jnp.array([1.0, -2.0])
   updates, state = _one_step(adaptlr.scale_by_probabilistic_lr(0.1), w, loss)
   np.testing.assert_allclose(np.asarray(updates), 0.1 * 2 * np.asarray(w), rtol=1e-6)
   np.testing.assert_allclose(float(state.ratio), 2 - 0.1 * 2, rtol=1e-5)
   assert float(state.learning_rate) == pytest.approx(0.12)
-  _, state = _one_step(adaptlr.scale_by_probabilistic_lr(0.7), w, loss)   # ratio 0.6
+  _, state = _one_step(adaptlr.scale_by_probabilistic_lr(0.7), w, loss)  # ratio 0.6
   assert float(state.learning_rate) == pytest.approx(0.35)
-  _, state = _one_step(adaptlr.scale_by_probabilistic_lr(0.4), w, loss)   # ratio 1.2
+  _, state = _one_step(adaptlr.scale_by_probabilistic_lr(0.4), w, loss)  # ratio 1.2
   assert float(state.learning_rate) == pytest.approx(0.4)
 
 
 def test_uphill_direction_is_not_taken():
   """φ ≤ 0 (the metric is not positive definite along g): no step, η kept, counted."""
-  loss = lambda w: jnp.sum(w ** 2)
+  loss = lambda w: jnp.sum(w**2)
   w = jnp.array([1.0, -2.0])
   for kwargs in ({}, {"f_min": 0.0}, {"noise_variance": 1.0}):
     opt = adaptlr.scale_by_probabilistic_lr(0.1, direction=runtime_uphill(), **kwargs)
@@ -103,16 +106,16 @@ def test_uphill_direction_is_not_taken():
     assert int(state.uphill) == 1 and float(state.learning_rate) == pytest.approx(0.1)
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"f_min": 0.0, "max_scale": 1.0}],
-                         ids=["implied-quadratic", "fstar-max-scale"])
+@pytest.mark.parametrize(
+  "kwargs", [{}, {"f_min": 0.0, "max_scale": 1.0}], ids=["implied-quadratic", "fstar-max-scale"]
+)
 def test_momentum_uphill_steps_are_skipped_never_blown_up(kwargs):
   """Heavy momentum (β = 0.95) overshoots an ill-conditioned parabola and often points
   uphill: those steps are zero; the loss never rises and the run converges."""
   with jax.enable_x64(True):
-    loss = lambda w: jnp.sum(jnp.array([1.0, 10.0]) * w ** 2)
+    loss = lambda w: jnp.sum(jnp.array([1.0, 10.0]) * w**2)
     # (the paper's rule: the safeguard would reject some of these steps first)
-    opt = adaptlr.probabilistic_lr(0.05, direction=optax.trace(0.95), safeguard=False,
-                                   **kwargs)
+    opt = adaptlr.probabilistic_lr(0.05, direction=optax.trace(0.95), safeguard=False, **kwargs)
     traj, values, _, state = _scan(opt, loss, jnp.array([1.0, 1.0]), 300)
     assert int(state[0].uphill) > 20
     assert np.max(values) <= values[0] * (1 + 1e-9)
@@ -122,30 +125,30 @@ def test_momentum_uphill_steps_are_skipped_never_blown_up(kwargs):
 def test_fstar_with_heavy_momentum_needs_max_scale():
   """The documented failure that max_scale fixes: a tiny positive φ, a huge Polyak step."""
   with jax.enable_x64(True):
-    loss = lambda w: jnp.sum(jnp.array([1.0, 10.0]) * w ** 2)
+    loss = lambda w: jnp.sum(jnp.array([1.0, 10.0]) * w**2)
     opt = adaptlr.probabilistic_lr(0.05, direction=optax.trace(0.95), f_min=0.0)
     _, values, _, _ = _scan(opt, loss, jnp.array([1.0, 1.0]), 300)
     assert not np.all(values[1:] < 1e3 * values[0])
 
 
 def test_fstar_above_the_loss_gives_no_step():
-  loss = lambda w: jnp.sum(w ** 2)
-  updates, _ = _one_step(adaptlr.scale_by_probabilistic_lr(0.1, f_min=100.0),
-                         jnp.array([1.0, 1.0]), loss)
+  loss = lambda w: jnp.sum(w**2)
+  updates, _ = _one_step(
+    adaptlr.scale_by_probabilistic_lr(0.1, f_min=100.0), jnp.array([1.0, 1.0]), loss
+  )
   assert np.all(np.asarray(updates) == 0)
 
 
 def test_max_scale_caps_the_polyak_factor():
-  loss = lambda w: jnp.sum(w ** 2) + 1.0      # f* = 0 is far below: a long Polyak step
+  loss = lambda w: jnp.sum(w**2) + 1.0  # f* = 0 is far below: a long Polyak step
   w = jnp.array([0.1, 0.0])
-  updates, _ = _one_step(adaptlr.scale_by_probabilistic_lr(0.1, f_min=0.0, max_scale=2.0),
-                         w, loss)
+  updates, _ = _one_step(adaptlr.scale_by_probabilistic_lr(0.1, f_min=0.0, max_scale=2.0), w, loss)
   np.testing.assert_allclose(np.asarray(updates), 2.0 * 0.1 * 2 * np.asarray(w), rtol=1e-6)
 
 
 def test_non_finite_loss_after_the_step_halves_eta():
-  loss = lambda w: jnp.sum(w ** 2)
-  probe = lambda w: jnp.inf * jnp.sum(w ** 2)
+  loss = lambda w: jnp.sum(w**2)
+  probe = lambda w: jnp.inf * jnp.sum(w**2)
   w = jnp.array([1.0])
   opt = adaptlr.scale_by_probabilistic_lr(0.1)
   value, grad = jax.value_and_grad(loss)(w)
@@ -155,20 +158,19 @@ def test_non_finite_loss_after_the_step_halves_eta():
 
 def test_adapt_every_and_schedule():
   """η changes only on adapted steps; a schedule callable chooses them."""
-  loss = lambda w: jnp.sum(w ** 2)
+  loss = lambda w: jnp.sum(w**2)
   w0 = jnp.array([1.0, -1.0])
   _, _, rates, _ = _scan(adaptlr.probabilistic_lr(1e-3, adapt_every=3), loss, w0, 9)
   changed = np.flatnonzero(np.diff(np.concatenate([[1e-3], rates])) != 0)
   np.testing.assert_array_equal(changed, [0, 3, 6])
-  _, _, rates, _ = _scan(adaptlr.probabilistic_lr(1e-3, adapt_every=lambda t: t < 2), loss,
-                         w0, 6)
+  _, _, rates, _ = _scan(adaptlr.probabilistic_lr(1e-3, adapt_every=lambda t: t < 2), loss, w0, 6)
   np.testing.assert_allclose(rates, [1.2e-3, 1.44e-3] + [1.44e-3] * 4, rtol=1e-6)
 
 
 def test_adapt_every_skips_the_extra_forward():
   """On a step that does not adapt, value_fn is not evaluated (lax.cond)."""
   calls = []
-  loss = lambda w: jnp.sum(w ** 2)
+  loss = lambda w: jnp.sum(w**2)
 
   def counted(w):
     jax.debug.callback(lambda: calls.append(1))
@@ -176,8 +178,7 @@ def test_adapt_every_skips_the_extra_forward():
 
   opt = adaptlr.probabilistic_lr(1e-3, adapt_every=4)
   state = opt.init(jnp.ones(2))
-  step = jax.jit(lambda w, s: opt.update(jax.grad(loss)(w), s, w, value=loss(w),
-                                         value_fn=counted))
+  step = jax.jit(lambda w, s: opt.update(jax.grad(loss)(w), s, w, value=loss(w), value_fn=counted))
   w = jnp.ones(2)
   for _ in range(8):
     u, state = step(w, state)
@@ -186,13 +187,16 @@ def test_adapt_every_skips_the_extra_forward():
   assert len(calls) == 2
 
 
-@pytest.mark.parametrize("name,direction", [
+@pytest.mark.parametrize(
+  "name,direction",
+  [
     ("sgd", None),
     ("momentum", optax.trace(0.5)),
     ("adam", optax.scale_by_adam(b1=0.5)),
     ("adagrad", optax.scale_by_rss(initial_accumulator_value=0.0)),
     ("rmsprop", optax.scale_by_rms(decay=0.99)),
-])
+  ],
+)
 def test_base_optimizers_of_table_1_adapt_from_bad_initial_rates(name, direction):
   """Least squares from η₀ = 1e-5 and η₀ = 1: every base optimizer of Tab. 1 converges."""
   loss = lambda w, x, y: jnp.mean((x @ w - y) ** 2)

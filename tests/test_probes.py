@@ -14,8 +14,11 @@ from adaptlr._granularity import granularity_from
 
 def _mlp():
   k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
-  params = {"w1": jax.random.normal(k1, (6, 16)) * 0.5, "b1": jnp.zeros(16),
-            "w2": jax.random.normal(k2, (16, 3)) * 0.5}
+  params = {
+    "w1": jax.random.normal(k1, (6, 16)) * 0.5,
+    "b1": jnp.zeros(16),
+    "w2": jax.random.normal(k2, (16, 3)) * 0.5,
+  }
   x = jax.random.normal(k3, (32, 6))
   y = jnp.arange(32) % 3
 
@@ -48,16 +51,17 @@ def test_vmap_mode_is_one_batched_call_and_map_is_a_loop():
 
   def count(mode):
     jaxpr = jax.make_jaxpr(lambda p, u: _probes.line_probes(fn, p, u, 0.1, 0.01, mode=mode))(
-        params, u)
+      params, u
+    )
     text = str(jaxpr)
     return text.count("dot_general"), ("while" in text) or ("scan" in text)
 
   dots_vmap, loop_vmap = count("vmap")
   dots_map, loop_map = count("map")
   dots_unroll, loop_unroll = count("unroll")
-  assert dots_vmap == 2 and not loop_vmap          # two layers, each one batched matmul
-  assert dots_map == 2 and loop_map                 # the same two, inside a loop
-  assert dots_unroll == 10 and not loop_unroll      # five separate forward passes
+  assert dots_vmap == 2 and not loop_vmap  # two layers, each one batched matmul
+  assert dots_map == 2 and loop_map  # the same two, inside a loop
+  assert dots_unroll == 10 and not loop_unroll  # five separate forward passes
 
 
 def test_line_probes_forward_kwargs_under_vmap_of_rates():
@@ -100,31 +104,37 @@ def test_group_probes_and_derivatives_match_numpy(granularity, mode):
       flat_rates = jax.flatten_util.ravel_pytree(rates)[0]
     eps = jax.tree.map(lambda r: 0.25 * r, rates)
     offsets = (-2, -1, 0, 1, 2)
-    probes = jax.jit(lambda p, u, r, e: _probes.group_line_probes(
-        value_fn, p, u, r, e, groups.broadcast, offsets, mode=mode))(params, u, rates, eps)
-    value, slopes, curvatures = jax.jit(lambda p, u, r: _probes.group_line_derivatives(
-        value_fn, p, u, r, groups.broadcast, mode=mode))(params, u, rates)
+    probes = jax.jit(
+      lambda p, u, r, e: _probes.group_line_probes(
+        value_fn, p, u, r, e, groups.broadcast, offsets, mode=mode
+      )
+    )(params, u, rates, eps)
+    value, slopes, curvatures = jax.jit(
+      lambda p, u, r: _probes.group_line_derivatives(value_fn, p, u, r, groups.broadcast, mode=mode)
+    )(params, u, rates)
     w, uf, r0 = flat(params), flat(u), np.asarray(flat_rates)
     ids = REF.group_ids(granularity)
     F = lambda r: REF.loss(w - r[ids] * uf, s)
-    expected = np.array([[F(r0 + k * 0.25 * r0[j] * np.eye(len(r0))[j]) for k in offsets]
-                         for j in range(len(r0))])
+    expected = np.array(
+      [[F(r0 + k * 0.25 * r0[j] * np.eye(len(r0))[j]) for k in offsets] for j in range(len(r0))]
+    )
     np.testing.assert_allclose(np.asarray(probes), expected, rtol=1e-12)
     p = w - r0[ids] * uf
     d1 = -np.bincount(ids, REF.grad(p, s) * uf)
     d2 = np.bincount(ids, REF.hess_diag(p, s) * uf * uf)
     np.testing.assert_allclose(float(value), F(r0), rtol=1e-12)
-    np.testing.assert_allclose(np.asarray(jax.flatten_util.ravel_pytree(slopes)[0]), d1,
-                               rtol=1e-10)
-    np.testing.assert_allclose(np.asarray(jax.flatten_util.ravel_pytree(curvatures)[0]), d2,
-                               rtol=1e-10)
+    np.testing.assert_allclose(np.asarray(jax.flatten_util.ravel_pytree(slopes)[0]), d1, rtol=1e-10)
+    np.testing.assert_allclose(
+      np.asarray(jax.flatten_util.ravel_pytree(curvatures)[0]), d2, rtol=1e-10
+    )
 
 
 def test_line_derivatives_exact_on_a_quadratic():
   with jax.enable_x64(True):
     a = jnp.array([1.0, 3.0])
-    loss = lambda w: 0.5 * jnp.sum(a * w ** 2)
-    w = jnp.array([1.0, -2.0]); u = jax.grad(loss)(w)
+    loss = lambda w: 0.5 * jnp.sum(a * w**2)
+    w = jnp.array([1.0, -2.0])
+    u = jax.grad(loss)(w)
     f, d1, d2 = _probes.line_derivatives(loss, w, u, 0.2)
     np.testing.assert_allclose(float(d1), -float(jnp.sum(a * (w - 0.2 * u) * u)))
     np.testing.assert_allclose(float(d2), float(jnp.sum(a * u * u)))

@@ -87,8 +87,13 @@ def _runs(name):
     for xy in batches:
       p, s, v = compiled(p, s, *xy)
       losses.append(float(v))
-    return {"losses": np.array(losses), "params": p, "state": s, "compiled": compiled,
-            "inputs": inputs}
+    return {
+      "losses": np.array(losses),
+      "params": p,
+      "state": s,
+      "compiled": compiled,
+      "inputs": inputs,
+    }
 
   single = run(params, batches)
   sharded = run(T.shard_params(params, mesh), [T.shard_batch(xy, mesh) for xy in batches])
@@ -120,14 +125,16 @@ def _assert_trees_close(actual, desired, rtol=1e-4, atol=1e-5):
   it) holds rounding noise of size 1e-12 whose digits depend on the reduction
   order: only its size relative to the tree is meaningful.
   """
-  floats = lambda t: [np.asarray(a) for a in jax.tree.leaves(t)
-                      if jnp.issubdtype(a.dtype, jnp.floating)]
+  floats = lambda t: [
+    np.asarray(a) for a in jax.tree.leaves(t) if jnp.issubdtype(a.dtype, jnp.floating)
+  ]
   finite = [np.abs(b[np.isfinite(b)]) for b in floats(desired)]
   scale = max((float(np.max(b)) for b in finite if b.size), default=0.0)
   for a, b in zip(floats(actual), floats(desired)):
     np.testing.assert_allclose(a, b, rtol=rtol, atol=atol * scale)
-  ints = lambda t: [np.asarray(a) for a in jax.tree.leaves(t)
-                    if not jnp.issubdtype(a.dtype, jnp.floating)]
+  ints = lambda t: [
+    np.asarray(a) for a in jax.tree.leaves(t) if not jnp.issubdtype(a.dtype, jnp.floating)
+  ]
   for a, b in zip(ints(actual), ints(desired)):
     np.testing.assert_array_equal(a, b)
 
@@ -141,7 +148,9 @@ def test_params_and_memory_stay_sharded(name):
   specs = jax.tree.leaves(T.fsdp_specs(params, 8), is_leaf=lambda s: isinstance(s, P))
   for leaf, spec in zip(jax.tree.leaves(sharded["params"]), specs):
     assert leaf.sharding.is_equivalent_to(NamedSharding(mesh, spec), leaf.ndim), (
-        leaf.sharding, spec)
+      leaf.sharding,
+      spec,
+    )
     assert len(leaf.sharding.device_set) == 8
     assert leaf.addressable_shards[0].data.size * 8 == leaf.size
   # State leaves shaped like a parameter are split the same way.
@@ -155,7 +164,8 @@ def test_params_and_memory_stay_sharded(name):
   # layout of the state it returns: see test_init_state_is_sharded_like_params.)
   x, y = sharded["inputs"][2:]
   assert m8.argument_size_in_bytes == _nbytes(
-      (sharded["params"], sharded["state"], x, y), per_device=True)
+    (sharded["params"], sharded["state"], x, y), per_device=True
+  )
   assert m1.argument_size_in_bytes == _nbytes(single["inputs"])
   # Outputs: the shards, plus the output tuple's table of 8-byte buffer pointers.
   out8 = (sharded["params"], sharded["state"], jnp.float32(0))

@@ -13,8 +13,8 @@ import adaptlr
 def _dense_problem(d=5, seed=0):
   rng = np.random.default_rng(seed)
   m = rng.normal(size=(d, d))
-  a = m @ m.T / d + np.diag(np.linspace(0.5, 2.0, d))      # SPD, clearly non-diagonal
-  centers = rng.normal(size=(60, d)) * 0.3                   # per-step sample optima
+  a = m @ m.T / d + np.diag(np.linspace(0.5, 2.0, d))  # SPD, clearly non-diagonal
+  centers = rng.normal(size=(60, d)) * 0.3  # per-step sample optima
   return a, centers
 
 
@@ -31,7 +31,8 @@ def _smd_numpy(a, centers, steps, eta0, mu, tau, ids):
     eta_next = eta * np.exp(-mu * np.bincount(ids, weights=g * v))
     v = keep * v - eta[ids] * (g + keep * (a @ v))
     w, eta = w_next, eta_next
-    traj.append(w.copy()); rates.append(eta.copy())
+    traj.append(w.copy())
+    rates.append(eta.copy())
   return np.array(traj), np.array(rates)
 
 
@@ -48,7 +49,8 @@ def test_smd_matches_app_c_with_a_dense_hessian(granularity):
     for t in range(40):
       u, state = step(w, state, jnp.asarray(centers[t]))
       w = optax.apply_updates(w, u)
-      traj.append(np.asarray(w)); rates.append(np.ravel(optax.tree.get(state, "learning_rate")))
+      traj.append(np.asarray(w))
+      rates.append(np.ravel(optax.tree.get(state, "learning_rate")))
     ids = np.zeros(5, int) if granularity == "global" else np.arange(5)
     ref_traj, ref_rates = _smd_numpy(a, centers, 40, 0.3, 0.5, 5.0, ids)
     np.testing.assert_allclose(np.array(rates), ref_rates, rtol=1e-10)
@@ -63,7 +65,10 @@ def test_smd_hv_uses_the_off_diagonal_hessian():
     full, _ = _smd_numpy(a, centers, 30, 0.3, 0.5, 5.0, ids)
     # Replace Hv by diag(H) v in the reference: the trajectories separate, so the
     # agreement in the test above depends on the dense product.
-    w = np.ones(5); v = np.zeros(5); eta = 0.3; keep = 0.8
+    w = np.ones(5)
+    v = np.zeros(5)
+    eta = 0.3
+    keep = 0.8
     for t in range(30):
       g = a @ (w - centers[t])
       w_next = w - eta * g
@@ -74,8 +79,8 @@ def test_smd_hv_uses_the_off_diagonal_hessian():
 
 
 def test_smd_adapts_the_rate_in_the_right_direction():
-  loss = lambda w: 0.5 * jnp.sum(jnp.array([1.0, 2.0]) * w ** 2)
-  for eta0, grows in ((0.01, True), (0.9, False)):       # too small; oscillating (η h ≈ 1.8)
+  loss = lambda w: 0.5 * jnp.sum(jnp.array([1.0, 2.0]) * w**2)
+  for eta0, grows in ((0.01, True), (0.9, False)):  # too small; oscillating (η h ≈ 1.8)
     opt = adaptlr.smd(eta0, meta_lr=0.5, tau=10.0)
     w = jnp.array([1.0, 1.0])
     state = opt.init(w)
@@ -83,7 +88,7 @@ def test_smd_adapts_the_rate_in_the_right_direction():
     first = None
     for _ in range(30):
       u, state = step(w, state)
-      if first is None:                                  # the first step uses η₀
+      if first is None:  # the first step uses η₀
         first = np.asarray(u)
         np.testing.assert_allclose(first, -eta0 * np.asarray(jax.grad(loss)(w)), rtol=1e-6)
       w = optax.apply_updates(w, u)
@@ -102,25 +107,28 @@ def test_almeida_rule_step_by_step():
   opt = adaptlr.almeida(0.1, tau=3.0)
   w = jnp.zeros(3)
   state = opt.init(w)
-  grads = [jnp.array([1.0, 2.0, -1.0]), jnp.array([2.0, -1.0, -1.0]),
-           jnp.array([0.5, 1.0, 0.0]), jnp.array([0.5, 1.0, 3.0])]
+  grads = [
+    jnp.array([1.0, 2.0, -1.0]),
+    jnp.array([2.0, -1.0, -1.0]),
+    jnp.array([0.5, 1.0, 0.0]),
+    jnp.array([0.5, 1.0, 3.0]),
+  ]
   v = np.zeros(3)
   prev = None
   for t, g in enumerate(grads):
     u, state = opt.update(g, state, w)
     gn = np.asarray(g)
-    frac = max(1 / 3.0, 1 / (t + 1))                   # arithmetic mean until t = τ
-    v = (1 - frac) * v + frac * gn ** 2
+    frac = max(1 / 3.0, 1 / (t + 1))  # arithmetic mean until t = τ
+    v = (1 - frac) * v + frac * gn**2
     prev = gn if prev is None else prev
     with np.errstate(invalid="ignore", divide="ignore"):
       eta = np.where(v > 0, np.maximum(0.0, 0.1 * gn * prev / v), 0.0)
-    np.testing.assert_allclose(np.asarray(optax.tree.get(state, "learning_rate")), eta,
-                               rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(optax.tree.get(state, "learning_rate")), eta, rtol=1e-6)
     np.testing.assert_allclose(np.asarray(u), -eta * gn, rtol=1e-6, atol=1e-12)
     prev = gn
-    if t == 0:                                         # the first step is SGD with η₀
+    if t == 0:  # the first step is SGD with η₀
       np.testing.assert_allclose(np.asarray(u), -0.1 * gn, rtol=1e-6)
-    if t == 1:                                         # sign flip in component 1: it stops
+    if t == 1:  # sign flip in component 1: it stops
       assert float(u[1]) == 0.0 and float(u[0]) < 0 and float(u[2]) > 0
 
 
@@ -128,13 +136,13 @@ def test_almeida_clamps_and_oscillation_damping():
   opt = adaptlr.almeida(0.5, tau=10.0, max_learning_rate=0.6)
   w = jnp.array([1.0])
   state = opt.init(w)
-  grads = [1.0, 3.0, 3.0]                              # growing gradient: η₀ · g_t g_{t−1} / v > η₀
+  grads = [1.0, 3.0, 3.0]  # growing gradient: η₀ · g_t g_{t−1} / v > η₀
   for g in grads:
     _, state = opt.update(jnp.array([g]), state, w)
   assert float(optax.tree.get(state, "learning_rate")[0]) == pytest.approx(0.6)
   # On an oscillating quadratic (SGD at η₀ would flip sign every step) the rate collapses.
-  loss = lambda w: 0.5 * 3.0 * jnp.sum(w ** 2)
-  opt = adaptlr.almeida(0.6, tau=10.0)                 # η₀ h = 1.8: SGD oscillates slowly
+  loss = lambda w: 0.5 * 3.0 * jnp.sum(w**2)
+  opt = adaptlr.almeida(0.6, tau=10.0)  # η₀ h = 1.8: SGD oscillates slowly
   w = jnp.array([1.0])
   state = opt.init(w)
   for _ in range(6):

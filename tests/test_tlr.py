@@ -28,13 +28,15 @@ def _rates_over_run(opt, grads):
 def test_first_step_and_zero_gradient_keep_the_rate():
   grads = [jnp.array([1.0, 2.0]), jnp.zeros(2), jnp.zeros(2), jnp.array([0.5, 0.5])]
   rates = _rates_over_run(adaptlr.tlr(0.1), grads)
-  np.testing.assert_allclose(rates[:3], 0.1, rtol=1e-7)   # first step; then 0/0
+  np.testing.assert_allclose(rates[:3], 0.1, rtol=1e-7)  # first step; then 0/0
   assert np.all(np.isfinite(rates))
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.lists(st.floats(-10, 10), min_size=3, max_size=3), min_size=2, max_size=8),
-       st.floats(0.05, 2.0))
+@given(
+  st.lists(st.lists(st.floats(-10, 10), min_size=3, max_size=3), min_size=2, max_size=8),
+  st.floats(0.05, 2.0),
+)
 def test_paper_rule_stays_in_its_range(grads, bound):
   """Eq. 9 with SGD: every update multiplies α by a factor in (3/4, 1 + c]."""
   grads = [jnp.asarray(g, jnp.float32) for g in grads]
@@ -93,11 +95,13 @@ def test_safeguard_rescues_the_paper_rule_full_batch():
 
     def run(make, lr):
       opt = make(lr)
+
       def step(carry, _):
         w, s = carry
         u, s = opt.update(jax.grad(loss)(w), s, w)
         w = optax.apply_updates(w, u)
         return (w, s), loss(w) - fopt
+
       w0 = jnp.zeros(8)
       return jax.lax.scan(step, (w0, opt.init(w0)), None, length=100)[1]
 
@@ -146,13 +150,15 @@ def test_real_data_digits_matches_best_tuned_sgd():
       p, s = carry
       u, s = opt.update(jax.grad(_softmax_loss)(p, x[ib], y[ib]), s, p)
       return (optax.apply_updates(p, u), s), None
+
     (p, _), _ = jax.lax.scan(step, (p0, opt.init(p0)), idx)
     return _softmax_loss(p, x, y)
 
   rates = jnp.asarray(RATES, jnp.float32)
   sgd = np.asarray(jax.jit(jax.vmap(lambda lr: run(optax.sgd(lr))))(rates))
-  tlr = np.asarray(jax.jit(jax.vmap(
-      lambda lr: run(adaptlr.tlr(lr, accumulation_steps=spe // 3))))(rates))
+  tlr = np.asarray(
+    jax.jit(jax.vmap(lambda lr: run(adaptlr.tlr(lr, accumulation_steps=spe // 3))))(rates)
+  )
   best = np.nanmin(np.where(np.isfinite(sgd), sgd, np.nan))
   print("digits final train loss: SGD", sgd, "TLR", tlr)
   assert np.all(tlr <= 1.1 * best), (tlr, best)
@@ -172,11 +178,13 @@ def test_safeguard_sees_divergence_through_even_windows():
 
     def run(k, safeguard, lr):
       opt = adaptlr.tlr(lr, accumulation_steps=k, safeguard=safeguard)
+
       def step(carry, _):
         w, s = carry
         u, s = opt.update(jax.grad(loss)(w), s, w)
         w = optax.apply_updates(w, u)
         return (w, s), loss(w) - fopt
+
       w0 = jnp.zeros(8)
       return jax.lax.scan(step, (w0, opt.init(w0)), None, length=300)[1]
 

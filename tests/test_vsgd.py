@@ -18,15 +18,15 @@ import adaptlr
 
 
 def _state(state):
-  return state[0]                                    # VSGDState inside the alias' chain
+  return state[0]  # VSGDState inside the alias' chain
 
 
 # ------------------------------------------------------------------ slow start --
 @pytest.mark.parametrize("slow_start, c", [(2.0, 2.0), ("d/10", 24.0)])
 def test_slow_start_gathers_statistics_with_zero_steps(slow_start, c):
-  params = {"w": jnp.ones((6, 4)), "b": jnp.zeros(4) + 0.5, "s": jnp.ones(())}   # d = 29 → C = 2.9
+  params = {"w": jnp.ones((6, 4)), "b": jnp.zeros(4) + 0.5, "s": jnp.ones(())}  # d = 29 → C = 2.9
   if slow_start == "d/10":
-    params["v"] = jnp.ones(211)                                                 # d = 240 → C = 24
+    params["v"] = jnp.ones(211)  # d = 240 → C = 24
   loss = lambda p, k: sum(jnp.sum((x - k) ** 2) for x in jax.tree.leaves(p))
   n0 = 4
   opt = adaptlr.vsgd(init_samples=n0, slow_start=slow_start)
@@ -42,10 +42,10 @@ def test_slow_start_gathers_statistics_with_zero_steps(slow_start, c):
     if t < n0:
       assert np.all(flat(updates) == 0), "slow start must not move the params"
       assert np.all(flat(s.learning_rate) == 0)
-    if t == n0 - 1:                                  # statistics = means, v̄ × C, τ = n₀
+    if t == n0 - 1:  # statistics = means, v̄ × C, τ = n₀
       gs = np.array(grads_seen)
       np.testing.assert_allclose(flat(s.grad_avg), gs.mean(0), rtol=1e-5)
-      np.testing.assert_allclose(flat(s.sq_avg), c * (gs ** 2).mean(0), rtol=1e-5)
+      np.testing.assert_allclose(flat(s.sq_avg), c * (gs**2).mean(0), rtol=1e-5)
       np.testing.assert_allclose(flat(s.curv_avg), 2.0, rtol=1e-6)
       np.testing.assert_allclose(flat(s.tau), n0)
     if t >= n0:
@@ -64,8 +64,9 @@ def _run_with_extra(opt, steps, extra):
     @jax.jit
     def step(params, state, shift, more):
       value, grad = jax.value_and_grad(ref_loss)(params, shift)
-      updates, state = opt.update(grad, state, params, value=value, value_fn=ref_loss,
-                                  shift=shift, **more)
+      updates, state = opt.update(
+        grad, state, params, value=value, value_fn=ref_loss, shift=shift, **more
+      )
       return optax.apply_updates(params, updates), state
 
     traj = []
@@ -85,8 +86,9 @@ def test_given_curvature_is_used_as_passed():
   for granularity in ("element", "global"):
     opt = adaptlr.vsgd(init_samples=3, curvature="given", granularity=granularity)
     traj = _run_with_extra(opt, 25, exact)
-    ref, _ = vsgd_reference(REF, 25, init_samples=3, granularity=granularity,
-                            curvature_every=1)             # "given": used on every step
+    ref, _ = vsgd_reference(
+      REF, 25, init_samples=3, granularity=granularity, curvature_every=1
+    )  # "given": used on every step
     np.testing.assert_allclose(traj, ref, rtol=1e-10)
   # Its sign is ignored (|h|, as the paper's |bbprop|).
   negated = lambda w, t: {"curvature": _unflat(-REF.hess_diag(w, REF.shift(t)))}
@@ -97,18 +99,20 @@ def test_given_curvature_is_used_as_passed():
 
 def test_per_sample_second_moments_with_batch_size_correction():
   """`grad_sq` + `batch_size`: v̄ averages per-sample squares; rate ḡ²/(v̄/n + (n−1)/n ḡ²)."""
-  extra_var = np.linspace(0.5, 2.0, 7)                 # a per-sample variance on top of g²
+  extra_var = np.linspace(0.5, 2.0, 7)  # a per-sample variance on top of g²
   grad_sq = lambda w, s: REF.grad(w, s) ** 2 + extra_var
   extra = lambda w, t: {"grad_sq": _unflat(grad_sq(w, REF.shift(t)))}
   for granularity, n in (("element", 8), ("leaf", 3)):
     opt = adaptlr.vsgd(init_samples=3, batch_size=n, granularity=granularity)
     traj = _run_with_extra(opt, 30, extra)
-    ref, _ = vsgd_reference(REF, 30, init_samples=3, granularity=granularity,
-                            grad_sq=grad_sq, batch_size=n)
+    ref, _ = vsgd_reference(
+      REF, 30, init_samples=3, granularity=granularity, grad_sq=grad_sq, batch_size=n
+    )
     np.testing.assert_allclose(traj, ref, rtol=1e-10)
     # The correction matters: the run differs from one that ignores the batch size.
-    plain, _ = vsgd_reference(REF, 30, init_samples=3, granularity=granularity,
-                              grad_sq=grad_sq, batch_size=1)
+    plain, _ = vsgd_reference(
+      REF, 30, init_samples=3, granularity=granularity, grad_sq=grad_sq, batch_size=1
+    )
     assert np.max(np.abs(plain - ref)) > 1e-3
 
 
@@ -121,14 +125,14 @@ def test_batch_size_one_with_grad_sq_is_the_plain_rule():
 
 def test_extra_arg_errors_are_clear():
   w = jnp.ones(3)
-  loss = lambda p: jnp.sum(p ** 2)
+  loss = lambda p: jnp.sum(p**2)
   g = jax.grad(loss)(w)
   opt = adaptlr.vsgd(curvature="given")
   with pytest.raises(ValueError, match="`curvature` extra arg"):
     opt.update(g, opt.init(w), w, value_fn=loss)
-  opt.update(g, opt.init(w), w, curvature=2 * jnp.ones(3))        # no value_fn needed
+  opt.update(g, opt.init(w), w, curvature=2 * jnp.ones(3))  # no value_fn needed
   with pytest.raises(ValueError, match="batch_size"):
-    adaptlr.vsgd().update(g, adaptlr.vsgd().init(w), w, value_fn=loss, grad_sq=g ** 2)
+    adaptlr.vsgd().update(g, adaptlr.vsgd().init(w), w, value_fn=loss, grad_sq=g**2)
   opt = adaptlr.vsgd(batch_size=4)
   with pytest.raises(ValueError, match="grad_sq"):
     opt.update(g, opt.init(w), w, value_fn=loss)
@@ -140,19 +144,20 @@ def test_min_curvature_bounds_the_rate():
   """A linear loss (zero curvature) with a steady gradient: η = lr · 1 / min_curvature."""
   loss = lambda p: jnp.sum(jnp.array([1.0, -2.0]) * p)
   for eps in (1e-2, 1.0):
-    opt = adaptlr.vsgd(init_samples=2, slow_start=1.0, min_curvature=eps,
-                       max_learning_rate=50.0)
+    opt = adaptlr.vsgd(init_samples=2, slow_start=1.0, min_curvature=eps, max_learning_rate=50.0)
     w = jnp.zeros(2)
     state = opt.init(w)
     for _ in range(6):
       u, state = opt.update(jax.grad(loss)(w), state, w, value_fn=loss)
-    np.testing.assert_allclose(np.asarray(_state(state).learning_rate), min(1 / eps, 50.0),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+      np.asarray(_state(state).learning_rate), min(1 / eps, 50.0), rtol=1e-5
+    )
 
 
 # -------------------------------------------------- the paper's noisy quadratics --
-def _noisy_quadratic_runs(opt, steps, h, sigma, theta0, optimum_at=None, runs=128, seed=0,
-                          median=True):
+def _noisy_quadratic_runs(
+  opt, steps, h, sigma, theta0, optimum_at=None, runs=128, seed=0, median=True
+):
   """Median over runs of the excess loss ½ Σ h (θ − θ*)² and of the mean rate, per step.
 
   Each step draws one sample c = θ* + σξ of the per-sample optimum (§3.1); the
@@ -181,11 +186,14 @@ def _noisy_quadratic_runs(opt, steps, h, sigma, theta0, optimum_at=None, runs=12
     return out
 
   keys = jax.random.split(jax.random.PRNGKey(seed), runs)
-  if not median:                                   # traceable: for a vmap over settings
+  if not median:  # traceable: for a vmap over settings
     return jax.vmap(one)(keys)
   excess, rates, dist = jax.jit(jax.vmap(one))(keys)
-  return (np.median(np.asarray(excess), 0), np.median(np.asarray(rates), 0),
-          np.median(np.asarray(dist), 0))
+  return (
+    np.median(np.asarray(excess), 0),
+    np.median(np.asarray(rates), 0),
+    np.median(np.asarray(dist), 0),
+  )
 
 
 def test_noisy_quadratic_fast_start_then_one_over_t_and_below_every_fixed_rate():
@@ -196,8 +204,9 @@ def test_noisy_quadratic_fast_start_then_one_over_t_and_below_every_fixed_rate()
   rates = rates[:, 0]
   # SGD with fixed rates, given the same number of calls (vSGD's first n0 are zero steps).
   etas = [1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002]
-  curves = jax.vmap(lambda eta: _noisy_quadratic_runs(
-      optax.sgd(eta), steps, [1.0], 1.0, 10.0, median=False)[0])(jnp.asarray(etas))
+  curves = jax.vmap(
+    lambda eta: _noisy_quadratic_runs(optax.sgd(eta), steps, [1.0], 1.0, 10.0, median=False)[0]
+  )(jnp.asarray(etas))
   sgd = dict(zip(etas, np.median(np.asarray(curves), 1)))
 
   # 1. Fast start: within a few steps after the slow start vSGD is at the noise level that
@@ -224,18 +233,20 @@ def test_non_stationary_quadratic_rates_rise_again_after_a_jump():
   few tens of steps and the loss recovers, where a 1/t schedule cannot."""
   period, jump = 300, 10.0
   optimum_at = lambda t: jnp.full((1,), jump) * (t // period)
-  excess, rates, _ = _noisy_quadratic_runs(adaptlr.vsgd(), 2 * period, [1.0], 1.0, 0.0,
-                                           optimum_at=optimum_at)
+  excess, rates, _ = _noisy_quadratic_runs(
+    adaptlr.vsgd(), 2 * period, [1.0], 1.0, 0.0, optimum_at=optimum_at
+  )
   rates = rates[:, 0]
   before = rates[period - 1]
-  assert before < 0.01                                     # annealed before the jump
-  assert np.max(rates[period:period + 30]) > 20 * before   # back up within 30 steps
-  assert excess[period] > 40                                # the jump: ½ · 10²
-  assert excess[period + 60] < 2e-3 * excess[period]       # recovered
+  assert before < 0.01  # annealed before the jump
+  assert np.max(rates[period : period + 30]) > 20 * before  # back up within 30 steps
+  assert excess[period] > 40  # the jump: ½ · 10²
+  assert excess[period + 60] < 2e-3 * excess[period]  # recovered
   assert excess[period + 60] < 10 * excess[period - 1]
   # A 1/t schedule with the same start (η_t = 1/t) does not recover in that time.
-  sched, _, _ = _noisy_quadratic_runs(optax.sgd(lambda c: 1.0 / (c + 1.0)), 2 * period,
-                                      [1.0], 1.0, 0.0, optimum_at=optimum_at)
+  sched, _, _ = _noisy_quadratic_runs(
+    optax.sgd(lambda c: 1.0 / (c + 1.0)), 2 * period, [1.0], 1.0, 0.0, optimum_at=optimum_at
+  )
   assert sched[period + 60] > 20 * excess[period + 60]
 
 
@@ -244,10 +255,11 @@ def test_badly_conditioned_quadratic_element_rates_equalize_progress():
   so every dimension approaches its optimum at the same pace; one global rate cannot."""
   h = np.array([1.0, 10.0, 100.0, 1000.0])
   _, rates_l, dist_l = _noisy_quadratic_runs(adaptlr.vsgd(), 110, h, 0.01, 1.0, runs=64)
-  _, rates_g, dist_g = _noisy_quadratic_runs(adaptlr.vsgd(granularity="global"), 110, h, 0.01,
-                                             1.0, runs=64)
+  _, rates_g, dist_g = _noisy_quadratic_runs(
+    adaptlr.vsgd(granularity="global"), 110, h, 0.01, 1.0, runs=64
+  )
   for t in (15, 30, 100):
-    eff = rates_l[t] * h                             # η_i h_i: the per-dimension contraction
+    eff = rates_l[t] * h  # η_i h_i: the per-dimension contraction
     assert eff.max() / eff.min() < 1.5, (t, eff)
     assert dist_l[t].max() / dist_l[t].min() < 1.6, (t, dist_l[t])
     assert dist_l[t].max() < 0.05

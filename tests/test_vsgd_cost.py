@@ -35,7 +35,8 @@ def test_sampled_gauss_newton_expectation_is_the_gn_diagonal():
   params = jax.tree.map(jnp.asarray, params_np)
   logits = lambda p: jnp.asarray(x) @ p["w"] + p["b"]
   draws = jax.jit(jax.vmap(lambda k: _curvature.softmax_gauss_newton_diagonal(logits, params, k)))(
-      jax.random.split(jax.random.key(0), 20000))
+    jax.random.split(jax.random.key(0), 20000)
+  )
   want = _gn_diagonal_numpy(x, params_np)
   for name in ("w", "b"):
     d = np.asarray(draws[name], np.float64)
@@ -53,7 +54,8 @@ def test_sampled_gauss_newton_is_one_forward_pass():
     return jnp.asarray(x) @ p["w"] + p["b"]
 
   jax.make_jaxpr(lambda p: _curvature.softmax_gauss_newton_diagonal(logits, p, jax.random.key(1)))(
-      jax.tree.map(jnp.asarray, params_np))
+    jax.tree.map(jnp.asarray, params_np)
+  )
   assert len(calls) == 1
 
 
@@ -62,14 +64,16 @@ def test_vsgd_gauss_newton_uses_logits_fn_and_says_what_to_pass():
   y = jnp.array([0, 1, 2, 3, 0, 1])
   params = jax.tree.map(jnp.asarray, params_np)
   logits_fn = lambda p, x, y: jnp.asarray(x) @ p["w"] + p["b"]
-  loss = lambda p, x, y: jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
-      logits_fn(p, x, y), y))
+  loss = lambda p, x, y: jnp.mean(
+    optax.softmax_cross_entropy_with_integer_labels(logits_fn(p, x, y), y)
+  )
   opt = adaptlr.vsgd(curvature="gauss_newton", curvature_every=1, init_samples=2)
   state = opt.init(params)
   with pytest.raises(ValueError, match="logits_fn"):
     opt.update(jax.grad(loss)(params, x, y), state, params, value_fn=loss, x=x, y=y)
-  _, state = opt.update(jax.grad(loss)(params, x, y), state, params, value_fn=loss,
-                        logits_fn=logits_fn, x=x, y=y)
+  _, state = opt.update(
+    jax.grad(loss)(params, x, y), state, params, value_fn=loss, logits_fn=logits_fn, x=x, y=y
+  )
   # The first slow-start sample is h̄ itself: one sampled-label draw with the state's key.
   _, sub = jax.random.split(jax.random.PRNGKey(0))
   want = _curvature.softmax_gauss_newton_diagonal(lambda p: logits_fn(p, x, y), params, sub)
@@ -87,16 +91,21 @@ def test_curvature_every_is_the_documented_schedule(k, n0):
   state = opt.init(params)
   hbar, refreshed = 0.0, []
   for t in range(14):
-    g = jax.tree.map(lambda p, t=t: p + 0.05 * np.sin(t + jnp.arange(p.size).reshape(p.shape)),
-                     params)
+    g = jax.tree.map(
+      lambda p, t=t: p + 0.05 * np.sin(t + jnp.arange(p.size).reshape(p.shape)), params
+    )
     tau_before = np.asarray(state.tau["a"])
-    _, state = opt.update(g, state, params,
-                          curvature=jax.tree.map(lambda p, t=t: jnp.full_like(p, t + 1.0), params))
+    _, state = opt.update(
+      g, state, params, curvature=jax.tree.map(lambda p, t=t: jnp.full_like(p, t + 1.0), params)
+    )
     warm = t < n0
     refresh = warm or (t - n0) % k == 0
     if refresh:
-      w = (1 / (t + 1) if warm else
-           (1 / tau_before if k == 1 else np.minimum(0.5, 1 - (1 - 1 / tau_before) ** k)))
+      w = (
+        1 / (t + 1)
+        if warm
+        else (1 / tau_before if k == 1 else np.minimum(0.5, 1 - (1 - 1 / tau_before) ** k))
+      )
       hbar = (1 - w) * hbar + w * (t + 1.0)
       refreshed.append(t)
     np.testing.assert_allclose(np.asarray(state.curv_avg["a"]), hbar, rtol=1e-5)

@@ -59,8 +59,9 @@ class Block(nn.Module):
     # rounding noise whose digits depend on the order of the reductions, and a
     # per-element method (Adam, Almeida, vSGD) would turn that noise into full
     # size steps that differ between a sharded and a single-device run.
-    h = h + nn.MultiHeadDotProductAttention(num_heads=c.heads, qkv_features=c.width,
-                                            use_bias=False)(a, a, mask=mask)
+    h = h + nn.MultiHeadDotProductAttention(
+      num_heads=c.heads, qkv_features=c.width, use_bias=False
+    )(a, a, mask=mask)
     m = nn.LayerNorm()(h)
     m = nn.Dense(c.mlp_ratio * c.width)(m)
     return h + nn.Dense(c.width)(nn.gelu(m)), None
@@ -82,8 +83,9 @@ class CausalLM(nn.Module):
     pos = self.param("pos_embed", nn.initializers.normal(0.02), (c.context, c.width))
     h = nn.Embed(c.vocab, c.width, embedding_init=nn.initializers.normal(0.02))(tokens)
     h = h + pos[: tokens.shape[1]]
-    blocks = nn.scan(Block, variable_axes={"params": 0}, split_rngs={"params": True},
-                     length=c.depth)
+    blocks = nn.scan(
+      Block, variable_axes={"params": 0}, split_rngs={"params": True}, length=c.depth
+    )
     h, _ = blocks(c, name="blocks")(h, None)
     return nn.Dense(c.vocab, name="head")(nn.LayerNorm()(h))
 
@@ -118,8 +120,9 @@ def mesh(n: int = 8) -> Mesh:
   """A 1-D mesh ``("d",)`` over the first ``n`` devices."""
   if len(jax.devices()) < n:
     raise ValueError(
-        f"needs {n} devices, found {len(jax.devices())}: on CPU set XLA_FLAGS="
-        f"--xla_force_host_platform_device_count={n} before jax starts.")
+      f"needs {n} devices, found {len(jax.devices())}: on CPU set XLA_FLAGS="
+      f"--xla_force_host_platform_device_count={n} before jax starts."
+    )
   return Mesh(np.array(jax.devices()[:n]), ("d",))
 
 
@@ -141,8 +144,9 @@ def fsdp_specs(tree: Any, n: int) -> Any:
 def shard_params(tree: Any, m: Mesh) -> Any:
   """``tree`` placed on ``m`` with the FSDP layout."""
   n = m.devices.size
-  return jax.tree.map(lambda a, s: jax.device_put(a, NamedSharding(m, s)), tree,
-                      fsdp_specs(tree, n))
+  return jax.tree.map(
+    lambda a, s: jax.device_put(a, NamedSharding(m, s)), tree, fsdp_specs(tree, n)
+  )
 
 
 def shard_batch(tree: Any, m: Mesh) -> Any:

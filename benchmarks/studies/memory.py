@@ -67,16 +67,18 @@ from benchmarks.models import transformer as transformer_lib
 from benchmarks.studies import overhead
 
 MAP_ROW = "newton_lr(finite_difference, probe_mode=map)"
-PROBE_ROWS = ("newton_lr(finite_difference)", MAP_ROW,
-              "newton_lr(finite_difference, probe_mode=unroll)")
+PROBE_ROWS = (
+  "newton_lr(finite_difference)",
+  MAP_ROW,
+  "newton_lr(finite_difference, probe_mode=unroll)",
+)
 FLOOR_ONE = "floor: +1 forward"
 FLOOR_GRAD = "floor: SGD holding g"
 
 
 def tree_bytes(tree: Any) -> int:
   """Bytes of every array leaf of ``tree``."""
-  return sum(int(np.prod(np.shape(a))) * np.dtype(a.dtype).itemsize
-             for a in jax.tree.leaves(tree))
+  return sum(int(np.prod(np.shape(a))) * np.dtype(a.dtype).itemsize for a in jax.tree.leaves(tree))
 
 
 # LLVM's optimization level only: the HLO, its buffer assignment and so the
@@ -94,11 +96,14 @@ def step_memory(step, params, state, *batch) -> dict:
     ``argument``, ``output``, ``temp``, ``alias`` (bytes) and ``peak`` =
     argument + output + temp − alias.
   """
-  compiled = jax.jit(step, donate_argnums=(0, 1)).lower(params, state, *batch).compile(
-      FAST_COMPILE)
+  compiled = jax.jit(step, donate_argnums=(0, 1)).lower(params, state, *batch).compile(FAST_COMPILE)
   m = compiled.memory_analysis()
-  out = {"argument": int(m.argument_size_in_bytes), "output": int(m.output_size_in_bytes),
-         "temp": int(m.temp_size_in_bytes), "alias": int(m.alias_size_in_bytes)}
+  out = {
+    "argument": int(m.argument_size_in_bytes),
+    "output": int(m.output_size_in_bytes),
+    "temp": int(m.temp_size_in_bytes),
+    "alias": int(m.alias_size_in_bytes),
+  }
   out["peak"] = out["argument"] + out["output"] + out["temp"] - out["alias"]
   return out
 
@@ -113,19 +118,29 @@ def _model(name: str):
     params = transformer_lib.init(jax.random.key(0))
     x, y = transformer_lib.batch(jax.random.key(1), 8, transformer_lib.CONFIG.context)
     c = transformer_lib.CONFIG
-    return ((f"causal transformer ({c.depth} blocks, width {c.width}, "
-            f"{transformer_lib.num_params(params):,} params), batch 8 × {c.context} tokens, "
-            "float32"), params, transformer_lib.make_loss(), (x, y))
+    return (
+      (
+        f"causal transformer ({c.depth} blocks, width {c.width}, "
+        f"{transformer_lib.num_params(params):,} params), batch 8 × {c.context} tokens, "
+        "float32"
+      ),
+      params,
+      transformer_lib.make_loss(),
+      (x, y),
+    )
   raise ValueError(f"unknown model {name!r}; pass mlp or transformer")
 
 
 def train_step(opt, loss):
   """The jitted step measured: value_and_grad, update with the extra args, apply_updates."""
+
   def step(params, state, x, y):
     value, grad = jax.value_and_grad(loss)(params, x, y)
-    updates, state = opt.update(grad, state, params, value=value, grad=grad,
-                                value_fn=loss, x=x, y=y)
+    updates, state = opt.update(
+      grad, state, params, value=value, grad=grad, value_fn=loss, x=x, y=y
+    )
     return optax.apply_updates(params, updates), state, value
+
   return step
 
 
@@ -145,8 +160,7 @@ def measure(model: str) -> dict:
     r["state_P"] = r["state_bytes"] / p_bytes
     r["peak_P"] = r["peak"] / p_bytes
     r["temp_P"] = r["temp"] / p_bytes
-  return {"model": desc, "param_bytes": p_bytes, "batch_bytes": tree_bytes(batch),
-          "rows": rows}
+  return {"model": desc, "param_bytes": p_bytes, "batch_bytes": tree_bytes(batch), "rows": rows}
 
 
 def _floors(loss):
@@ -157,6 +171,7 @@ def _floors(loss):
   (so nothing is dead code); :data:`FLOOR_GRAD` evaluates nothing more and
   steps along g/‖g‖ (the whole gradient read twice, so held).
   """
+
   def apply(p, g, scale):
     return optax.apply_updates(p, jax.tree.map(lambda b: -1e-3 * b * scale, g))
 
@@ -179,51 +194,76 @@ def _floors(loss):
     value, g = jax.value_and_grad(loss)(p, x, y)
     return apply(p, g, 1.0 / optax.tree.norm(g)), s, value
 
-  return {FLOOR_GRAD: holding, FLOOR_ONE: forward, "floor: +5 forwards": five_forwards,
-          "floor: +jvp2 (f, f', f'')": jvp2}
+  return {
+    FLOOR_GRAD: holding,
+    FLOOR_ONE: forward,
+    "floor: +5 forwards": five_forwards,
+    "floor: +jvp2 (f, f', f'')": jvp2,
+  }
 
 
 def markdown(out: dict) -> str:
   models = list(out["models"])
   lines = [
-      "# Memory per method, in parameter copies P", "",
-      ("State: bytes of `opt.init(params)` / P (exact). Peak: XLA's buffer assignment of the "
+    "# Memory per method, in parameter copies P",
+    "",
+    (
+      "State: bytes of `opt.init(params)` / P (exact). Peak: XLA's buffer assignment of the "
       "jitted training step (value_and_grad + update + apply_updates, params and state "
       "donated): (argument + output + temp − alias) / P, batch included. Temp: the step's "
       "scratch beyond its inputs and outputs / P. See the module docstring of "
-      "`benchmarks/studies/memory.py` for why these quantities."), "",
-      (f"Command: `{out['command']}` · machine: {io.machine_line(out['machine'])} "
+      "`benchmarks/studies/memory.py` for why these quantities."
+    ),
+    "",
+    (
+      f"Command: `{out['command']}` · machine: {io.machine_line(out['machine'])} "
       "(memory analysis is a property of the compiled program, not a measurement "
-      "of this machine's load)."), "",
+      "of this machine's load)."
+    ),
+    "",
   ]
   for m in models:
     o = out["models"][m]
-    lines.append(f"- `{m}`: {o['model']}; P = {o['param_bytes'] / 1e6:.2f} MB, batch "
-                 f"= {o['batch_bytes'] / o['param_bytes']:.4f} P.")
+    lines.append(
+      f"- `{m}`: {o['model']}; P = {o['param_bytes'] / 1e6:.2f} MB, batch "
+      f"= {o['batch_bytes'] / o['param_bytes']:.4f} P."
+    )
   head = "| method | state |" + "".join(f" peak ({m}) | temp ({m}) |" for m in models)
   lines += ["", head, "|---|---:|" + "---:|---:|" * len(models)]
   labels = list(out["models"][models[0]]["rows"])
   for label in labels:
     first = out["models"][models[0]]["rows"][label]
     state = "—" if label.startswith("floor") else f"{first['state_P']:.2f}"
-    cells = "".join(f" {out['models'][m]['rows'][label]['peak_P']:.2f} |"
-                    f" {out['models'][m]['rows'][label]['temp_P']:.2f} |" for m in models)
+    cells = "".join(
+      f" {out['models'][m]['rows'][label]['peak_P']:.2f} |"
+      f" {out['models'][m]['rows'][label]['temp_P']:.2f} |"
+      for m in models
+    )
     lines.append(f"| {label} | {state} |{cells}")
-  lines += ["", "## `probe_mode=\"map\"`: at most one extra parameter copy?", "",
-            ("Extra copies held by the probes = temp(row) − temp(`floor: +1 forward`), the "
-            "floor being the gradient held plus one loss evaluation at one probe point "
-            "w − ηg (so one probe point's copy is already in the floor). The bound of the "
-            f"issue: peak(row) − peak(`{FLOOR_GRAD}`) ≤ 1 P, that floor being a plain SGD "
-            "step that holds its whole gradient (w − η g/‖g‖), as every probe method does, "
-            "up to 1% of P for the loop's scalars and activations."),
-            "",
-            "| row |" + "".join(f" {m}: temp − floor (P) | {m}: peak − SGD holding g (P) |"
-                             for m in models),
-            "|---|" + "---:|---:|" * len(models)]
+  lines += [
+    "",
+    "## `probe_mode=\"map\"`: at most one extra parameter copy?",
+    "",
+    (
+      "Extra copies held by the probes = temp(row) − temp(`floor: +1 forward`), the "
+      "floor being the gradient held plus one loss evaluation at one probe point "
+      "w − ηg (so one probe point's copy is already in the floor). The bound of the "
+      f"issue: peak(row) − peak(`{FLOOR_GRAD}`) ≤ 1 P, that floor being a plain SGD "
+      "step that holds its whole gradient (w − η g/‖g‖), as every probe method does, "
+      "up to 1% of P for the loop's scalars and activations."
+    ),
+    "",
+    "| row |"
+    + "".join(f" {m}: temp − floor (P) | {m}: peak − SGD holding g (P) |" for m in models),
+    "|---|" + "---:|---:|" * len(models),
+  ]
   for label in PROBE_ROWS:
     rows = [out["models"][m]["rows"] for m in models]
-    cells = "".join(f" {r[label]['temp_P'] - r[FLOOR_ONE]['temp_P']:+.2f} |"
-                    f" {r[label]['peak_P'] - r[FLOOR_GRAD]['peak_P']:+.3f} |" for r in rows)
+    cells = "".join(
+      f" {r[label]['temp_P'] - r[FLOOR_ONE]['temp_P']:+.2f} |"
+      f" {r[label]['peak_P'] - r[FLOOR_GRAD]['peak_P']:+.3f} |"
+      for r in rows
+    )
     lines.append(f"| {label} |{cells}")
   lines += ["", out["verdict"]]
   return "\n".join(lines)
@@ -243,16 +283,17 @@ def verdict(out: dict) -> str:
     excess = r[MAP_ROW]["peak"] - r[FLOOR_GRAD]["peak"] - o["param_bytes"]
     floor_over_sgd = r[FLOOR_ONE]["peak_P"] - r["optax.sgd"]["peak_P"]
     parts.append(
-        f"{m}: `{MAP_ROW}` holds {extra:+.2f} P of scratch beyond the one-probe floor "
-        f"(vmap: {vmap:+.2f} P), so "
-        + ("one probe point at a time" if extra < 0.5 else "MORE than one probe point at a time")
-        + f"; state {r[MAP_ROW]['state_P']:.4f} P; peak {r[MAP_ROW]['peak_P']:.2f} P against "
-        f"`{FLOOR_GRAD}`'s {r[FLOOR_GRAD]['peak_P']:.2f} P: {over_holding:+.3f} P "
-        f"({excess:+,} bytes beyond one copy), "
-        + ("within" if excess <= 0.01 * o["param_bytes"] else "NOT within")
-        + " one extra parameter copy, up to 1% of P for scalars and activations "
-        f"(against optax.sgd's {r['optax.sgd']['peak_P']:.2f} P: {over_sgd:+.2f} P; "
-        f"the one-probe floor itself is {floor_over_sgd:+.2f} P over optax.sgd).")
+      f"{m}: `{MAP_ROW}` holds {extra:+.2f} P of scratch beyond the one-probe floor "
+      f"(vmap: {vmap:+.2f} P), so "
+      + ("one probe point at a time" if extra < 0.5 else "MORE than one probe point at a time")
+      + f"; state {r[MAP_ROW]['state_P']:.4f} P; peak {r[MAP_ROW]['peak_P']:.2f} P against "
+      f"`{FLOOR_GRAD}`'s {r[FLOOR_GRAD]['peak_P']:.2f} P: {over_holding:+.3f} P "
+      f"({excess:+,} bytes beyond one copy), "
+      + ("within" if excess <= 0.01 * o["param_bytes"] else "NOT within")
+      + " one extra parameter copy, up to 1% of P for scalars and activations "
+      f"(against optax.sgd's {r['optax.sgd']['peak_P']:.2f} P: {over_sgd:+.2f} P; "
+      f"the one-probe floor itself is {floor_over_sgd:+.2f} P over optax.sgd)."
+    )
   return "**Verdict.** " + " ".join(parts)
 
 
@@ -260,8 +301,9 @@ def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--models", default="mlp,transformer")
   ap.add_argument("--out-dir", default=io.RESULTS_DIR)
-  ap.add_argument("--render", action="store_true",
-                  help="only rewrite the Markdown from the existing memory.json")
+  ap.add_argument(
+    "--render", action="store_true", help="only rewrite the Markdown from the existing memory.json"
+  )
   args = ap.parse_args(argv)
   if args.render:
     with open(os.path.join(args.out_dir, "memory.json")) as f:
@@ -269,14 +311,17 @@ def main(argv=None):
     out["verdict"] = verdict(out)
     io.write_results("memory", out, markdown(out), out_dir=args.out_dir)
     return
-  out = {"command": io.command_line("benchmarks.studies.memory", argv),
-         "machine": io.machine_info(),
-         "quantities": {
-             "state_P": "bytes of opt.init(params) / param bytes",
-             "peak_P": "(argument + output + temp - alias) / param bytes of the compiled "
-                       "step with params and state donated (memory_analysis())",
-             "temp_P": "temp_size_in_bytes / param bytes"},
-         "models": {}}
+  out = {
+    "command": io.command_line("benchmarks.studies.memory", argv),
+    "machine": io.machine_info(),
+    "quantities": {
+      "state_P": "bytes of opt.init(params) / param bytes",
+      "peak_P": "(argument + output + temp - alias) / param bytes of the compiled "
+      "step with params and state donated (memory_analysis())",
+      "temp_P": "temp_size_in_bytes / param bytes",
+    },
+    "models": {},
+  }
   for m in args.models.split(","):
     out["models"][m] = measure(m)
     print(f"measured {m}", flush=True)

@@ -41,8 +41,10 @@ def mlp_init(key, sizes=(784, 512, 10)):
   params = {}
   for i, (m, n) in enumerate(itertools.pairwise(sizes)):
     key, sub = jax.random.split(key)
-    params[f"dense{i}"] = {"kernel": jax.random.normal(sub, (m, n)) * jnp.sqrt(2.0 / m),
-                           "bias": jnp.zeros(n)}
+    params[f"dense{i}"] = {
+      "kernel": jax.random.normal(sub, (m, n)) * jnp.sqrt(2.0 / m),
+      "bias": jnp.zeros(n),
+    }
   return params
 
 
@@ -62,15 +64,19 @@ def mlp_loss(params, x, y):
 
 def _with_logits_fn(opt):
   """Passes the MLP's logits as the ``logits_fn`` extra arg (vsgd(curvature="gauss_newton"))."""
+
   def update(updates, state, params=None, **extra):
     return opt.update(updates, state, params, logits_fn=mlp_logits, **extra)
+
   return optax.GradientTransformationExtraArgs(opt.init, update)
 
 
 def _with_free_curvature(opt):
   """Passes |g| as the ``curvature`` extra arg: a stand-in that costs nothing."""
+
   def update(updates, state, params=None, **extra):
     return opt.update(updates, state, params, curvature=updates, **extra)
+
   return optax.GradientTransformationExtraArgs(opt.init, update)
 
 
@@ -94,28 +100,37 @@ class Row:
 # Every registered method gets a row at its defaults, labelled by its name; this
 # table adds variants (and may replace a default row by declaring its label).
 ROWS = (
-    Row("tlr(leaf)", "tlr", {"granularity": "leaf"}),
-    Row("tlr(accumulation_steps=10)", "tlr", {"accumulation_steps": 10}),
-    Row("hypergradient(lookahead)", "hypergradient", {"lookahead": True}),
-    Row("newton_lr(finite_difference)", "newton_lr", {"derivatives": "finite_difference"}),
-    Row("newton_lr(autodiff)", "newton_lr", {"derivatives": "autodiff"}),
-    Row("newton_lr(finite_difference, probe_mode=map)", "newton_lr",
-        {"derivatives": "finite_difference", "probe_mode": "map"}),
-    Row("newton_lr(finite_difference, probe_mode=unroll)", "newton_lr",
-        {"derivatives": "finite_difference", "probe_mode": "unroll"}),
-    Row("probabilistic_lr", "probabilistic_lr", {"learning_rate": 0.01}),
-    # vSGD's curvature estimators: "hutchinson" (the default, refreshed every 10 steps;
-    # every step was the default before, benchmarks/results/vsgd_cost.md), the sampled
-    # Gauss-Newton diagonal, finite differences, and a caller-supplied diagonal ("given";
-    # its cost is the caller's: measured here with a free stand-in, so the row is vSGD's
-    # own bookkeeping).
-    Row("vsgd(curvature_every=1)", "vsgd", {"curvature_every": 1}),
-    Row("vsgd(gauss_newton)", "vsgd", {"curvature": "gauss_newton"}, wrap=_with_logits_fn),
-    Row("vsgd(gauss_newton; curvature_every=1)", "vsgd",
-        {"curvature": "gauss_newton", "curvature_every": 1}, wrap=_with_logits_fn),
-    Row("vsgd(finite_difference)", "vsgd", {"curvature": "finite_difference"}),
-    Row("vsgd(given; curvature free)", "vsgd", {"curvature": "given"},
-        wrap=_with_free_curvature),
+  Row("tlr(leaf)", "tlr", {"granularity": "leaf"}),
+  Row("tlr(accumulation_steps=10)", "tlr", {"accumulation_steps": 10}),
+  Row("hypergradient(lookahead)", "hypergradient", {"lookahead": True}),
+  Row("newton_lr(finite_difference)", "newton_lr", {"derivatives": "finite_difference"}),
+  Row("newton_lr(autodiff)", "newton_lr", {"derivatives": "autodiff"}),
+  Row(
+    "newton_lr(finite_difference, probe_mode=map)",
+    "newton_lr",
+    {"derivatives": "finite_difference", "probe_mode": "map"},
+  ),
+  Row(
+    "newton_lr(finite_difference, probe_mode=unroll)",
+    "newton_lr",
+    {"derivatives": "finite_difference", "probe_mode": "unroll"},
+  ),
+  Row("probabilistic_lr", "probabilistic_lr", {"learning_rate": 0.01}),
+  # vSGD's curvature estimators: "hutchinson" (the default, refreshed every 10 steps;
+  # every step was the default before, benchmarks/results/vsgd_cost.md), the sampled
+  # Gauss-Newton diagonal, finite differences, and a caller-supplied diagonal ("given";
+  # its cost is the caller's: measured here with a free stand-in, so the row is vSGD's
+  # own bookkeeping).
+  Row("vsgd(curvature_every=1)", "vsgd", {"curvature_every": 1}),
+  Row("vsgd(gauss_newton)", "vsgd", {"curvature": "gauss_newton"}, wrap=_with_logits_fn),
+  Row(
+    "vsgd(gauss_newton; curvature_every=1)",
+    "vsgd",
+    {"curvature": "gauss_newton", "curvature_every": 1},
+    wrap=_with_logits_fn,
+  ),
+  Row("vsgd(finite_difference)", "vsgd", {"curvature": "finite_difference"}),
+  Row("vsgd(given; curvature free)", "vsgd", {"curvature": "given"}, wrap=_with_free_curvature),
 )
 
 
@@ -123,6 +138,7 @@ def _factory(row: Row) -> Callable[[], optax.GradientTransformation]:
   def make():
     opt = METHODS[row.method].optimizer(**row.kwargs)
     return row.wrap(opt) if row.wrap is not None else opt
+
   return make
 
 
@@ -135,11 +151,13 @@ def registry() -> dict[str, Callable[[], optax.GradientTransformation]]:
   """
   unknown = sorted({r.method for r in ROWS} - set(METHODS))
   if unknown:
-    raise ValueError(f"overhead.ROWS names adaptlr methods {unknown} that "
-                     f"adaptlr.registry.METHODS does not have (it has {list(METHODS)}).")
+    raise ValueError(
+      f"overhead.ROWS names adaptlr methods {unknown} that "
+      f"adaptlr.registry.METHODS does not have (it has {list(METHODS)})."
+    )
   r = {
-      "optax.sgd": lambda: optax.sgd(0.01),
-      "optax.adam": lambda: optax.adam(1e-3),
+    "optax.sgd": lambda: optax.sgd(0.01),
+    "optax.adam": lambda: optax.adam(1e-3),
   }
   for method in METHODS:
     declared = [row for row in ROWS if row.method == method]
@@ -151,6 +169,7 @@ def registry() -> dict[str, Callable[[], optax.GradientTransformation]]:
 
 def floors(params, x, y):
   """Reference computations that are not optimizers: cost floors for probes."""
+
   def forward(p, s, x, y):
     loss, g = jax.value_and_grad(mlp_loss)(p, x, y)
     extra = mlp_loss(jax.tree.map(lambda a, b: a - 1e-3 * b, p, g), x, y)
@@ -158,8 +177,10 @@ def floors(params, x, y):
 
   def five_forwards(p, s, x, y):
     loss, g = jax.value_and_grad(mlp_loss)(p, x, y)
-    tot = sum(mlp_loss(jax.tree.map(lambda a, b, c=1e-3 + 1e-4 * k: a - c * b, p, g), x, y)
-              for k in range(-2, 3))
+    tot = sum(
+      mlp_loss(jax.tree.map(lambda a, b, c=1e-3 + 1e-4 * k: a - c * b, p, g), x, y)
+      for k in range(-2, 3)
+    )
     return optax.apply_updates(p, jax.tree.map(lambda b: -1e-3 * b * tot, g)), s, loss
 
   def jvp2(p, s, x, y):
@@ -167,16 +188,21 @@ def floors(params, x, y):
     _, d1, d2 = _probes.line_derivatives(lambda q: mlp_loss(q, x, y), p, g, 1e-3)
     return optax.apply_updates(p, jax.tree.map(lambda b: -1e-3 * b * (d1 + d2), g)), s, loss
 
-  return {"floor: +1 forward": forward, "floor: +5 forwards": five_forwards,
-          "floor: +jvp2 (f, f', f'')": jvp2}
+  return {
+    "floor: +1 forward": forward,
+    "floor: +5 forwards": five_forwards,
+    "floor: +jvp2 (f, f', f'')": jvp2,
+  }
 
 
 def make_step(opt):
   def step(params, state, x, y):
     value, grad = jax.value_and_grad(mlp_loss)(params, x, y)
-    updates, state = opt.update(grad, state, params, value=value, grad=grad,
-                                value_fn=mlp_loss, x=x, y=y)
+    updates, state = opt.update(
+      grad, state, params, value=value, grad=grad, value_fn=mlp_loss, x=x, y=y
+    )
     return optax.apply_updates(params, updates), state, value
+
   return step
 
 
@@ -237,36 +263,44 @@ def main(argv=None):
   for name, ts in times.items():
     ratios = np.array(ts) / sgd
     rows[name] = {
-        "ms_per_step": float(np.median(ts) * 1e3),
-        "ratio_vs_sgd": float(np.median(ratios)),
-        "ratio_iqr": [float(np.percentile(ratios, 25)), float(np.percentile(ratios, 75))],
+      "ms_per_step": float(np.median(ts) * 1e3),
+      "ratio_vs_sgd": float(np.median(ratios)),
+      "ratio_iqr": [float(np.percentile(ratios, 25)), float(np.percentile(ratios, 75))],
     }
   adam = rows["optax.adam"]["ratio_vs_sgd"] if "optax.adam" in rows else float("nan")
   for r in rows.values():
     r["ratio_vs_adam"] = r["ratio_vs_sgd"] / adam
 
   info = {
-      "command": io.command_line("benchmarks.studies.overhead", argv),
-      "machine": io.machine_info(),
-      "rounds": args.rounds, "steps_per_round": args.steps, "batch": args.batch,
-      "model": "MLP 784-512-10, float32",
-      "results": rows,
+    "command": io.command_line("benchmarks.studies.overhead", argv),
+    "machine": io.machine_info(),
+    "rounds": args.rounds,
+    "steps_per_round": args.steps,
+    "batch": args.batch,
+    "model": "MLP 784-512-10, float32",
+    "results": rows,
   }
   lines = [
-      "# Per-step cost relative to optax.sgd", "",
-      f"Jitted training step (value_and_grad + update + apply_updates), {info['model']}, "
-      f"batch {args.batch}; {args.rounds} interleaved rounds × {args.steps} steps; "
-      f"median of per-round ratios (IQR). Machine: {io.machine_line(info['machine'])}.", "",
-      f"Command: `{info['command']}`", "",
-      "| method | ms / step | × optax.sgd (IQR) | × optax.adam |",
-      "|---|---:|---:|---:|",
+    "# Per-step cost relative to optax.sgd",
+    "",
+    f"Jitted training step (value_and_grad + update + apply_updates), {info['model']}, "
+    f"batch {args.batch}; {args.rounds} interleaved rounds × {args.steps} steps; "
+    f"median of per-round ratios (IQR). Machine: {io.machine_line(info['machine'])}.",
+    "",
+    f"Command: `{info['command']}`",
+    "",
+    "| method | ms / step | × optax.sgd (IQR) | × optax.adam |",
+    "|---|---:|---:|---:|",
   ]
   for name, r in sorted(rows.items(), key=lambda kv: kv[1]["ratio_vs_sgd"]):
     lo, hi = r["ratio_iqr"]
-    lines.append(f"| {name} | {r['ms_per_step']:.2f} | {r['ratio_vs_sgd']:.2f} "
-                 f"({lo:.2f}–{hi:.2f}) | {r['ratio_vs_adam']:.2f} |")
-  io.write_results(os.path.basename(args.out), info, "\n".join(lines),
-                   out_dir=os.path.dirname(args.out))
+    lines.append(
+      f"| {name} | {r['ms_per_step']:.2f} | {r['ratio_vs_sgd']:.2f} "
+      f"({lo:.2f}–{hi:.2f}) | {r['ratio_vs_adam']:.2f} |"
+    )
+  io.write_results(
+    os.path.basename(args.out), info, "\n".join(lines), out_dir=os.path.dirname(args.out)
+  )
   print("\n".join(lines))
 
 

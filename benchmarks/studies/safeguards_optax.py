@@ -24,13 +24,15 @@ import numpy as np
 import optax
 from optax.contrib import _common_test as common
 
+import adaptlr
 from benchmarks import io
 
-import adaptlr
-
-TARGETS = {"parabola": common._setup_parabola, "rosenbrock": common._setup_rosenbrock,
-           "matrix_parabola": common._setup_matrix_parabola,
-           "mixed_tensors": common._setup_mixed_tensor_target}
+TARGETS = {
+  "parabola": common._setup_parabola,
+  "rosenbrock": common._setup_rosenbrock,
+  "matrix_parabola": common._setup_matrix_parabola,
+  "mixed_tensors": common._setup_mixed_tensor_target,
+}
 RATES = (1e-3, 1e-2, 0.1)
 
 
@@ -44,6 +46,7 @@ def optax_problem(opt, target, steps=30_000):
       v, g = jax.value_and_grad(f)(p)
       u, s = opt.update(g, s, p, value=v, value_fn=f)
       return (optax.apply_updates(p, u), s), None
+
     (p, _), _ = jax.lax.scan(body, (p, opt.init(p)), length=steps)
     return p
 
@@ -61,8 +64,11 @@ def digits_problem(opt, batch=64, epochs=20, seed=0):
   n = x.shape[0]
   per_epoch = n // batch
   rng = np.random.default_rng(seed)
-  idx = jnp.asarray(np.concatenate([rng.permutation(n)[: per_epoch * batch]
-                                    for _ in range(epochs)]).reshape(-1, batch))
+  idx = jnp.asarray(
+    np.concatenate([rng.permutation(n)[: per_epoch * batch] for _ in range(epochs)]).reshape(
+      -1, batch
+    )
+  )
 
   def loss(w, xb, yb):
     return -jnp.mean(jnp.sum(yb * jax.nn.log_softmax(xb @ w["W"] + w["b"]), -1))
@@ -77,6 +83,7 @@ def digits_problem(opt, batch=64, epochs=20, seed=0):
       v, g = jax.value_and_grad(loss)(w, xb, yb)
       u, s = opt.update(g, s, w, value=v, value_fn=loss, xb=xb, yb=yb)
       return (optax.apply_updates(w, u), s), None
+
     (w, _), _ = jax.lax.scan(body, (w0, opt.init(w0)), idx)
     return loss(w, x, y)
 
@@ -84,11 +91,16 @@ def digits_problem(opt, batch=64, epochs=20, seed=0):
 
 
 def main(argv=None):
-  out = {"machine": io.machine_info(),
-         "command": io.command_line("benchmarks.studies.safeguards_optax", argv or []),
-         "optax": {}, "digits": {}}
-  hg = {"hypergradient": lambda lr, sg: adaptlr.hypergradient(lr, safeguard=sg),
-        "probabilistic_lr": lambda lr, sg: adaptlr.probabilistic_lr(lr, safeguard=sg)}
+  out = {
+    "machine": io.machine_info(),
+    "command": io.command_line("benchmarks.studies.safeguards_optax", argv or []),
+    "optax": {},
+    "digits": {},
+  }
+  hg = {
+    "hypergradient": lambda lr, sg: adaptlr.hypergradient(lr, safeguard=sg),
+    "probabilistic_lr": lambda lr, sg: adaptlr.probabilistic_lr(lr, safeguard=sg),
+  }
   for name, make in hg.items():
     for target in TARGETS:
       for lr in RATES:
@@ -98,25 +110,38 @@ def main(argv=None):
   digit_cfgs = {}
   for beta in (1e-3, 1e-2):
     for lr in RATES:
-      digit_cfgs[f"hypergradient SGD-HD beta={beta} lr0={lr}"] = (
-          lambda sg, b=beta, r=lr: adaptlr.hypergradient(r, hyper_lr=b, safeguard=sg))
+      digit_cfgs[f"hypergradient SGD-HD beta={beta} lr0={lr}"] = lambda sg, b=beta, r=lr: (
+        adaptlr.hypergradient(r, hyper_lr=b, safeguard=sg)
+      )
   for lr in (1e-3, 1e-2, 0.1, 1.0):
-    digit_cfgs[f"probabilistic_lr SGD lr0={lr}"] = (
-        lambda sg, r=lr: adaptlr.probabilistic_lr(r, safeguard=sg))
-    digit_cfgs[f"probabilistic_lr Adam(b1=0.5) lr0={lr}"] = (
-        lambda sg, r=lr: adaptlr.probabilistic_lr(
-            r, direction=optax.scale_by_adam(b1=0.5), safeguard=sg))
+    digit_cfgs[f"probabilistic_lr SGD lr0={lr}"] = lambda sg, r=lr: adaptlr.probabilistic_lr(
+      r, safeguard=sg
+    )
+    digit_cfgs[f"probabilistic_lr Adam(b1=0.5) lr0={lr}"] = lambda sg, r=lr: (
+      adaptlr.probabilistic_lr(r, direction=optax.scale_by_adam(b1=0.5), safeguard=sg)
+    )
   for key, make in digit_cfgs.items():
     row = {str(sg): digits_problem(make(sg)) for sg in (False, True)}
     out["digits"][key] = row
     print(key, row, flush=True)
-  lines = ["# Safeguards of hypergradient and probabilistic_lr", "",
-           f"Command: `{out['command']}`; machine: {io.machine_line(out['machine'])}.", "",
-           "## optax's contrib problems, 30 000 steps: max |w − w*|", "",
-           "| method, problem, η₀ | paper's rule | safeguard |", "|---|---|---|"]
+  lines = [
+    "# Safeguards of hypergradient and probabilistic_lr",
+    "",
+    f"Command: `{out['command']}`; machine: {io.machine_line(out['machine'])}.",
+    "",
+    "## optax's contrib problems, 30 000 steps: max |w − w*|",
+    "",
+    "| method, problem, η₀ | paper's rule | safeguard |",
+    "|---|---|---|",
+  ]
   lines += [f"| {k} | {v['False']:.2g} | {v['True']:.2g} |" for k, v in out["optax"].items()]
-  lines += ["", "## sklearn digits, softmax regression, batch 64, 20 epochs: final loss", "",
-            "| method, configuration | paper's rule | safeguard |", "|---|---|---|"]
+  lines += [
+    "",
+    "## sklearn digits, softmax regression, batch 64, 20 epochs: final loss",
+    "",
+    "| method, configuration | paper's rule | safeguard |",
+    "|---|---|---|",
+  ]
   lines += [f"| {k} | {v['False']:.4f} | {v['True']:.4f} |" for k, v in out["digits"].items()]
   io.write_results("safeguards_optax", out, "\n".join(lines) + "\n")
 

@@ -76,17 +76,18 @@ def train(make_opt, loss, params, x, y, batch, epochs, seed=0):
 def summarize(losses, offset):
   gap = np.asarray(losses) - offset
   return {
-      "peak": [float(np.nanmax(np.where(np.isfinite(r), r, np.inf))) for r in gap],
-      "final": [float(r[-1]) for r in gap],
-      # every step for short runs, ≤ ~300 points for long ones
-      "curve": [[float(v) for v in r[:: max(1, len(r) // 300)]] for r in gap],
-      "curve_stride": max(1, gap.shape[1] // 300),
+    "peak": [float(np.nanmax(np.where(np.isfinite(r), r, np.inf))) for r in gap],
+    "final": [float(r[-1]) for r in gap],
+    # every step for short runs, ≤ ~300 points for long ones
+    "curve": [[float(v) for v in r[:: max(1, len(r) // 300)]] for r in gap],
+    "curve_stride": max(1, gap.shape[1] // 300),
   }
 
 
 def plot(out):
   """The loss-gap curves per problem (columns) and rule (rows), as a Figure."""
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
@@ -98,8 +99,11 @@ def plot(out):
       ax = axes[i, j]
       for lr, curve in zip(out["rates"], res[rule]["curve"], strict=True):
         c = np.asarray(curve, float)
-        ax.semilogy(np.arange(len(c)) * res[rule]["curve_stride"],
-                    np.where(np.isfinite(c) & (c > 0), c, np.nan), label=f"α₀={lr:g}")
+        ax.semilogy(
+          np.arange(len(c)) * res[rule]["curve_stride"],
+          np.where(np.isfinite(c) & (c > 0), c, np.nan),
+          label=f"α₀={lr:g}",
+        )
       ax.axhline(res["reference_final"], color="k", ls="--", lw=1, label="reference")
       ax.set_ylim(1e-9, 1e12)
       ax.set_title(f"{pname}: {rule}", fontsize=9)
@@ -115,9 +119,13 @@ def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--out", default="benchmarks/results/tlr_safeguard")
   args = ap.parse_args(argv)
-  jax.config.update("jax_enable_x64", True)   # the whole study runs in float64
-  out = {"rates": RATES, "problems": {}, "machine": io.machine_info(),
-         "command": io.command_line("benchmarks.studies.tlr_safeguard", argv)}
+  jax.config.update("jax_enable_x64", True)  # the whole study runs in float64
+  out = {
+    "rates": RATES,
+    "problems": {},
+    "machine": io.machine_info(),
+    "command": io.command_line("benchmarks.studies.tlr_safeguard", argv),
+  }
 
   def tlr_opt(safeguard, k):
     return lambda lr: adaptlr.tlr(lr, safeguard=safeguard, accumulation_steps=k)
@@ -143,16 +151,23 @@ def main(argv=None):
   a, b = least_squares(2048, seed=1)
   fopt = float(ls(jnp.linalg.lstsq(a, b)[0], a, b))
   k = (2048 // 32) // 3
-  res = {"epochs": 30, "batch": 32, "accumulation_steps": k, "loss_offset": fopt,
-         "reference": "best fixed-rate SGD of the grid"}
+  res = {
+    "epochs": 30,
+    "batch": 32,
+    "accumulation_steps": k,
+    "loss_offset": fopt,
+    "reference": "best fixed-rate SGD of the grid",
+  }
   sgd = np.asarray(train(lambda lr: optax.sgd(lr), ls, w0, a, b, 32, 30)) - fopt
   finals = np.where(np.isfinite(sgd[:, -1]), sgd[:, -1], np.inf)
   res["sgd_final"] = [float(v) for v in finals]
   res["reference_final"] = float(finals.min())
   for name, sg in [("paper", False), ("safeguard", True)]:
     res[name] = summarize(train(tlr_opt(sg, k), ls, w0, a, b, 32, 30), fopt)
-  res["note"] = ("fixed-rate SGD diverges at 0.1 and 1 too; with accumulation the first "
-                 "two windows (2k steps) run at α₀ before the first rate update")
+  res["note"] = (
+    "fixed-rate SGD diverges at 0.1 and 1 too; with accumulation the first "
+    "two windows (2k steps) run at α₀ before the first rate update"
+  )
   out["problems"]["ls_minibatch"] = res
 
   # Digits softmax regression with accumulation.
@@ -163,8 +178,13 @@ def main(argv=None):
 
   p0 = {"w": jnp.zeros((64, 10)), "b": jnp.zeros(10)}
   k = (1797 // 64) // 3
-  res = {"epochs": 20, "batch": 64, "accumulation_steps": k, "loss_offset": 0.0,
-         "reference": "best fixed-rate SGD of the grid"}
+  res = {
+    "epochs": 20,
+    "batch": 64,
+    "accumulation_steps": k,
+    "loss_offset": 0.0,
+    "reference": "best fixed-rate SGD of the grid",
+  }
   sgd = np.asarray(train(lambda lr: optax.sgd(lr), xent, p0, x, y, 64, 20))
   finals = np.where(np.isfinite(sgd[:, -1]), sgd[:, -1], np.inf)
   res["sgd_final"] = [float(v) for v in finals]
@@ -173,25 +193,34 @@ def main(argv=None):
     res[name] = summarize(train(tlr_opt(sg, k), xent, p0, x, y, 64, 20), 0.0)
   out["problems"]["digits_softmax"] = res
 
-  lines = ["# TLR: paper rule vs safeguarded default", "",
-           f"Command: `{out['command']}` · machine: {io.machine_line(out['machine'])} · float64",
-           "",
-           "Loss gaps to the optimum (least squares) or losses (digits); initial rates "
-           + ", ".join(f"{r:g}" for r in RATES) + ".", ""]
+  lines = [
+    "# TLR: paper rule vs safeguarded default",
+    "",
+    f"Command: `{out['command']}` · machine: {io.machine_line(out['machine'])} · float64",
+    "",
+    "Loss gaps to the optimum (least squares) or losses (digits); initial rates "
+    + ", ".join(f"{r:g}" for r in RATES)
+    + ".",
+    "",
+  ]
   for pname, res in out["problems"].items():
-    lines += [f"## {pname}", "",
-              f"reference ({res['reference']}): final {res['reference_final']:.3g}", "",
-              "| rule | " + " | ".join(f"α₀={r:g} peak / final" for r in RATES) + " |",
-              "|---|" + "---|" * len(RATES)]
+    lines += [
+      f"## {pname}",
+      "",
+      f"reference ({res['reference']}): final {res['reference_final']:.3g}",
+      "",
+      "| rule | " + " | ".join(f"α₀={r:g} peak / final" for r in RATES) + " |",
+      "|---|" + "---|" * len(RATES),
+    ]
     for name in ("paper", "safeguard"):
-      cells = [f"{p:.3g} / {f:.3g}"
-               for p, f in zip(res[name]["peak"], res[name]["final"], strict=True)]
+      cells = [
+        f"{p:.3g} / {f:.3g}" for p, f in zip(res[name]["peak"], res[name]["final"], strict=True)
+      ]
       lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
   stem = os.path.basename(args.out)
   lines += [f"![loss curves]({stem}.png)", ""]
-  io.write_results(stem, out, "\n".join(lines), figure=plot(out),
-                   out_dir=os.path.dirname(args.out))
+  io.write_results(stem, out, "\n".join(lines), figure=plot(out), out_dir=os.path.dirname(args.out))
   print("\n".join(lines))
 
 

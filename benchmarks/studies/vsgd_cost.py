@@ -58,9 +58,15 @@ def refresh_variant(mode: str, every: int = 10, n0: int = 10, c: float = 2.0, se
 
   def init(params):
     z = lambda: jax.tree.map(jnp.zeros_like, params)
-    return dict(count=jnp.zeros([], jnp.int32), gbar=z(), vbar=z(), hbar=z(), hlast=z(),
-                tau=jax.tree.map(lambda p: jnp.full_like(p, n0), params),
-                key=jax.random.PRNGKey(seed))
+    return dict(
+      count=jnp.zeros([], jnp.int32),
+      gbar=z(),
+      vbar=z(),
+      hbar=z(),
+      hlast=z(),
+      tau=jax.tree.map(lambda p: jnp.full_like(p, n0), params),
+      key=jax.random.PRNGKey(seed),
+    )
 
   def update(grads, s, params, value_fn, x, y, **_):
     count = s["count"]
@@ -68,9 +74,10 @@ def refresh_variant(mode: str, every: int = 10, n0: int = 10, c: float = 2.0, se
     key, sub = jax.random.split(s["key"])
     refresh = (count % every == 0) if mode == "naive" else (warm | ((count - n0) % every == 0))
     h = jax.lax.cond(
-        refresh,
-        lambda: _curvature.hutchinson_diagonal(lambda p: value_fn(p, x, y), params, sub),
-        lambda: jax.tree.map(jnp.zeros_like, params))
+      refresh,
+      lambda: _curvature.hutchinson_diagonal(lambda p: value_fn(p, x, y), params, sub),
+      lambda: jax.tree.map(jnp.zeros_like, params),
+    )
     fw = 1.0 / (count + 1).astype(jnp.float32)
     cf = jnp.where(count == n0 - 1, c, 1.0)
 
@@ -82,9 +89,12 @@ def refresh_variant(mode: str, every: int = 10, n0: int = 10, c: float = 2.0, se
         hl = jnp.where(refresh, h, hl)
         hb2 = hb + f * (hl - hb)
       else:
-        w = {"naive": f, "skip": f,
-             "time": jnp.where(warm, fw, jnp.minimum(1.0, every / t)),
-             "cap": jnp.where(warm, fw, jnp.minimum(0.5, 1.0 - (1.0 - 1.0 / t) ** every))}[mode]
+        w = {
+          "naive": f,
+          "skip": f,
+          "time": jnp.where(warm, fw, jnp.minimum(1.0, every / t)),
+          "cap": jnp.where(warm, fw, jnp.minimum(0.5, 1.0 - (1.0 - 1.0 / t) ** every)),
+        }[mode]
         hb2 = jnp.where(refresh, hb + w * (h - hb), hb)
       vpart = jnp.clip(jnp.where(vb2 > 0, gb2 * gb2 / jnp.where(vb2 > 0, vb2, 1.0), 0.0), 0, 1)
       rate = jnp.where(warm, 0.0, vpart / jnp.maximum(hb2, 1e-6))
@@ -106,78 +116,91 @@ def library(**kw):
 
 
 CANDIDATES = {
-    "hutchinson, every step (old default)": library(curvature_every=1),
-    "hutchinson, every 10 (new default)": library(),
-    "hutchinson, every 5": library(curvature_every=5),
-    "hutchinson, every 20": library(curvature_every=20),
-    "gauss_newton, every 10": library(curvature="gauss_newton"),
-    "gauss_newton, every step": library(curvature="gauss_newton", curvature_every=1),
-    "hutchinson, every step, lr ×2": library(curvature_every=1, learning_rate=2.0),
-    "hutchinson, every 10, lr ×2": library(learning_rate=2.0),
-    "hutchinson, every step, lr ×4": library(curvature_every=1, learning_rate=4.0),
-    "hutchinson, every 10, lr ×4": library(learning_rate=4.0),
+  "hutchinson, every step (old default)": library(curvature_every=1),
+  "hutchinson, every 10 (new default)": library(),
+  "hutchinson, every 5": library(curvature_every=5),
+  "hutchinson, every 20": library(curvature_every=20),
+  "gauss_newton, every 10": library(curvature="gauss_newton"),
+  "gauss_newton, every step": library(curvature="gauss_newton", curvature_every=1),
+  "hutchinson, every step, lr ×2": library(curvature_every=1, learning_rate=2.0),
+  "hutchinson, every 10, lr ×2": library(learning_rate=2.0),
+  "hutchinson, every step, lr ×4": library(curvature_every=1, learning_rate=4.0),
+  "hutchinson, every 10, lr ×4": library(learning_rate=4.0),
 }
-REFRESH = {f"refresh={m}, every 10": (lambda m=m: refresh_variant(m))
-           for m in ("naive", "skip", "time", "hold", "cap")}
+REFRESH = {
+  f"refresh={m}, every 10": (lambda m=m: refresh_variant(m))
+  for m in ("naive", "skip", "time", "hold", "cap")
+}
 
 # (problem, candidates): the design set, the held-out problem, the tuning-freedom rows.
 _OLD, _NEW = "hutchinson, every step (old default)", "hutchinson, every 10 (new default)"
 QUALITY = [
-    ("mnist M0", [_OLD, _NEW, "gauss_newton, every 10"]),
-    ("mnist M1", [_OLD, _NEW, "hutchinson, every 5", "hutchinson, every 20",
-                  "gauss_newton, every 10",
-                  "hutchinson, every step, lr ×2", "hutchinson, every 10, lr ×2",
-                  "hutchinson, every step, lr ×4", "hutchinson, every 10, lr ×4"]),
-    ("quadratic_deep", [_OLD, _NEW]),
-    ("fashion_mnist M1 (held out)", [_OLD, _NEW]),
+  ("mnist M0", [_OLD, _NEW, "gauss_newton, every 10"]),
+  (
+    "mnist M1",
+    [
+      _OLD,
+      _NEW,
+      "hutchinson, every 5",
+      "hutchinson, every 20",
+      "gauss_newton, every 10",
+      "hutchinson, every step, lr ×2",
+      "hutchinson, every 10, lr ×2",
+      "hutchinson, every step, lr ×4",
+      "hutchinson, every 10, lr ×4",
+    ],
+  ),
+  ("quadratic_deep", [_OLD, _NEW]),
+  ("fashion_mnist M1 (held out)", [_OLD, _NEW]),
 ]
 REFRESH_RUNS = [("mnist M1", list(REFRESH)), ("quadratic_deep", list(REFRESH))]
 
 
 FINDINGS = [
-    "## Findings", "",
-    "- **Refresh (curvature_every = k).** The earlier attempt (`refresh=naive`) sampled "
-    "on steps t ≡ 0 mod k and averaged each sample with weight 1/τ: τ counts updates, so "
-    "h̄'s memory became kτ steps, and the slow start held a single |z ⊙ Hz| draw. On M1 "
-    "its first-epoch loss reached 1.6e17. Sampling every slow-start step (`skip`) left a "
-    "spike (epoch-1 mean 885): h̄ lags the curvature growing in the first epoch. "
-    "Matching the memory in steps with weight min(1, k/τ) (`time`) diverges on M1 and "
-    "quadratic_deep: when τ ≤ k one draw replaces h̄, and a single draw can be near 0 "
-    "for an element (rate ∝ 1/h̄) for k steps. The library's rule (`cap`: every "
-    "slow-start step, then weight min(½, 1 − (1 − 1/τ)^k)) matches every-step "
-    "sampling; keeping the last draw and averaging it every step (`hold`) does too but "
-    "needs another state array.",
-    "- **Default.** Hutchinson every 10 steps for vSGD-l reaches the old default's loss "
-    "on M0, M1, quadratic_deep and the held-out Fashion-MNIST (within 1 %), k = 5 and "
-    "20 as well, and keeps the same tuning freedom (learning_rate ×2 and ×4 on M1). "
-    "Without gradient noise (Rosenbrock) the rates are Newton steps 1/h̄ and a stale "
-    "h̄ overshoots: k = 2 and 10 failed for vSGD-l (k = 5 converged), every k > 1 for "
-    "vSGD-g. The grouped rates keep k = 1 by default; deterministic problems want "
-    "`curvature_every=1`.",
-    "- **Estimator.** `gauss_newton` (Sophia's sampled-label Gauss-Newton diagonal, one "
-    "forward and one backward pass of `logits_fn`) diverged on M0 and M1: h̄ = 0 where "
-    "only the L2 term has curvature (MNIST's constant border pixels), so the rate is "
-    "1/min_curvature there; with λ added by hand it spiked on M1 "
-    "(`vsgd_mnist.md`, sampled-gn). A params → scalar `value_fn` has no Gauss-Newton "
-    "matrix (it needs model outputs and a loss on them), so the generic estimator stays "
-    "Hutchinson's HVP; refreshed every 10 steps its cost is a tenth of an HVP per step, "
-    "which leaves little to gain from a cheaper estimator.",
-    "- **Fused rule.** vSGD-l now writes one loop per output array (ḡ, v̄, h̄, τ, the "
-    "rate, and the update fused into `apply_updates`) and reads the gradient once more "
-    "for the finiteness check; before, shared divides (1/τ, ḡ²/v̄, the rate) and the "
-    "non-finite select were separate loops (12 on the 784×512 matrix, 7 now).",
-    "- **Before / after in one process** (loaded machine, 20 interleaved rounds × 10 "
-    "steps, main's `_vsgd.py` loaded beside this branch's; CPU-time ratio to optax.sgd, "
-    "median (IQR)): old default 3.51 (3.09–3.70), old rule with free curvature 2.22 "
-    "(2.16–2.58); new default 1.94 (1.85–2.18), new rule with free curvature 1.98 "
-    "(1.75–2.25), new with k = 1 3.03 (2.76–3.41); optax.adam 1.29 (1.18–1.38). "
-    "(A one-off script, not this module: main's code is not importable here.)",
-    "- **Open.** `vsgd(gauss_newton)` refreshed every 10 steps measured slower than every "
-    "step (CPU time 2.6–2.9× against 2.3–2.5×; 1.7× with k = 1000), although the "
-    "estimator alone costs one gradient and the step's entry computation is the same as "
-    "Hutchinson's (whose refresh adds the expected ~0.2×): each refresh costs about ten "
-    "SGD steps inside the `lax.cond` on XLA:CPU. Not explained yet; not the default.",
-    "",
+  "## Findings",
+  "",
+  "- **Refresh (curvature_every = k).** The earlier attempt (`refresh=naive`) sampled "
+  "on steps t ≡ 0 mod k and averaged each sample with weight 1/τ: τ counts updates, so "
+  "h̄'s memory became kτ steps, and the slow start held a single |z ⊙ Hz| draw. On M1 "
+  "its first-epoch loss reached 1.6e17. Sampling every slow-start step (`skip`) left a "
+  "spike (epoch-1 mean 885): h̄ lags the curvature growing in the first epoch. "
+  "Matching the memory in steps with weight min(1, k/τ) (`time`) diverges on M1 and "
+  "quadratic_deep: when τ ≤ k one draw replaces h̄, and a single draw can be near 0 "
+  "for an element (rate ∝ 1/h̄) for k steps. The library's rule (`cap`: every "
+  "slow-start step, then weight min(½, 1 − (1 − 1/τ)^k)) matches every-step "
+  "sampling; keeping the last draw and averaging it every step (`hold`) does too but "
+  "needs another state array.",
+  "- **Default.** Hutchinson every 10 steps for vSGD-l reaches the old default's loss "
+  "on M0, M1, quadratic_deep and the held-out Fashion-MNIST (within 1 %), k = 5 and "
+  "20 as well, and keeps the same tuning freedom (learning_rate ×2 and ×4 on M1). "
+  "Without gradient noise (Rosenbrock) the rates are Newton steps 1/h̄ and a stale "
+  "h̄ overshoots: k = 2 and 10 failed for vSGD-l (k = 5 converged), every k > 1 for "
+  "vSGD-g. The grouped rates keep k = 1 by default; deterministic problems want "
+  "`curvature_every=1`.",
+  "- **Estimator.** `gauss_newton` (Sophia's sampled-label Gauss-Newton diagonal, one "
+  "forward and one backward pass of `logits_fn`) diverged on M0 and M1: h̄ = 0 where "
+  "only the L2 term has curvature (MNIST's constant border pixels), so the rate is "
+  "1/min_curvature there; with λ added by hand it spiked on M1 "
+  "(`vsgd_mnist.md`, sampled-gn). A params → scalar `value_fn` has no Gauss-Newton "
+  "matrix (it needs model outputs and a loss on them), so the generic estimator stays "
+  "Hutchinson's HVP; refreshed every 10 steps its cost is a tenth of an HVP per step, "
+  "which leaves little to gain from a cheaper estimator.",
+  "- **Fused rule.** vSGD-l now writes one loop per output array (ḡ, v̄, h̄, τ, the "
+  "rate, and the update fused into `apply_updates`) and reads the gradient once more "
+  "for the finiteness check; before, shared divides (1/τ, ḡ²/v̄, the rate) and the "
+  "non-finite select were separate loops (12 on the 784×512 matrix, 7 now).",
+  "- **Before / after in one process** (loaded machine, 20 interleaved rounds × 10 "
+  "steps, main's `_vsgd.py` loaded beside this branch's; CPU-time ratio to optax.sgd, "
+  "median (IQR)): old default 3.51 (3.09–3.70), old rule with free curvature 2.22 "
+  "(2.16–2.58); new default 1.94 (1.85–2.18), new rule with free curvature 1.98 "
+  "(1.75–2.25), new with k = 1 3.03 (2.76–3.41); optax.adam 1.29 (1.18–1.38). "
+  "(A one-off script, not this module: main's code is not importable here.)",
+  "- **Open.** `vsgd(gauss_newton)` refreshed every 10 steps measured slower than every "
+  "step (CPU time 2.6–2.9× against 2.3–2.5×; 1.7× with k = 1000), although the "
+  "estimator alone costs one gradient and the step's entry computation is the same as "
+  "Hutchinson's (whose refresh adds the expected ~0.2×): each refresh costs about ten "
+  "SGD steps inside the `lax.cond` on XLA:CPU. Not explained yet; not the default.",
+  "",
 ]
 
 
@@ -202,28 +225,40 @@ def train_mnist(make, dataset, model, epochs, batch=128, seed=0):
   @jax.jit
   def train(params):
     def epoch(carry, ekey):
-      perm = jax.random.permutation(ekey, n)[:steps * batch].reshape(steps, batch)
+      perm = jax.random.permutation(ekey, n)[: steps * batch].reshape(steps, batch)
 
       def step(carry, idx):
         params, state = carry
         xb, yb = xtr[idx], ytr[idx]
         value, grad = jax.value_and_grad(vm.loss_fn)(params, xb, yb)
-        updates, state = opt.update(grad, state, params, value=value, value_fn=vm.loss_fn,
-                                    logits_fn=lambda p, x, y: vm.logits_fn(p, x), x=xb, y=yb)
+        updates, state = opt.update(
+          grad,
+          state,
+          params,
+          value=value,
+          value_fn=vm.loss_fn,
+          logits_fn=lambda p, x, y: vm.logits_fn(p, x),
+          x=xb,
+          y=yb,
+        )
         return (optax.apply_updates(params, updates), state), value
 
       carry, losses = jax.lax.scan(step, carry, perm)
       return carry, jnp.mean(losses)
 
     (params, _), epoch_loss = jax.lax.scan(
-        epoch, (params, opt.init(params)), jax.random.split(key_data, epochs))
+      epoch, (params, opt.init(params)), jax.random.split(key_data, epochs)
+    )
     return params, epoch_loss
 
   params, epoch_loss = train(vm.init_params(key_init, vm.MODELS[model]))
-  return {"train_loss": float(jax.jit(vm.loss_fn)(params, xtr[:10000], ytr[:10000])),
-          "train_err": float(vm.error_rate(params, xtr, ytr)) * 100,
-          "test_err": float(vm.error_rate(params, xte, yte)) * 100,
-          "epoch_loss": [float(v) for v in epoch_loss], "data": desc}
+  return {
+    "train_loss": float(jax.jit(vm.loss_fn)(params, xtr[:10000], ytr[:10000])),
+    "train_err": float(vm.error_rate(params, xtr, ytr)) * 100,
+    "test_err": float(vm.error_rate(params, xte, yte)) * 100,
+    "epoch_loss": [float(v) for v in epoch_loss],
+    "data": desc,
+  }
 
 
 def train_quadratic(make, epochs=100, seed=0):
@@ -254,9 +289,13 @@ def train_quadratic(make, epochs=100, seed=0):
 
   p, epoch_loss = train(prob.init(key))
   ev = prob.evaluate(p, data, 0)
-  return {"train_loss": float(ev["train_loss"]), "test_loss": float(ev["test_loss"]),
-          "f_star": prob.f_star, "epoch_loss": [float(v) for v in epoch_loss[::10]],
-          "data": prob.dataset}
+  return {
+    "train_loss": float(ev["train_loss"]),
+    "test_loss": float(ev["test_loss"]),
+    "f_star": prob.f_star,
+    "epoch_loss": [float(v) for v in epoch_loss[::10]],
+    "data": prob.dataset,
+  }
 
 
 def run_one(problem, make, epochs):
@@ -290,9 +329,13 @@ def rosenbrock_rows(steps=3000):
 
     return float(jax.jit(train)(jnp.array([-1.2, 1.0])))
 
-  return {f"{gran}, curvature_every={k}": run(
-      adaptlr.vsgd(init_samples=2, granularity=gran, curvature_every=k))
-          for gran in ("element", "global") for k in (1, 2, 5, 10)}
+  return {
+    f"{gran}, curvature_every={k}": run(
+      adaptlr.vsgd(init_samples=2, granularity=gran, curvature_every=k)
+    )
+    for gran in ("element", "global")
+    for k in (1, 2, 5, 10)
+  }
 
 
 # --------------------------------------------------------------------- timing --
@@ -336,11 +379,13 @@ def timing_rows(rounds=20, steps=10):
   for name in fns:
     rw = np.array(wall[name]) / np.array(wall["optax.sgd"])
     rc = np.array(cpu[name]) / np.array(cpu["optax.sgd"])
-    rows[name] = {"wall_ratio": float(np.median(rw)),
-                  "wall_iqr": [float(np.percentile(rw, 25)), float(np.percentile(rw, 75))],
-                  "fastest_round_ratio": float(min(wall[name]) / min(wall["optax.sgd"])),
-                  "cpu_ratio": float(np.median(rc)),
-                  "cpu_iqr": [float(np.percentile(rc, 25)), float(np.percentile(rc, 75))]}
+    rows[name] = {
+      "wall_ratio": float(np.median(rw)),
+      "wall_iqr": [float(np.percentile(rw, 25)), float(np.percentile(rw, 75))],
+      "fastest_round_ratio": float(min(wall[name]) / min(wall["optax.sgd"])),
+      "cpu_ratio": float(np.median(rc)),
+      "cpu_iqr": [float(np.percentile(rc, 25)), float(np.percentile(rc, 75))],
+    }
   return {"rounds": rounds, "steps": steps, "loadavg_end": list(os.getloadavg()), "rows": rows}
 
 
@@ -356,7 +401,7 @@ def count_passes(opt, shape="784,512") -> dict:
   y = jax.random.randint(jax.random.key(2), (128,), 0, 10)
   step = overhead.make_step(opt)
   hlo = jax.jit(step).lower(params, opt.init(params), x, y).compile().as_text()
-  entry = hlo[hlo.index("ENTRY"):]
+  entry = hlo[hlo.index("ENTRY") :]
   kinds = {"fusion": 0, "dot": 0, "copy": 0, "other": 0}
   for line in entry.splitlines():
     if " = " not in line:
@@ -365,78 +410,107 @@ def count_passes(opt, shape="784,512") -> dict:
     if not rhs.startswith(f"f32[{shape}]") or " parameter(" in rhs:
       continue
     op = rhs.split(" ", 2)[1].split("(")[0]
-    if op in ("get-tuple-element", "bitcast", "tuple"):             # no loop
+    if op in ("get-tuple-element", "bitcast", "tuple"):  # no loop
       continue
     kinds[op if op in kinds else "other"] += 1
   return {"passes": sum(kinds.values()), **kinds}
 
 
 def passes_rows():
-  return {name: count_passes(make()) for name, make in overhead.registry().items()
-          if name.startswith(("optax", "vsgd"))}
+  return {
+    name: count_passes(make())
+    for name, make in overhead.registry().items()
+    if name.startswith(("optax", "vsgd"))
+  }
 
 
 # --------------------------------------------------------------------- report --
 def markdown(info: dict) -> str:
   lines = [
-      "# vSGD's cost: curvature refresh, estimator, fused rule", "",
-      f"Command: `{info['command']}`", "",
-      f"Machine: {io.machine_line(info['machine'])}; shared by other jobs (load average "
-      "15–27 on 2 cores). Losses, error rates (one seed) and pass counts are "
-      "deterministic; per-step times are indicative only (`overhead.md` run alone is "
-      "the reference).", "",
+    "# vSGD's cost: curvature refresh, estimator, fused rule",
+    "",
+    f"Command: `{info['command']}`",
+    "",
+    f"Machine: {io.machine_line(info['machine'])}; shared by other jobs (load average "
+    "15–27 on 2 cores). Losses, error rates (one seed) and pass counts are "
+    "deterministic; per-step times are indicative only (`overhead.md` run alone is "
+    "the reference).",
+    "",
   ] + FINDINGS
   q = info["results"].get("quality", {})
   if q:
-    lines += ["## Quality: loss reached, untuned", "",
-              f"MNIST / Fashion-MNIST: {info['epochs']} epochs, batch 128, the vsgd_mnist "
-              "models (CE + L2 1e-4), train loss on the first 10,000 training images; "
-              "quadratic_deep: 100 epochs, final train / test loss (f* = train minimum).", "",
-              "| problem | vsgd | train loss | train err / test loss | test err | "
-              "epoch-mean loss, first → last |", "|---|---|---:|---:|---:|---|"]
+    lines += [
+      "## Quality: loss reached, untuned",
+      "",
+      f"MNIST / Fashion-MNIST: {info['epochs']} epochs, batch 128, the vsgd_mnist "
+      "models (CE + L2 1e-4), train loss on the first 10,000 training images; "
+      "quadratic_deep: 100 epochs, final train / test loss (f* = train minimum).",
+      "",
+      "| problem | vsgd | train loss | train err / test loss | test err | "
+      "epoch-mean loss, first → last |",
+      "|---|---|---:|---:|---:|---|",
+    ]
     for key, r in q.items():
       prob, cand = key.split(" | ")
       el = r["epoch_loss"]
-      mid = (f"{r['train_err']:.2f}%" if "train_err" in r else f"{r['test_loss']:.3f}")
+      mid = f"{r['train_err']:.2f}%" if "train_err" in r else f"{r['test_loss']:.3f}"
       te = f"{r['test_err']:.2f}%" if "test_err" in r else f"(f* {r['f_star']:.3f})"
-      lines.append(f"| {prob} | {cand} | {r['train_loss']:.4f} | {mid} | {te} | "
-                   f"{el[0]:.4g} → {el[-1]:.4g} |")
+      lines.append(
+        f"| {prob} | {cand} | {r['train_loss']:.4f} | {mid} | {te} | {el[0]:.4g} → {el[-1]:.4g} |"
+      )
     lines.append("")
   rb = info["results"].get("rosenbrock", {})
   if rb:
-    lines += ["## Rosenbrock (deterministic): final loss after 3,000 steps", "",
-              "The contract problem (from (−1.2, 1), `init_samples=2`). Without noise "
-              "ḡ²/v̄ ≈ 1, τ ≈ 1 and the rates are Newton steps 1/h̄: a curvature a few "
-              "steps old overshoots where the valley's curvature grows.", "",
-              "| vsgd | final loss |", "|---|---:|"]
+    lines += [
+      "## Rosenbrock (deterministic): final loss after 3,000 steps",
+      "",
+      "The contract problem (from (−1.2, 1), `init_samples=2`). Without noise "
+      "ḡ²/v̄ ≈ 1, τ ≈ 1 and the rates are Newton steps 1/h̄: a curvature a few "
+      "steps old overshoots where the valley's curvature grows.",
+      "",
+      "| vsgd | final loss |",
+      "|---|---:|",
+    ]
     lines += [f"| {k} | {v:.3g} |" for k, v in rb.items()] + [""]
   p = info["results"].get("passes", {})
   if p:
-    lines += ["## Passes over the 784×512 weights in the overhead step", "",
-              "Loops of the compiled step (XLA:CPU optimised HLO, entry computation) whose "
-              "output is a 784×512 float32 array: the gradient's matmul (`dot`), the "
-              "update (fused into `apply_updates`) and each state array or materialised "
-              "intermediate. The curvature sample inside the refresh `lax.cond` runs on "
-              "every k-th step only and is not counted; with k = 1 there is no cond and "
-              "the estimator's own loops are counted.", "",
-              "| step | passes | fusions | dots | copies |", "|---|---:|---:|---:|---:|"]
+    lines += [
+      "## Passes over the 784×512 weights in the overhead step",
+      "",
+      "Loops of the compiled step (XLA:CPU optimised HLO, entry computation) whose "
+      "output is a 784×512 float32 array: the gradient's matmul (`dot`), the "
+      "update (fused into `apply_updates`) and each state array or materialised "
+      "intermediate. The curvature sample inside the refresh `lax.cond` runs on "
+      "every k-th step only and is not counted; with k = 1 there is no cond and "
+      "the estimator's own loops are counted.",
+      "",
+      "| step | passes | fusions | dots | copies |",
+      "|---|---:|---:|---:|---:|",
+    ]
     for name, r in p.items():
       lines.append(f"| {name} | {r['passes']} | {r['fusion']} | {r['dot']} | {r['copy']} |")
     lines.append("")
   tm = info["results"].get("timing", {})
   if tm:
-    lines += ["## Per-step cost on the loaded machine (indicative)", "",
-              f"The overhead step (784-512-10 MLP, batch 128), {tm['rounds']} interleaved "
-              f"rounds × {tm['steps']} steps, ratio to optax.sgd: median of per-round "
-              "ratios of wall time and of the process's CPU time (less sensitive to the "
-              "other jobs), and the ratio of the fastest rounds. Load average at the end: "
-              f"{', '.join(f'{v:.1f}' for v in tm['loadavg_end'])} on 2 cores; "
-              "`overhead.md` is the reference when run alone.", "",
-              "| step | wall (IQR) | fastest rounds | CPU time (IQR) |", "|---|---:|---:|---:|"]
+    lines += [
+      "## Per-step cost on the loaded machine (indicative)",
+      "",
+      f"The overhead step (784-512-10 MLP, batch 128), {tm['rounds']} interleaved "
+      f"rounds × {tm['steps']} steps, ratio to optax.sgd: median of per-round "
+      "ratios of wall time and of the process's CPU time (less sensitive to the "
+      "other jobs), and the ratio of the fastest rounds. Load average at the end: "
+      f"{', '.join(f'{v:.1f}' for v in tm['loadavg_end'])} on 2 cores; "
+      "`overhead.md` is the reference when run alone.",
+      "",
+      "| step | wall (IQR) | fastest rounds | CPU time (IQR) |",
+      "|---|---:|---:|---:|",
+    ]
     for name, r in sorted(tm["rows"].items(), key=lambda kv: kv[1]["cpu_ratio"]):
-      lines.append(f"| {name} | {r['wall_ratio']:.2f} ({r['wall_iqr'][0]:.2f}–"
-                   f"{r['wall_iqr'][1]:.2f}) | {r['fastest_round_ratio']:.2f} | "
-                   f"{r['cpu_ratio']:.2f} ({r['cpu_iqr'][0]:.2f}–{r['cpu_iqr'][1]:.2f}) |")
+      lines.append(
+        f"| {name} | {r['wall_ratio']:.2f} ({r['wall_iqr'][0]:.2f}–"
+        f"{r['wall_iqr'][1]:.2f}) | {r['fastest_round_ratio']:.2f} | "
+        f"{r['cpu_ratio']:.2f} ({r['cpu_iqr'][0]:.2f}–{r['cpu_iqr'][1]:.2f}) |"
+      )
     lines.append("")
   lines += info.get("notes", [])
   return "\n".join(lines) + "\n"
@@ -450,8 +524,12 @@ def main(argv=None):
   ap.add_argument("--merge", action="store_true", help="keep results already in the JSON")
   ap.add_argument("--out", default=os.path.join(io.RESULTS_DIR, NAME))
   args = ap.parse_args(argv)
-  info = {"command": io.command_line(f"benchmarks.studies.{NAME}", argv),
-          "machine": io.machine_info(), "epochs": args.epochs, "results": {}}
+  info = {
+    "command": io.command_line(f"benchmarks.studies.{NAME}", argv),
+    "machine": io.machine_info(),
+    "epochs": args.epochs,
+    "results": {},
+  }
   if args.merge and os.path.exists(args.out + ".json"):
     with open(args.out + ".json") as f:
       old = json.load(f)
@@ -467,8 +545,7 @@ def main(argv=None):
       make = CANDIDATES.get(name) or REFRESH[name]
       r = run_one(problem, make, args.epochs)
       res.setdefault("quality", {})[f"{problem} | {name}"] = r
-      print(problem, "|", name, json.dumps({k: v for k, v in r.items() if k != "data"}),
-            flush=True)
+      print(problem, "|", name, json.dumps({k: v for k, v in r.items() if k != "data"}), flush=True)
   if "rosenbrock" in parts:
     res["rosenbrock"] = rosenbrock_rows()
     print(json.dumps(res["rosenbrock"], indent=1))
@@ -478,8 +555,9 @@ def main(argv=None):
   if "passes" in parts:
     res["passes"] = passes_rows()
     print(json.dumps(res["passes"], indent=1))
-  io.write_results(os.path.basename(args.out), info, markdown(info),
-                   out_dir=os.path.dirname(args.out))
+  io.write_results(
+    os.path.basename(args.out), info, markdown(info), out_dir=os.path.dirname(args.out)
+  )
 
 
 if __name__ == "__main__":

