@@ -554,7 +554,8 @@ def vsgd(
   loops before). Between refreshes :math:`\bar h` is a copy; a clamped rate is
   written once more; grouped rates (their reductions come first) and
   ``curvature_variance`` take the unfused path.
-  Measured on a loaded 2-core CPU: 1.9× ``optax.sgd`` per step (3.5× before).
+  Per step: 1.89× ``optax.sgd`` (2.97× refreshed every step; 3.5× in 0.1),
+  ``benchmarks/results/overhead.md``; quality: ``benchmarks/results/vsgd_cost.md``.
 
   **vSGD-fd** (Schaul & LeCun, ICLR 2013; py-optim ``vSGDfd``) is
   ``curvature="finite_difference", curvature_variance=True``: the rate
