@@ -5,7 +5,10 @@
   python -m benchmarks run --profile networks         # only the network problems, at
                                                       # settled budgets (`make data`)
   python -m benchmarks run --profile quick --problems rosenbrock boston_linreg \\
-      --methods tlr newton_lr                         # the SGD/Adam baselines always run
+      --methods tlr newton_lr                         # the baselines always run
+  python -m benchmarks run --profile networks --reuse benchmarks/results/networks \\
+      --rerun tlr --out /tmp/tlr                      # re-run one method against the
+                                                      # stored runs of the others
   python -m benchmarks list                           # problems, methods, data sets
 
 Writes benchmarks/results/<profile>/ (or --out): results.json, report.md, *.png.
@@ -51,7 +54,7 @@ def main(argv=None):
     nargs="+",
     metavar="NAME",
     help="methods to run (default: all available; the baselines "
-    "sgd, sgd_momentum, sgd_multistep, adam always run)",
+    "(benchmarks.methods.BASELINES) always run where they apply)",
   )
   run.add_argument("--out", help="output folder (default benchmarks/results/<profile>)")
   studies = run.add_mutually_exclusive_group()
@@ -63,6 +66,13 @@ def main(argv=None):
     help="also run the TLR Fig. 1 reproduction (default: full profile only)",
   )
   studies.add_argument("--no-studies", dest="studies", action="store_false")
+  run.add_argument(
+    "--reuse",
+    metavar="DIR",
+    help="load the stored runs of DIR/raw/ (same budgets) instead of running them: "
+    "resumes an interrupted run, or with --rerun re-runs only some methods",
+  )
+  run.add_argument("--rerun", nargs="+", default=(), metavar="NAME", help="with --reuse: run these")
   run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
   run.add_argument("--no-progress", action="store_true", help="no progress bars")
   smoke = run.add_argument_group("smoke tests (override every problem's budget)")
@@ -85,6 +95,8 @@ def main(argv=None):
     progress=not args.no_progress,
     studies=args.studies,
     plots=not args.no_plots,
+    reuse=args.reuse,
+    rerun=args.rerun,
     overrides={k: v for k in ("seeds", "rates", "steps") if (v := getattr(args, k)) is not None},
     command=["python", "-m", "benchmarks", *(argv if argv is not None else sys.argv[1:])],
   )

@@ -79,24 +79,127 @@ def _regret_md(out, probs, methods) -> str:
     + " |"
   )
   add("")
-  settle = [(p, out["problems"][p].get("settling")) for p in probs]
-  settle = [(p, s) for p, s in settle if s]
+  add(_held_out_md(out, probs, methods))
+  settle = [
+    (p, kind, out["problems"][p].get(key))
+    for p in probs
+    for kind, key in (("best-tuned", "settling"), ("best fixed-rate", "settling_constant"))
+  ]
+  settle = [(p, k, s) for p, k, s in settle if s]
   if settle:
     add(
-      "Settling: how much the best-tuned baseline's training loss (excess over f* "
-      "where known) still fell over the last fifth of the budget (the network budgets "
-      "aim at < 10%):\n"
+      "Settling: how much a baseline's training loss (excess over f* where known) "
+      "still fell over the last fifth of the budget, for the best-tuned baseline and "
+      "for the best fixed-rate one (SGD, SGD-momentum, Adam). The network budgets aim "
+      "at < 10% for the fixed-rate baseline: a schedule that decays to 0 at the end "
+      "of the budget (AdamW + cosine) drops its loss there by design, however long "
+      "the budget.\n"
     )
-    add("| problem | best-tuned | loss at step | loss at the end | improvement | settled |")
+    add("| problem | baseline | loss at step | loss at the end | improvement | < 10% |")
     add("|---|---|---|---|---|---|")
-    for p, s in settle:
+    seen = set()
+    for p, kind, s in settle:
+      key = (p, s["method"], s["rate"])
+      if key in seen:
+        continue
+      seen.add(key)
       add(
-        f"| `{p}` | `{s['method']}` {_rate(s['rate'])} | {_f(s['loss_from'])} "
+        f"| `{p}` | {kind}: `{s['method']}` {_rate(s['rate'])} | {_f(s['loss_from'])} "
         f"(step {s['step_from']}) | {_f(s['loss_to'])} (step {s['step_to']}) | "
         f"{_f(100 * s['improvement'], 3) if s['improvement'] is not None else '—'}% | "
         f"{'✓' if s['settled'] else '✗'} |"
       )
     add("")
+  return "\n".join(lines) + "\n"
+
+
+# the README's names for the methods of the networks table, in its order
+README_NAMES = {
+  "sgd": "`optax.sgd`",
+  "sgd_momentum": "`optax.sgd` momentum 0.9",
+  "adam": "`optax.adam`",
+  "adamw_cosine": "`optax.adamw` + warmup-cosine",
+  "schedule_free_adamw": "`contrib.schedule_free_adamw`",
+  "prodigy": "`contrib.prodigy`",
+  "dadapt_adamw": "`contrib.dadapt_adamw`",
+  "dog": "`contrib.dog`",
+  "mechanize": "`contrib.mechanize` (Adam)",
+  "momo_adam": "`contrib.momo_adam`",
+  "tlr": "`adaptlr.tlr`",
+  "hypergradient": "`adaptlr.hypergradient`",
+  "newton_lr": "`adaptlr.newton_lr`",
+  "probabilistic_lr": "`adaptlr.probabilistic_lr`",
+  "probabilistic_lr_adam": "`… probabilistic_lr` on Adam",
+  "vsgd": "`adaptlr.vsgd`",
+}
+
+
+def summary_table(out) -> str:
+  """The README's results table: per method and problem, tuning freedom and
+  median / worst regret (``results.json`` of a profile in, Markdown out)."""
+  probs = list(out["problems"])
+  lines = [
+    "| method | " + " | ".join(f"`{p}`" for p in probs) + " |",
+    "|---|" + "---|" * len(probs),
+  ]
+  for name, label in README_NAMES.items():
+    cells = []
+    for p in probs:
+      pr = out["problems"][p]
+      tf, rg = pr["tuning_freedom"].get(name), pr.get("regret", {}).get(name)
+      if tf is None:
+        cells.append("")
+        continue
+      cell = _tf_cell(tf).replace(" (1 run)", "")
+      cells.append(f"{cell} · {_regret_cell(rg)}" if rg else cell)
+    if any(cells):
+      lines.append(f"| {label} | " + " | ".join(cells) + " |")
+  bts = [out["problems"][p].get("best_tuned") for p in probs]
+  lines.append(
+    "| *best-tuned* | "
+    + " | ".join(
+      f"`{b['method']}` {_rate(b['rate'])}: {_f(b['final_train_loss'], 3)}" if b else ""
+      for b in bts
+    )
+    + " |"
+  )
+  return "\n".join(lines) + "\n"
+
+
+def _held_out_md(out, probs, methods) -> str:
+  """Test (validation) loss and accuracy at the best rate and the median over rates."""
+  probs = [p for p in probs if out["problems"][p]["spec"]["has_accuracy"]]
+  if not probs:
+    return ""
+  lines = [
+    "Held-out quality (test set; `brown_lm`: validation files): **accuracy** at the rate "
+    "with the best final training loss / median over the initial rates, then the same "
+    "for the **test loss** (seed means; a rate-free method's one run):\n",
+    "| method | "
+    + " | ".join(f"{p} acc" for p in probs)
+    + " | "
+    + " | ".join(f"{p} loss" for p in probs)
+    + " |",
+    "|---|" + "---|" * (2 * len(probs)),
+  ]
+
+  def cell(rec, key, digits):
+    if rec is None or key not in rec["per_rate"]:
+      return ""
+    vals = [np.nan if v is None else v for v in rec["per_rate"][key]]
+    finals = [np.inf if v is None else v for v in rec["per_rate"]["final_train_loss"]]
+    best = vals[int(np.argmin(finals))]
+    med = float(np.median(vals)) if not np.isnan(vals).any() else None
+    b = _f(None if np.isnan(best) else float(best), digits)
+    return b if len(vals) == 1 else f"{b} / {_f(med, digits)}"
+
+  for name in methods:
+    recs = [out["problems"][p]["methods"].get(name) for p in probs]
+    if not any(recs):
+      continue
+    cells = [cell(r, "final_test_acc", 3) for r in recs]
+    cells += [cell(r, "final_test_loss", 3) for r in recs]
+    lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 
 
@@ -125,11 +228,13 @@ def markdown(out) -> str:
     add("")
 
   add("## Tuning freedom\n")
+  classic = [n for n in ("sgd", "sgd_momentum", "sgd_multistep", "adam") if n in out["methods"]]
   add(
     f"How many of the initial rates (1e-5 … 1, one per decade) reach a final training "
-    f"loss within {out['tolerance']:.0%} of the best-tuned SGD / SGD-momentum / "
-    "SGD-multistep / Adam of the whole grid (excess over the known minimum f* where "
-    "there is one; seed mean)"
+    f"loss within {out['tolerance']:.0%} of the best-tuned baseline — the best of "
+    + ", ".join(f"`{n}`" for n in classic)
+    + " over the whole grid (excess over the known minimum f* where there is one; seed "
+    "mean)"
     + (
       " — on the networks also AdamW + warmup-cosine and schedule-free AdamW"
       if any(n in out["methods"] for n in ("adamw_cosine", "schedule_free_adamw"))
@@ -213,11 +318,13 @@ def markdown(out) -> str:
         row += f"{_f(pr['final_test_loss'][i])} | "
       if acc:
         row += f"{_f(pr['final_test_acc'][i])} | "
-      row += f"{_f(stt)} | {_f(r['time_vs_sgd'], 3)} |"
+      row += f"{_f(stt)} | {_f(r['time_vs_sgd'], 3)}{'†' if r.get('reused') else ''} |"
       if has_rg:
         row += f" {_regret_cell(p['regret'].get(name))} |"
       add(row)
     add("")
+    if any(r.get("reused") for r in p["methods"].values()):
+      add("† run loaded from an earlier run's `raw/` (`--reuse`); timed in that process.\n")
     add(f"![{pname} loss](loss_{pname}.png)")
     add(f"![{pname} learning rate](lr_{pname}.png)\n")
 

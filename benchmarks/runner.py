@@ -11,6 +11,8 @@ info, versions, the command), ``report.md`` and PNG plots.
 from __future__ import annotations
 
 import datetime
+import gzip
+import json
 import pathlib
 import sys
 import time
@@ -87,6 +89,7 @@ def _method_record(res: dict, problem, target, sgd_sps) -> dict:
     "run_s": res["run_s"],
     "sec_per_step": res["sec_per_step"],
     "time_vs_sgd": (res["sec_per_step"] / sgd_sps) if sgd_sps else None,
+    "reused": bool(res.get("reused", False)),
   }
   return rec
 
@@ -98,15 +101,68 @@ def _regret_records(results, problem) -> dict:
     "best_tuned": rg["best_tuned"],
     "regret": rg["methods"],
     "settling": harness.settling(results, problem),
+    "settling_constant": harness.settling(results, problem, among=methods_lib.CONSTANT_BASELINES),
   }
 
 
-def run_problem(problem, method_objs, bar=None) -> dict:
+def _raw_path(out_dir, problem_name) -> pathlib.Path:
+  return pathlib.Path(out_dir) / "raw" / f"{problem_name}.json.gz"
+
+
+def _decode_raw(rec: dict) -> dict:
+  def arr(x):
+    return np.asarray(
+      [np.nan if v is None else v for v in np.ravel(np.asarray(x, object))], np.float64
+    ).reshape(np.shape(np.asarray(x, object)))
+
+  out = dict(rec)
+  for key in ("curves", "init", "final"):
+    out[key] = {k: arr(v) for k, v in rec[key].items()}
+  out["rates"] = arr(rec["rates"]).astype(np.float32)
+  out["seeds"] = np.asarray(rec["seeds"], np.int32)
+  out["steps"] = np.asarray(rec["steps"], np.int64)
+  return out
+
+
+def load_raw(reuse_dir, problem) -> dict:
+  """The stored runs of ``reuse_dir/raw/<problem>.json.gz`` that match
+  ``problem``'s budget (title, data, steps, batch, rates, seeds); {} if none."""
+  path = _raw_path(reuse_dir, problem.name)
+  if not path.exists():
+    return {}
+  stored = json.loads(gzip.decompress(path.read_bytes()))
+  spec, now = stored.get("spec", {}), _clean(problem.describe())
+  keys = ("title", "dataset", "steps", "steps_per_round", "batch_size", "train_size")
+  same = all(spec.get(k) == now[k] for k in keys + ("rates", "seeds"))
+  if not same:
+    print(
+      f"[benchmarks] not reusing {path}: its budget differs from {problem.name}'s",
+      file=sys.stderr,
+    )
+    return {}
+  return {name: _decode_raw(rec) for name, rec in stored["runs"].items()}
+
+
+def run_problem(problem, method_objs, bar=None, reuse=None, out_dir=None) -> dict:
+  """Runs each method on ``problem``; a method in ``reuse`` (name -> stored run)
+  is taken from there. With ``out_dir`` the runs so far are written to
+  ``out_dir/raw/<problem>.json.gz`` after each method (a checkpoint: ``--reuse``
+  that folder to resume, or to re-run only some methods)."""
   results = {}
+  reuse = reuse or {}
   for m in method_objs:
     if bar is not None:
       bar.set_postfix_str(f"{problem.name} / {m.name}")
-    results[m.name] = harness.run_method(problem, m)
+    if m.name in reuse:
+      results[m.name] = {**reuse[m.name], "reused": True}
+    else:
+      results[m.name] = harness.run_method(problem, m)
+    if out_dir is not None:
+      path = _raw_path(out_dir, problem.name)
+      path.parent.mkdir(parents=True, exist_ok=True)
+      runs = {n: _clean({k: v for k, v in r.items() if k != "reused"}) for n, r in results.items()}
+      blob = json.dumps({"spec": _clean(problem.describe()), "runs": runs}).encode()
+      path.write_bytes(gzip.compress(blob, mtime=0))
     if bar is not None:
       bar.update(1)
   return results
@@ -122,12 +178,19 @@ def run_profile(
   plots: bool = True,
   command: Optional[list] = None,
   overrides: Optional[dict] = None,
+  reuse=None,
+  rerun: Sequence[str] = (),
 ) -> dict:
   """Runs the profile and writes its outputs; returns the results dict.
 
   ``overrides`` (e.g. ``{"seeds": (0,), "rates": (1e-3,), "steps": 200}``) go to
   every problem's builder: for smoke tests of a long profile (its report records
   the command, so such a run is never mistaken for the profile's).
+
+  ``reuse``: a results folder whose ``raw/`` runs (same problem budget) are
+  loaded instead of run, except the methods named in ``rerun``: to resume an
+  interrupted run, or to re-run one method against stored baselines (their
+  timings were measured in that earlier process; the report marks them).
   """
   from benchmarks import report
   from benchmarks import reproductions as reproductions_lib
@@ -174,7 +237,9 @@ def run_profile(
   }
   raw = {}
   for problem, method_objs in pairs:
-    results = run_problem(problem, method_objs, bar)
+    stored = load_raw(reuse, problem) if reuse is not None else {}
+    stored = {k: v for k, v in stored.items() if k not in set(rerun)}
+    results = run_problem(problem, method_objs, bar, reuse=stored, out_dir=out_dir)
     raw[problem.name] = results
     tf = harness.tuning_freedom(results, problem)
     tf_raw = harness.tuning_freedom(results, problem, excess=False)

@@ -247,6 +247,32 @@ def test_harness_tiny_profile_end_to_end(tmp_path):
   assert "Tuning freedom" in md and "`tlr`" in md and "Reproductions" in md
   assert "Command: `python -m benchmarks run --profile tiny`" in md
 
+  # every run is stored (raw/, a checkpoint after each method); --reuse loads the
+  # stored runs and --rerun runs the named ones again
+  stored = json.loads(gzip.decompress((tmp_path / "raw" / "boston_linreg.json.gz").read_bytes()))
+  assert set(stored["runs"]) == set(prob["methods"])
+  again = runner.run_profile(
+    "tiny",
+    problems=["boston_linreg"],
+    methods=["tlr", "dog"],
+    out_dir=tmp_path / "again",
+    progress=False,
+    studies=False,
+    reuse=tmp_path,
+    rerun=["tlr"],
+  )["problems"]["boston_linreg"]
+  for name, rec in again["methods"].items():
+    assert rec["reused"] == (name != "tlr"), name
+    np.testing.assert_allclose(
+      np.asarray(rec["final_per_seed"]["train_loss"], float),
+      np.asarray(prob["methods"][name]["final_per_seed"]["train_loss"], float),
+      rtol=1e-5,
+    )
+  assert again["tuning_freedom"] == prob["tuning_freedom"]
+  # a stored run of another budget is not reused
+  other = problems.build("boston_linreg", "tiny", steps=20)
+  assert runner.load_raw(tmp_path, other) == {}
+
 
 def test_unknown_method_is_an_error():
   with pytest.raises(ValueError, match="unknown methods"):

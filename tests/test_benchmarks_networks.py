@@ -65,6 +65,54 @@ def test_networks_profile_runs_only_the_networks_with_three_seeds():
     assert problems.BUDGETS["full"][name] == b
 
 
+def test_network_problems_run_the_network_method_set():
+  reg = methods.registry()
+  assert set(methods.NETWORK_METHODS) <= set(reg)
+  # the anchors of issue 11 and every adaptlr family of issue 12
+  for name in (
+    "adamw_cosine",
+    "schedule_free_adamw",
+    "prodigy",
+    "dadapt_adamw",
+    "dog",
+    "mechanize",
+    "momo_adam",
+    "sgd_momentum",
+    "adam",
+    "sgd",
+    "tlr",
+    "hypergradient",
+    "newton_lr",
+    "probabilistic_lr",
+    "probabilistic_lr_adam",
+    "vsgd",
+  ):
+    assert name in methods.NETWORK_METHODS, name
+  for name in problems.PROFILES["networks"]:
+    assert problems.BUDGETS["networks"][name]["methods"] == methods.NETWORK_METHODS
+  tiny = dataclasses.replace(
+    problems.build("rosenbrock", "tiny"), name="mnist_mlp", methods=methods.NETWORK_METHODS
+  )
+  assert not reg["smd"].applies_to(tiny) and reg["tlr"].applies_to(tiny)
+
+
+def test_one_run_at_a_time_equals_the_vmapped_runs():
+  # the convnet runs its rates × seeds one at a time (XLA:CPU's vmapped
+  # convolutions are slow); the results must be the vmapped ones
+  p = problems.build("fmnist_2c2d", "tiny", rates=(1e-2, 1e-1), seeds=(0, 1))
+  assert p.unroll_rounds and p.vmap_runs
+  p = dataclasses.replace(p, final_data=None)  # the 20,000-image final evaluation
+  seq = dataclasses.replace(p, vmap_runs=False)
+  for name in ("schedule_free_adamw",):  # evaluated at its average: eval_params too
+    m = methods.registry()[name]
+    a, b = harness.run_method(p, m), harness.run_method(seq, m)
+    assert b["curves"]["train_loss"].shape == a["curves"]["train_loss"].shape
+    for part in ("curves", "final", "init"):
+      for k in a[part]:
+        np.testing.assert_allclose(b[part][k], a[part][k], rtol=2e-4, atol=1e-6, err_msg=k)
+  assert not problems.BUDGETS["networks"]["fmnist_2c2d"]["vmap_runs"]
+
+
 def test_anchors_only_on_the_networks():
   reg = methods.registry()
   quick = problems.build("rosenbrock", "tiny")
@@ -146,3 +194,49 @@ def test_settling_reads_the_last_fifth_of_the_best_tuned_curve():
   assert (s["step_from"], s["step_to"]) == (40, 50)
   assert s["improvement"] == pytest.approx((0.5 - 0.46) / 0.5)
   assert s["settled"]
+  # among the fixed-rate baselines only: a cosine schedule that ends lower (and
+  # drops at its end by design) does not decide whether the budget has settled
+  cos = np.asarray([[[2.0, 1.0, 0.6, 0.5, 0.3]]])
+  results["adamw_cosine"] = _fake("adamw_cosine", [0.3], curve=cos)
+  assert harness.settling(results)["method"] == "adamw_cosine"
+  assert not harness.settling(results)["settled"]
+  s = harness.settling(results, among=methods.CONSTANT_BASELINES)
+  assert s["method"] == "adam" and s["settled"]
+
+
+def test_network_rates_compares_effective_rates_against_numpy():
+  from benchmarks.studies import network_rates
+
+  def rec(rates, lr_curves, finals):
+    return {
+      "rates": rates,
+      "curves": {"lr": lr_curves},
+      "per_rate": {"final_train_loss": finals},
+    }
+
+  results = {
+    "problems": {
+      "p": {
+        "steps": [10, 20, 30, 40],
+        "methods": {
+          "sgd": rec([0.01, 0.1], [[0.01] * 4, [0.1] * 4], [0.5, 0.2]),
+          "sgd_momentum": rec([0.01, 0.1], [[0.01] * 4, [0.1] * 4], [0.3, None]),
+          # momentum 0.5: effective rate 2η
+          "probabilistic_lr": rec(
+            [0.01, 0.1], [[0.01, 0.02, 0.03, 0.05], [0.1, 0.1, 0.04, 0.06]], [0.4, 0.4]
+          ),
+        },
+      }
+    }
+  }
+  row = network_rates.analyse(results)["p"]["rows"]["probabilistic_lr"]
+  # best fixed: sgd 0.1 (0.2) beats sgd_momentum 0.01 (0.3; its 0.1 diverged)
+  assert row["reference"] == {"method": "sgd", "rate": 0.1, "effective": 0.1, "loss": 0.2}
+  eff = 2 * np.asarray([[0.01, 0.02, 0.03, 0.05], [0.1, 0.1, 0.04, 0.06]])
+  last_half = eff[:, 2:].mean(axis=1)
+  assert row["median_last_half"] == pytest.approx(np.median(last_half))
+  assert row["ratio_last_half"] == pytest.approx(np.median(last_half) / 0.1)
+  assert row["median_end"] == pytest.approx(np.median(eff[:, -1]))
+  assert row["spread_end"] == pytest.approx(0.12 / 0.10)
+  md = network_rates.markdown(network_rates.analyse(results), "x", "cmd")
+  assert "`probabilistic_lr`" in md and "`sgd` 0.1" in md

@@ -39,3 +39,19 @@ def test_readme_optax_idioms_run(capsys):
   assert len(losses) == len(namespace["optimizers"])
   start = float(namespace["loss_fn"](namespace["params"], namespace["x"], namespace["y"]))
   assert all(v < 0.1 * start for v in losses), (start, losses)
+
+
+def test_readme_network_table_is_the_committed_results():
+  """The README's network table is generated from the committed `networks`
+  results (benchmarks.report.summary_table): a number in it is one they hold."""
+  import json
+
+  from benchmarks import report
+
+  results = README.parent / "benchmarks" / "results" / "networks" / "results.json"
+  table = report.summary_table(json.loads(results.read_text()))
+  assert table in README.read_text(), (
+    "regenerate the README's network table: python -c \"import json; from benchmarks "
+    "import report; print(report.summary_table(json.load(open("
+    "'benchmarks/results/networks/results.json'))))\""
+  )
