@@ -82,6 +82,8 @@ def main(argv=None):
   sub.add_parser("list", help="list problems, methods and data sets")
   args = parser.parse_args(argv)
 
+  if args.cmd == "run" and args.rerun and not args.reuse:
+    parser.error("--rerun names methods to run again among stored ones: pass --reuse DIR too")
   if args.cmd == "list":
     _list()
     return 0
