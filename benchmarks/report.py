@@ -228,7 +228,8 @@ def markdown(out) -> str:
     add("")
 
   add("## Tuning freedom\n")
-  classic = [n for n in ("sgd", "sgd_momentum", "sgd_multistep", "adam") if n in out["methods"]]
+  ran = {n for p in out["problems"].values() for n in p["methods"]}
+  classic = [n for n in ("sgd", "sgd_momentum", "sgd_multistep", "adam") if n in ran]
   add(
     f"How many of the initial rates (1e-5 … 1, one per decade) reach a final training "
     f"loss within {out['tolerance']:.0%} of the best-tuned baseline — the best of "
