@@ -124,9 +124,14 @@ def _decode_raw(rec: dict) -> dict:
   return out
 
 
+def _model_notes(notes: str) -> str:
+  return notes.split(" Budget: ")[0]
+
+
 def load_raw(reuse_dir, problem) -> dict:
   """The stored runs of ``reuse_dir/raw/<problem>.json.gz`` that match
-  ``problem``'s budget (title, data, steps, batch, rates, seeds); {} if none."""
+  ``problem``'s budget (title, data, steps, batch, rates, seeds, and the builder's
+  description of the model and objective); {} if none."""
   path = _raw_path(reuse_dir, problem.name)
   if not path.exists():
     return {}
@@ -134,6 +139,9 @@ def load_raw(reuse_dir, problem) -> dict:
   spec, now = stored.get("spec", {}), _clean(problem.describe())
   keys = ("title", "dataset", "steps", "steps_per_round", "batch_size", "train_size")
   same = all(spec.get(k) == now[k] for k in keys + ("rates", "seeds"))
+  # the builder's notes name the model's sizes and weight decay; the budget's reason
+  # after " Budget: " may be reworded without invalidating the runs
+  same = same and _model_notes(spec.get("notes", "")) == _model_notes(now["notes"])
   if not same:
     print(
       f"[benchmarks] not reusing {path}: its budget differs from {problem.name}'s",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import importlib
 import json
@@ -272,6 +273,14 @@ def test_harness_tiny_profile_end_to_end(tmp_path):
   # a stored run of another budget is not reused
   other = problems.build("boston_linreg", "tiny", steps=20)
   assert runner.load_raw(tmp_path, other) == {}
+  # nor one of another model or objective (the builder's notes name them), while a
+  # reworded budget reason (after " Budget: ") keeps the runs
+  same = problems.build("boston_linreg", "tiny")
+  assert set(runner.load_raw(tmp_path, same)) == set(prob["methods"])
+  changed = dataclasses.replace(same, notes=same.notes + " Weight decay 0.0005.")
+  assert runner.load_raw(tmp_path, changed) == {}
+  reworded = dataclasses.replace(same, notes=same.notes + " Budget: why, reworded.")
+  assert set(runner.load_raw(tmp_path, reworded)) == set(prob["methods"])
 
 
 def test_unknown_method_is_an_error():
