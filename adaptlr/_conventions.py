@@ -12,6 +12,8 @@
 * :func:`unmask_value_fn`: the loss of the whole model for a method that sees
   only part of the params (``optax.masked``, ``optax.multi_transform``).
 * :func:`scalar_loss`: a ``value_fn`` that returns a non-scalar is an error.
+* :func:`anneal`: a cosine decay of the steps to 0 over a known horizon, after
+  the rule (``decay_steps``).
 """
 
 from __future__ import annotations
@@ -345,3 +347,25 @@ def scalar_loss(value_fn: Callable[[Any], Any], method: str) -> Callable[[Any], 
     return value
 
   return checked
+
+
+# ----------------------------------------------------------------- horizon --
+
+
+def anneal(tx: optax.GradientTransformation, decay_steps: Optional[int]) -> Any:
+  """``tx`` with its steps multiplied by a cosine decay from 1 to 0 over
+  ``decay_steps`` updates (``optax.cosine_decay_schedule``); ``tx`` if ``None``.
+
+  For a method that fits its rate from probes of its own step (``f₊`` of
+  ``probabilistic_lr``), the decay comes after the rule: the probes see the
+  undecayed step, so the learned rate keeps tracking the line while the steps
+  anneal — a cosine schedule whose peak is learned instead of swept.
+
+  Raises:
+    ValueError: ``decay_steps`` is not an int ≥ 1.
+  """
+  if decay_steps is None:
+    return tx
+  _base.check_int("decay_steps", decay_steps, 1)
+  shape = optax.cosine_decay_schedule(1.0, int(decay_steps))
+  return optax.chain(tx, optax.scale_by_schedule(shape))

@@ -78,8 +78,8 @@ def scale_by_probabilistic_lr(
   relative_noise: bool = False,
   increase_factor: Any = 1.2,
   decrease_factor: Any = 0.5,
-  increase_threshold: Any = 4.0 / 3.0,
-  decrease_threshold: Any = 3.0 / 4.0,
+  increase_threshold: Any = None,
+  decrease_threshold: Any = None,
   max_scale: Any = None,
   adapt_every: Union[None, int, Callable[[jax.Array], jax.Array]] = None,
   momentum: Optional[Any] = None,
@@ -89,6 +89,7 @@ def scale_by_probabilistic_lr(
   max_learning_rate: Any = jnp.inf,
   weight_decay: Any = 0.0,
   mask: Any = None,
+  decay_steps: Optional[int] = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales the base direction by de Roos et al.'s inference step; adapts η.
 
@@ -106,6 +107,11 @@ def scale_by_probabilistic_lr(
   _base.check_positive("noise_variance", noise_variance, allow_zero=True)
   _base.check_range("increase_factor", increase_factor, 1.0, float("inf"))
   _base.check_range("decrease_factor", decrease_factor, 0.0, 1.0, low_open=True)
+  # Alg. 1's thresholds, or the horizon's (docstring, "Horizon")
+  if increase_threshold is None:
+    increase_threshold = 4.0 / 3.0 if decay_steps is None else 1.0
+  if decrease_threshold is None:
+    decrease_threshold = 3.0 / 4.0 if decay_steps is None else 0.25
   _base.check_positive("increase_threshold", increase_threshold)
   _base.check_positive("decrease_threshold", decrease_threshold)
   lo, hi = _base._concrete(decrease_threshold), _base._concrete(increase_threshold)
@@ -219,7 +225,8 @@ def scale_by_probabilistic_lr(
     finite = _base.finite_from(phi, f_i)  # a non-finite g makes φ = η⟨g, W g⟩ so
     return _base.skip_if_not_finite(finite, step, new_state, state)
 
-  return _base.transformation(init_fn, update_fn)
+  # the horizon: the steps anneal after the rule, f₊ sees the undecayed step
+  return _conventions.anneal(_base.transformation(init_fn, update_fn), decay_steps)
 
 
 def probabilistic_lr(
@@ -231,8 +238,8 @@ def probabilistic_lr(
   relative_noise: bool = False,
   increase_factor: Any = 1.2,
   decrease_factor: Any = 0.5,
-  increase_threshold: Any = 4.0 / 3.0,
-  decrease_threshold: Any = 3.0 / 4.0,
+  increase_threshold: Any = None,
+  decrease_threshold: Any = None,
   max_scale: Any = None,
   adapt_every: Union[None, int, Callable[[jax.Array], jax.Array]] = None,
   momentum: Optional[Any] = None,
@@ -242,6 +249,7 @@ def probabilistic_lr(
   max_learning_rate: Any = jnp.inf,
   weight_decay: Any = 0.0,
   mask: Any = None,
+  decay_steps: Optional[int] = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""A base optimizer with de Roos et al.'s learning-rate adaptation (Alg. 1).
 
@@ -310,6 +318,18 @@ def probabilistic_lr(
   default. (With ``optax.inject_hyperparams``, pass a callable schedule in
   ``static_args``.)
 
+  **Horizon** (``decay_steps=T``, adaptlr's addition for networks). The steps
+  are multiplied by a cosine decay from 1 to 0 over T updates, after the rule
+  (``f₊`` still probes the undecayed step, so η keeps tracking the line), and
+  η aims past the batch's line minimum: it grows while the step falls short of
+  it (ρ > 1) and shrinks beyond 1.75× it (ρ < 1/4), as a cosine schedule's peak
+  lies above the best constant rate. Chosen on the MNIST MLP and the F-MNIST
+  CNN (``benchmarks/results/horizon.md``: on Adam 0.025 / 0.35 against Alg. 1's
+  0.030 / 0.42, the decay alone 0.035 / 0.36); on the four networks of
+  ``benchmarks/results/networks/`` the median regret over η₀ falls from 1.33–2.7
+  to 1.08–2.16 (the held-out F-MNIST MLP: 1.97 to 1.87; the LM level). Pass
+  T = the number of updates of the run.
+
   **Safeguard** (``safeguard=True``). The rule adapts η only after a step, so
   one step with η far too large is taken in full (the paper's rule lowers η by
   1/2 per step, slower than a divergence grows). f₊ is already computed on the
@@ -335,8 +355,10 @@ def probabilistic_lr(
     relative_noise: :math:`R_i` = ``noise_variance`` · :math:`|f_i|`.
     increase_factor: :math:`\alpha_\uparrow` (1.2).
     decrease_factor: :math:`\alpha_\downarrow` (1/2).
-    increase_threshold: the ratio above which η grows (4/3).
-    decrease_threshold: the ratio below which η shrinks (3/4).
+    increase_threshold: the ratio above which η grows (``None``: 4/3, Alg. 1;
+      1 with ``decay_steps``).
+    decrease_threshold: the ratio below which η shrinks (``None``: 3/4;
+      1/4 with ``decay_steps``).
     max_scale: optional cap on the step factor :math:`2\Delta f/(\phi+R)`
       (the maximal step of Loizou et al.'s SPS_max; useful with ``f_min``
       in flat regions, §3.1); ``None``: no cap (the paper).
@@ -363,6 +385,9 @@ def probabilistic_lr(
       gradient as direction this is the method on that loss.
     mask: the leaves that decay (``m``): a pytree of bools or a callable
       ``params -> bools``, as ``optax.adamw``'s ``mask``; ``None``: all.
+    decay_steps: the run's number of updates T: the steps anneal by a cosine
+      decay to 0 over T and the thresholds default to the horizon's (see
+      "Horizon"); ``None``: no decay (the paper).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose updates are
@@ -429,5 +454,6 @@ def probabilistic_lr(
       max_learning_rate=max_learning_rate,
       weight_decay=weight_decay,
       mask=mask,
+      decay_steps=decay_steps,
     )
   )

@@ -59,6 +59,8 @@ NETWORK_METHODS = (
   "newton_lr",
   "probabilistic_lr",
   "probabilistic_lr_adam",
+  "probabilistic_lr_cosine",
+  "probabilistic_lr_adam_cosine",
   "vsgd",
 )
 # AlgoPerf's calibrated baselines warm up linearly over 5% of the step budget.
@@ -281,12 +283,14 @@ class AdaptlrConfig:
     kwargs: ``problem -> dict``, the paper settings that depend on the problem;
       the other arguments keep the library's defaults.
     description: one line for the report.
+    only: run on these problems only (``None``: all).
   """
 
   name: str
   method: str
   kwargs: Callable[[Any], dict] = lambda problem: {}
   description: str = ""
+  only: tuple[str, ...] | None = None  # run on these problems only (None: all)
 
 
 # Paper settings and benchmark variants of adaptlr's methods, grouped by method in
@@ -323,6 +327,22 @@ ADAPTLR_CONFIGS = (
     "probabilistic_lr",
     lambda p: {"direction": optax.scale_by_adam(b1=0.5)},
     "adaptlr.probabilistic_lr on Adam with β₁ = 0.5 (de Roos et al.)",
+  ),
+  # adaptlr's horizon (issue 12): the same, with decay_steps = the run's steps; on the
+  # network problems, the question it answers (its design study: studies/horizon.py)
+  AdaptlrConfig(
+    "probabilistic_lr_cosine",
+    "probabilistic_lr",
+    lambda p: {"direction": optax.trace(0.5), "decay_steps": p.steps},
+    "adaptlr.probabilistic_lr on SGD with momentum 0.5, decay_steps = the run's steps",
+    only=NETWORK_PROBLEMS,
+  ),
+  AdaptlrConfig(
+    "probabilistic_lr_adam_cosine",
+    "probabilistic_lr",
+    lambda p: {"direction": optax.scale_by_adam(b1=0.5), "decay_steps": p.steps},
+    "adaptlr.probabilistic_lr on Adam with β₁ = 0.5, decay_steps = the run's steps",
+    only=NETWORK_PROBLEMS,
   ),
 )
 
@@ -373,6 +393,7 @@ def _adaptlr_method(config: AdaptlrConfig) -> Method:
     swept=swept,
     lr_reader=_tree_get("learning_rate"),
     description=config.description,
+    only=config.only,
   )
 
 

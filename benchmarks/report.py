@@ -130,6 +130,8 @@ README_NAMES = {
   "newton_lr": "`adaptlr.newton_lr`",
   "probabilistic_lr": "`adaptlr.probabilistic_lr`",
   "probabilistic_lr_adam": "`… probabilistic_lr` on Adam",
+  "probabilistic_lr_cosine": "`… probabilistic_lr`, `decay_steps`",
+  "probabilistic_lr_adam_cosine": "`… probabilistic_lr` on Adam, `decay_steps`",
   "vsgd": "`adaptlr.vsgd`",
 }
 
@@ -163,6 +165,58 @@ def summary_table(out) -> str:
     )
     + " |"
   )
+  return "\n".join(lines) + "\n"
+
+
+# The README's "Which optimizer should I use?": the recommended configuration for
+# networks against the rate-free anchors and the swept ones issue 12 names.
+RECOMMENDED_NETWORKS = "probabilistic_lr_adam_cosine"
+RECOMMENDATION_ANCHORS = ("prodigy", "dadapt_adamw", "schedule_free_adamw", "adamw_cosine")
+
+
+def recommendation_table(out, method=RECOMMENDED_NETWORKS, anchors=RECOMMENDATION_ANCHORS) -> str:
+  """Point by point: regret (final training loss ÷ best-tuned) and test accuracy of
+  ``method`` from every initial rate (median, worst) against each anchor, a swept one
+  at its best rate and as the median over the rates."""
+  probs = list(out["problems"])
+  lines = [
+    "| | " + " | ".join(f"`{p}`" for p in probs) + " |",
+    "|---|" + "---|" * len(probs),
+  ]
+
+  def acc(pr, name, pick):
+    vals = pr["methods"][name]["per_rate"].get("final_test_acc") or []
+    vals = [v for v in vals if v is not None]
+    return _f(pick(vals), 3) if vals else "—"
+
+  def row(label, name, swept):
+    cells = []
+    for p in probs:
+      pr = out["problems"][p]
+      rg = pr.get("regret", {}).get(name)
+      if rg is None:
+        cells.append("")
+      elif not swept:
+        cells.append(f"{_regret_cell(rg)} (acc {acc(pr, name, np.median)})")
+      else:
+        i = int(np.argmin([np.inf if v is None else v for v in rg["per_rate"]]))
+        best_acc = pr["methods"][name]["per_rate"]["final_test_acc"][i]
+        cells.append(
+          f"best rate {_f(rg['best'], 3)} (acc {_f(best_acc, 3)}) · median {_f(rg['median'], 3)}"
+        )
+    return f"| {label} | " + " | ".join(cells) + " |"
+
+  first = out["problems"][probs[0]]
+  tf = [out["problems"][p]["tuning_freedom"].get(method) for p in probs]
+  lines.append(
+    "| **recommended**: initial rates of 1e-5 … 1 within 10% of best-tuned | "
+    + " | ".join(_tf_cell(t) if t else "" for t in tf)
+    + " |"
+  )
+  lines.append(row("… its regret, median / worst over them (median test acc)", method, False))
+  for name in anchors:
+    swept = bool(first["methods"].get(name, {}).get("swept", False))
+    lines.append(row(README_NAMES.get(name, name), name, swept))
   return "\n".join(lines) + "\n"
 
 

@@ -369,6 +369,8 @@ _PROBABILISTIC_LR_CASES = [
       ({"max_scale": 0.0}, "max_scale"),
       ({"adapt_every": 0}, "adapt_every"),
       ({"adapt_every": 1.5}, "adapt_every"),
+      ({"decay_steps": 0}, "decay_steps"),
+      ({"decay_steps": 10.5}, "decay_steps"),
       ({"min_learning_rate": 1.0, "max_learning_rate": 0.1}, "min_learning_rate"),
       ({"direction": "adam"}, "direction"),
     ),
@@ -442,6 +444,33 @@ _PROBABILISTIC_LR_REF_CASES = [
     {"learning_rate": 0.01, "direction": optax.scale_by_adam(b1=0.5)},
     probabilistic_reference,
     ref_kwargs={"learning_rate": 0.01, "base": "adam", "b1": 0.5},
+  ),
+  # the horizon: cosine-decayed steps, f₊ of the undecayed one, thresholds 1 and 1/4
+  RefCase(
+    "prob-adam-horizon",
+    adaptlr.probabilistic_lr,
+    {"learning_rate": 0.01, "direction": optax.scale_by_adam(b1=0.5), "decay_steps": 12},
+    probabilistic_reference,
+    ref_kwargs={
+      "learning_rate": 0.01,
+      "base": "adam",
+      "b1": 0.5,
+      "decay_steps": 12,
+      "increase_threshold": 1.0,
+      "decrease_threshold": 0.25,
+    },
+  ),
+  RefCase(
+    "prob-sgd-horizon-paper-thresholds",
+    adaptlr.probabilistic_lr,
+    {
+      "learning_rate": 0.05,
+      "decay_steps": 8,
+      "increase_threshold": 4 / 3,
+      "decrease_threshold": 3 / 4,
+    },
+    probabilistic_reference,
+    ref_kwargs={"learning_rate": 0.05, "decay_steps": 8},
   ),
 ]
 

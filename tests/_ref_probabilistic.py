@@ -5,7 +5,9 @@ Written line by line from Alg. 1 on the flat float64 vectors of
 ``adaptlr.scale_by_probabilistic_lr``: Δf clipped at 0, a step with φ ≤ 0 is
 not taken and η is kept; with ``safeguard`` (the default) a step whose loss
 after it, f₊ (line 15, computed anyway), is not below f is not taken either
-(η is lowered by line 19 as in the paper).
+(η is lowered by line 19 as in the paper). ``decay_steps`` T (adaptlr's
+horizon): the step taken is the step of Alg. 1 times ½(1 + cos(π min(t, T)/T)),
+while f₊ is the loss after the undecayed step.
 """
 
 import numpy as np
@@ -30,6 +32,7 @@ def probabilistic_reference(
   max_scale=None,
   adapt_every=1,
   safeguard=True,
+  decay_steps=None,
 ):
   """Alg. 1 step by step. ``base``: "sgd", "momentum" (m = βm + g) or "adam"."""
   eta = float(learning_rate)
@@ -65,9 +68,13 @@ def probabilistic_reference(
         scale = min(scale, max_scale)
     else:
       scale = 0.0  # φ ≤ 0: no step
-    w_new = w - vv * scale
+    w_full = w - vv * scale  # line 13
+    decay = (
+      1.0 if decay_steps is None else 0.5 * (1 + np.cos(np.pi * min(t, decay_steps) / decay_steps))
+    )
+    w_new = w - decay * vv * scale
     if phi > 0 and t % adapt_every == 0:
-      f_plus = prob.loss(w_new, s)  # line 15
+      f_plus = prob.loss(w_full, s)  # line 15
       ratio = (f - f_plus) / (phi / 2)
       if ratio > increase_threshold:  # lines 16–19
         eta = eta * increase_factor

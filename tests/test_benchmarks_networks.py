@@ -240,3 +240,37 @@ def test_network_rates_compares_effective_rates_against_numpy():
   assert row["spread_end"] == pytest.approx(0.12 / 0.10)
   md = network_rates.markdown(network_rates.analyse(results), "x", "cmd")
   assert "`probabilistic_lr`" in md and "`sgd` 0.1" in md
+
+
+def test_horizon_study_report(tmp_path):
+  """The horizon design study's tables and figure from a synthetic result, and its
+  candidates: the decayed ones chain a schedule of the problem's steps."""
+  import types
+
+  import jax.numpy as jnp
+
+  from benchmarks import io
+  from benchmarks.studies import horizon
+
+  rows = {
+    label: {
+      "final_train_loss": [0.3 + i, 0.2 + i, 0.25 + i],
+      "test_loss": [0.4, 0.3, 0.35],
+      "curve": [[1.0, 0.5, 0.3 + i]] * 3,
+    }
+    for i, label in enumerate([*horizon.CANDIDATES, *horizon.REFERENCES])
+  }
+  result = {"mnist_mlp": {"steps": 30, "rounds": 3, "rows": rows}}
+  md = horizon.markdown(result, "python -m benchmarks.studies.horizon", "a machine")
+  assert "| adam: horizon | 2.3 (0.4) | 2.2 (0.3) | 2.25 (0.35) | 2.25 |" in md
+  assert "Design set: `mnist_mlp` and `fmnist_2c2d`" in md
+  paths = io.write_results("horizon", {"x": 1}, md, figure=horizon.figure(result), out_dir=tmp_path)
+  assert all((tmp_path / f"horizon.{e}").stat().st_size > 0 for e in ("json", "md", "png"))
+  assert set(paths) == {"json", "md", "png"}
+
+  problem = types.SimpleNamespace(steps=30)
+  w = jnp.zeros(3)
+  for label, make in horizon.CANDIDATES.items():
+    state = make(0.01, problem).init(w)
+    decayed = "ScaleByScheduleState" in repr(state)
+    assert decayed == ("Alg. 1" not in label), label

@@ -55,3 +55,20 @@ def test_readme_network_table_is_the_committed_results():
     "import report; print(report.summary_table(json.load(open("
     "'benchmarks/results/networks/results.json'))))\""
   )
+
+
+def test_readme_recommendation_table_is_the_committed_results():
+  """The README's "Which optimizer should I use?" table is generated from the
+  committed `networks` results (benchmarks.report.recommendation_table)."""
+  import json
+
+  from benchmarks import report
+
+  results = README.parent / "benchmarks" / "results" / "networks" / "results.json"
+  table = report.recommendation_table(json.loads(results.read_text()))
+  assert "**recommended**" in table and "`contrib.prodigy`" in table
+  assert table in README.read_text(), (
+    "regenerate the README's recommendation table: python -c \"import json; from "
+    "benchmarks import report; print(report.recommendation_table(json.load(open("
+    "'benchmarks/results/networks/results.json'))))\""
+  )
