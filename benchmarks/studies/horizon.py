@@ -19,7 +19,7 @@ never run while choosing; seeds 0, 1, 2 on all four), where the horizon runs as
 ``probabilistic_lr_cosine`` / ``probabilistic_lr_adam_cosine``.
 
 Command: python -m benchmarks.studies.horizon
-Writes benchmarks/results/horizon.{json,md,png} (~25 min on 2 CPU cores).
+Writes benchmarks/results/horizon.{json,md,png} (12 min on 2 CPU cores).
 """
 
 from __future__ import annotations
