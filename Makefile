@@ -5,7 +5,7 @@
 #               on 2 cores; writes benchmarks/results/quick/ (JSON, Markdown, PNG plots).
 #   make lint   ruff check, ruff format --check and pyright (what CI runs before the tests).
 #   make test   installs adaptlr with the dev extras and runs the whole test suite
-#               (unit, contract, docstring examples, notebooks), about 11 min on 2 cores.
+#               (unit, contract, docstring examples, notebooks), about 10 min on 2 cores.
 #   make data   (below) installs the full MNIST / Fashion-MNIST sets for `--profile full`.
 
 VENV ?= .venv
