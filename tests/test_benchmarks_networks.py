@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("flax")
 
-from benchmarks import data, harness, methods, problems
+from benchmarks import data, harness, methods, problems, report
 
 
 # ------------------------------------------------------------------ brown --
@@ -85,9 +85,12 @@ def test_network_problems_run_the_network_method_set():
     "newton_lr",
     "probabilistic_lr",
     "probabilistic_lr_adam",
+    "probabilistic_lr_cosine",
+    "probabilistic_lr_adam_cosine",  # the README's recommendation for networks
     "vsgd",
   ):
     assert name in methods.NETWORK_METHODS, name
+  assert report.RECOMMENDED_NETWORKS in methods.NETWORK_METHODS
   for name in problems.PROFILES["networks"]:
     assert problems.BUDGETS["networks"][name]["methods"] == methods.NETWORK_METHODS
   tiny = dataclasses.replace(
