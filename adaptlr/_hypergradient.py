@@ -234,6 +234,12 @@ def hypergradient(
   is Baydin et al.'s and Ravaut & Gorti's Eq. 3–4; ``multiplicative`` and
   ``lookahead`` are off by default.
 
+  **On networks** the default stays and does not remove the sweep: it settles at
+  a one-step greedy rate, the same from every small η₀ and 11–540× below the best
+  fixed (effective) rate (``network_rates.md``); on heavy-ball momentum it won the
+  design networks but diverged on the held-out F-MNIST MLP
+  (``benchmarks/results/network_defaults.md``).
+
   **Multiplicative** (``multiplicative=True``, Baydin et al. §"multiplicative
   rule"): the step is scale-free,
 

@@ -557,6 +557,12 @@ def vsgd(
   Per step: 1.89× ``optax.sgd`` (2.97× refreshed every step; 3.5× in 0.1),
   ``benchmarks/results/overhead.md``; quality: ``benchmarks/results/vsgd_cost.md``.
 
+  **On networks** the default diverges on three of four networks (its curvature
+  refreshed every 10 steps); ``curvature_every=1`` is finite on all four (2.75 /
+  1.88 / 3.18 / 1.04× the best-tuned loss) but costs about two forward passes a
+  step more, over issue 12's budget for a default: pass it on networks
+  (``benchmarks/results/network_defaults.md``).
+
   **vSGD-fd** (Schaul & LeCun, ICLR 2013; py-optim ``vSGDfd``) is
   ``curvature="finite_difference", curvature_variance=True``: the rate
   :math:`\bar g^2/\bar v \cdot \bar h/\bar v_h`, with :math:`\bar v_h` the

@@ -55,13 +55,16 @@ NETWORK_METHODS = (
   "mechanize",
   "momo_adam",
   "tlr",
+  "tlr_cold_start",
   "hypergradient",
+  "hypergradient_momentum",
   "newton_lr",
   "probabilistic_lr",
   "probabilistic_lr_adam",
   "probabilistic_lr_cosine",
   "probabilistic_lr_adam_cosine",
   "vsgd",
+  "vsgd_every_step",
 )
 # AlgoPerf's calibrated baselines warm up linearly over 5% of the step budget.
 WARMUP_FRACTION = 0.05
@@ -303,6 +306,15 @@ ADAPTLR_CONFIGS = (
     lambda p: {"accumulation_steps": p.tlr_window},
     "adaptlr.tlr, global rate, accumulation = ⅓ epoch (1 full batch)",
   ),
+  # issue 12: TLR's cold start (c doubles while it caps, up to 1), measured, not the default
+  AdaptlrConfig(
+    "tlr_cold_start",
+    "tlr",
+    lambda p: {"accumulation_steps": p.tlr_window, "max_bound": 1.0},
+    "adaptlr.tlr(max_bound=1): the cold start (c doubles while it caps the update, up to 1), "
+    "accumulation = ⅓ epoch",
+    only=NETWORK_PROBLEMS,
+  ),
   AdaptlrConfig(
     "tlr_pl",
     "tlr",
@@ -314,6 +326,16 @@ ADAPTLR_CONFIGS = (
     "hypergradient",
     lambda p: {"hyper_lr": 1e-3},  # SGD-HD's β
     "adaptlr.hypergradient, additive, β = 1e-3 (Baydin et al.)",
+  ),
+  # issue 12: the additive rule on heavy-ball momentum 0.9 (Baydin et al.'s SGDN-HD is
+  # on Nesterov's), the design networks' best hypergradient candidate
+  # (studies/network_defaults.py)
+  AdaptlrConfig(
+    "hypergradient_momentum",
+    "hypergradient",
+    lambda p: {"momentum": 0.9},
+    "adaptlr.hypergradient(momentum=0.9): additive, β = 1e-3, on heavy-ball momentum 0.9",
+    only=NETWORK_PROBLEMS,
   ),
   # de Roos et al. §4: SGD with momentum 0.5 ("β of 0.5 for both optimizers")
   AdaptlrConfig(
@@ -342,6 +364,16 @@ ADAPTLR_CONFIGS = (
     "probabilistic_lr",
     lambda p: {"direction": optax.scale_by_adam(b1=0.5), "decay_steps": p.steps},
     "adaptlr.probabilistic_lr on Adam with β₁ = 0.5, decay_steps = the run's steps",
+    only=NETWORK_PROBLEMS,
+  ),
+  AdaptlrConfig("vsgd", "vsgd", description="adaptlr.vsgd, library (paper) defaults"),
+  # issue 12: vSGD-l with its curvature sampled every step (the default refreshes it every
+  # 10 steps): measured on the networks, not the default (it costs ~2 forward passes more)
+  AdaptlrConfig(
+    "vsgd_every_step",
+    "vsgd",
+    lambda p: {"curvature_every": 1},
+    "adaptlr.vsgd(curvature_every=1): the curvature sampled on every step",
     only=NETWORK_PROBLEMS,
   ),
 )

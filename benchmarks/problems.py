@@ -206,8 +206,8 @@ NETWORKS = {
 }
 for _name in NETWORKS:
   NETWORKS[_name]["methods"] = NETWORK_METHODS
-# Why each budget. Each network problem runs the 18 methods of NETWORK_METHODS (13
-# swept over 6 rates, 5 rate-free) × 3 seeds: 249 training runs, vmapped 18 at a time.
+# Why each budget. Each network problem runs the 21 methods of NETWORK_METHODS (15
+# swept over 6 rates, 6 rate-free) × 3 seeds: 288 training runs, vmapped 18 at a time.
 # Measured on 2 CPU cores (optax.sgd, 18 runs vmapped, per run-step): MNIST MLP 784-
 # 1000-10 5.5 ms, 784-256-10 1.4 ms; DeepOBS fmnist_mlp 784-1000-500-100-10 ~11 ms,
 # 784-256-128-64-10 1.6 ms; the shrunk 2c2d 27 ms (10 ms one run at a time); the LM

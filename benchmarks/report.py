@@ -126,13 +126,16 @@ README_NAMES = {
   "mechanize": "`contrib.mechanize` (Adam)",
   "momo_adam": "`contrib.momo_adam`",
   "tlr": "`adaptlr.tlr`",
+  "tlr_cold_start": "`… tlr`, `max_bound=1` (cold start)",
   "hypergradient": "`adaptlr.hypergradient`",
+  "hypergradient_momentum": "`… hypergradient`, `momentum=0.9`",
   "newton_lr": "`adaptlr.newton_lr`",
   "probabilistic_lr": "`adaptlr.probabilistic_lr`",
   "probabilistic_lr_adam": "`… probabilistic_lr` on Adam",
   "probabilistic_lr_cosine": "`… probabilistic_lr`, `decay_steps`",
   "probabilistic_lr_adam_cosine": "`… probabilistic_lr` on Adam, `decay_steps`",
   "vsgd": "`adaptlr.vsgd`",
+  "vsgd_every_step": "`… vsgd`, `curvature_every=1`",
 }
 
 

@@ -72,6 +72,8 @@ _TLR_CASES = [
     + (
       ({"bound": 0.0}, "bound"),
       ({"bound": -1.0}, "bound"),
+      ({"max_bound": 0.0}, "max_bound"),
+      ({"max_bound": 0.1}, "max_bound"),
       ({"accumulation_steps": 0}, "accumulation_steps"),
       ({"accumulation_steps": 2.5}, "accumulation_steps"),
       ({"min_learning_rate": 1.0, "max_learning_rate": 0.1}, "min_learning_rate"),
@@ -101,6 +103,21 @@ _TLR_REF_CASES = [
     {"learning_rate": 0.3, "safeguard": False},
     tlr_reference,
     steps=40,
+  ),
+  # the cold start: from 1e-4 the bound caps several updates in a row, c doubles to 1
+  RefCase(
+    "tlr-cold-start",
+    adaptlr.tlr,
+    {"learning_rate": 1e-4, "max_bound": 1.0},
+    tlr_reference,
+    steps=40,
+  ),
+  RefCase(
+    "tlr-cold-start-accumulate",
+    adaptlr.tlr,
+    {"learning_rate": 1e-4, "accumulation_steps": 3, "max_bound": 2.0},
+    tlr_reference,
+    steps=60,
   ),
   RefCase("tlr-safeguard-trips", adaptlr.tlr, {"learning_rate": 0.3}, tlr_reference, steps=40),
   RefCase(

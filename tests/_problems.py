@@ -169,3 +169,44 @@ def scan_train(opt, loss: Callable[[Any], jax.Array], params: Any, steps: int):
 
   (params, state), losses = jax.lax.scan(step, (params, state), None, length=steps)
   return params, state, losses
+
+
+# ------------------------------------------------------------ small network --
+def digits_mlp_final_losses(make, rates, epochs=15):
+  """sklearn digits (1797 × 64), MLP 64-64-10 ReLU, batch 64, ``epochs`` epochs (28
+  steps each), one compiled run vmapped over the initial rates: final training loss
+  per rate. ``make(rate, steps)`` builds the optimizer."""
+  from sklearn.datasets import load_digits
+
+  x, y = load_digits(return_X_y=True)
+  x, y = jnp.asarray(x / 16.0, jnp.float32), jnp.asarray(y)
+  n, batch = x.shape[0], 64
+  spe = n // batch
+  keys = jax.random.split(jax.random.key(1), epochs)
+  idx = jnp.concatenate([jax.random.permutation(k, n)[: spe * batch] for k in keys])
+  idx = idx.reshape(-1, batch)
+  k1, k2 = jax.random.split(jax.random.key(0))
+  p0 = {
+    "w1": jax.random.normal(k1, (64, 64)) / 8.0,
+    "b1": jnp.zeros(64),
+    "w2": jax.random.normal(k2, (64, 10)) / 8.0,
+    "b2": jnp.zeros(10),
+  }
+
+  def loss(p, x, y):
+    h = jax.nn.relu(x @ p["w1"] + p["b1"])
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(h @ p["w2"] + p["b2"], y))
+
+  def run(lr):
+    opt = make(lr, idx.shape[0])
+
+    def step(carry, ib):
+      p, s = carry
+      v, g = jax.value_and_grad(loss)(p, x[ib], y[ib])
+      u, s = opt.update(g, s, p, value=v, value_fn=loss, x=x[ib], y=y[ib])
+      return (optax.apply_updates(p, u), s), None
+
+    (p, _), _ = jax.lax.scan(step, (p0, opt.init(p0)), idx)
+    return loss(p, x, y)
+
+  return np.asarray(jax.jit(jax.vmap(run))(jnp.asarray(rates, jnp.float32)))

@@ -12,6 +12,7 @@ def tlr_reference(
   steps,
   learning_rate,
   bound=0.25,
+  max_bound=None,
   granularity="global",
   accumulation_steps=1,
   safeguard=True,
@@ -25,11 +26,16 @@ def tlr_reference(
   the step u_t = m_t, or g_t + μ m_t with ``nesterov``). ``inner_products``:
   "displacement" puts G_t = (w_{t−K} − w_t)/α = Σ u (Sec. 4 Eq. 10, App. D) in
   both slots of Eq. 9; "gradient" puts the gradient sum in the first slot.
+  ``max_bound``: adaptlr's cold start — c doubles after each update that c
+  capped, up to ``max_bound``, and returns to ``bound`` otherwise (None: the
+  paper's fixed c).
   """
   ids = prob.group_ids(granularity)
   n = ids.max() + 1
   alpha = np.full(n, float(learning_rate))
   ceiling = np.full(n, np.inf)
+  c = np.full(n, float(bound))  # this update's c per group
+  top = float(bound) if max_bound is None else float(max_bound)
   w = prob.w0.copy()
   k = accumulation_steps
   G = np.zeros_like(w)
@@ -56,15 +62,18 @@ def tlr_reference(
         ip = _group_sum(first * U_prev, ids)  # ⟨g_t, g_{t−1}⟩ (Eq. 7)
         for j in range(n):
           gu_j = max(gu[j], 0.0)  # a direction may point uphill
-          den = max(4 * (gu_j - ip[j]), ip[j] / bound)  # Eq. 9
+          den = max(4 * (gu_j - ip[j]), ip[j] / c[j])  # Eq. 9
           ratio = ip[j] / den if den > 0 else 0.0
           new = alpha[j] * (1 + ratio)
+          capped = ip[j] > 0 and ip[j] / c[j] > 4 * (gu_j - ip[j])
+          c[j] = min(2 * c[j], top) if capped else bound
           ratio_k = ip[j] / prev_gu[j] if prev_gu[j] > 0 else 0.0
           # divergence: −ip/prev_gu > 1, or (even windows) ip/prev_gu > 2
           if safeguard and prev_gu[j] > 0 and (-ratio_k > 1 or (k % 2 == 0 and ratio_k > 2)):
             r = abs(ratio_k) ** (1.0 / k)
             braked = alpha[j] / (1 + r)
             new = min(new, braked)
+            c[j] = bound
             if k > 1:
               ceiling[j] = min(ceiling[j], 1.5 * braked)
           if safeguard and k > 1:

@@ -277,3 +277,98 @@ def test_horizon_study_report(tmp_path):
     state = make(0.01, problem).init(w)
     decayed = "ScaleByScheduleState" in repr(state)
     assert decayed == ("Alg. 1" not in label), label
+
+
+def test_network_defaults_study_report(tmp_path):
+  """The design study of tlr / hypergradient / vsgd defaults: its tables (the
+  default in bold, ∞ for a diverged run, the rate-free vsgd in one column) and
+  figure from a synthetic result, and its candidates: one default per family,
+  built with the library's own defaults (no keyword but the minibatch window)."""
+  import types
+
+  import jax
+  import jax.numpy as jnp
+  import optax
+
+  import adaptlr
+  from benchmarks import io
+  from benchmarks.studies import network_defaults as nd
+
+  fams = {}
+  for fam, cands in nd.CANDIDATES.items():
+    n = 3 if fam != "vsgd" else 1
+    fams[fam] = {
+      label: {
+        "default": default,
+        "final_train_loss": [0.5 + i, float("inf"), 0.25 + i][:n],
+        "test_loss": [0.4] * n,
+        "final_lr": [0.1 * (i + 1)] * n,
+        "lr_curve": [[0.01, 0.1, 0.1 * (i + 1)]] * n,
+      }
+      for i, (label, (_, _, default)) in enumerate(cands.items())
+    }
+  result = {"fmnist_2c2d": {"steps": 30, "rounds": 3, "families": fams}}
+  md = nd.markdown(result, "python -m benchmarks.studies.network_defaults", "a machine")
+  assert "| cold start: c doubles up to 1 | 1.5 (0.2) | ∞ (0.2) | 1.25 (0.2) | 1.5 |" in md
+  assert "| **paper: c = 1/4** | 0.5 (0.1) | ∞ (0.1) | 0.25 (0.1) | 0.5 |" in md
+  assert "| `vsgd` | one run (rate-free) | median |" in md
+  assert "| **per element (vSGD-l)** | 0.5 (0.1) | 0.5 |" in md
+  assert "Design set: `mnist_mlp` and `fmnist_2c2d`" in md
+  io.write_results("network_defaults", {"x": 1}, md, figure=nd.figure(result), out_dir=tmp_path)
+  assert all((tmp_path / f"network_defaults.{e}").stat().st_size > 0 for e in ("json", "md", "png"))
+
+  problem = types.SimpleNamespace(steps=30, tlr_window=1)
+  w = jnp.zeros(3)
+  library = {
+    "tlr": adaptlr.tlr(0.01, accumulation_steps=1),
+    "hypergradient": adaptlr.hypergradient(0.01),
+    "vsgd": adaptlr.vsgd(),
+  }
+  # not quadratic: its curvature changes along the run (a stale one is not the fresh one)
+  loss = lambda p: jnp.sum((p - jnp.arange(3.0)) ** 2 * jnp.arange(1.0, 4.0) + (p - 1.0) ** 4)
+
+  def run(opt):
+    def step(carry, _):
+      p, state = carry
+      v, g = jax.value_and_grad(loss)(p)
+      u, state = opt.update(g, state, p, value=v, value_fn=loss)
+      p = optax.apply_updates(p, u)
+      return (p, state), p
+
+    _, path = jax.jit(lambda c: jax.lax.scan(step, c, None, length=25))((w, opt.init(w)))
+    return np.asarray(path)  # the iterates (some candidates meet at the minimum)
+
+  for fam, cands in nd.CANDIDATES.items():
+    defaults = [label for label, (_, _, d) in cands.items() if d]
+    assert len(defaults) == 1, (fam, defaults)
+    runs = {label: run(make(0.01, problem)) for label, (make, _, _) in cands.items()}
+    np.testing.assert_array_equal(runs[defaults[0]], run(library[fam]), err_msg=fam)
+    others = [label for label in runs if label != defaults[0]]
+    assert all(not np.array_equal(runs[o], runs[defaults[0]]) for o in others), fam
+
+
+def test_design_study_command_line_writes_its_results(tmp_path):
+  """``benchmarks.studies._design.main``, the command line the design studies share:
+  it runs the study on the problems given and writes json, md and png under --out."""
+  import json
+  import types
+
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  from benchmarks.studies import _design
+
+  calls = []
+  study = types.ModuleType("benchmarks.studies.fake_study", "A fake study.\n\nMore.")
+  study.DESIGN_PROBLEMS, study.DESIGN_SEEDS, study.RATES = ("mnist_mlp",), (100,), (1e-2,)
+  study.run = lambda problems: calls.append(problems) or {"mnist_mlp": {"x": 1}}
+  study.markdown = lambda result, command, machine: f"# fake\n\n`{command}`\n"
+  study.figure = lambda result: plt.figure()
+  _design.main(study, ["--out", str(tmp_path), "--problems", "fmnist_2c2d"])
+  assert calls == [("fmnist_2c2d",)]
+  payload = json.loads((tmp_path / "fake_study.json").read_text())
+  assert payload["design_problems"] == ["fmnist_2c2d"] and payload["design_seeds"] == [100]
+  assert "benchmarks.studies.fake_study" in (tmp_path / "fake_study.md").read_text()
+  assert (tmp_path / "fake_study.png").stat().st_size > 0

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from _problems import REF, REF_LABELS, ref_loss, run_ref
+from _problems import REF, REF_LABELS, digits_mlp_final_losses, ref_loss, run_ref
 
 import adaptlr
 
@@ -72,3 +72,18 @@ def test_adam_hd_direction_uses_previous_adam_step():
         np.testing.assert_allclose(x, -eta * y, rtol=1e-12)
       params = optax.apply_updates(params, upd)
       u_prev = u
+
+
+def test_default_on_a_small_network():
+  """The default (Baydin et al.'s additive rule, β = 1e-3) on a small MLP (sklearn
+  digits, 15 epochs) settles where consecutive minibatch gradients stop agreeing,
+  the one-step greedy rate: from η₀ = 1e-5, 1e-4, 1e-3 the same loss (measured
+  0.480 / 0.480 / 0.472) — and far above fixed-rate SGD at its best rate of the
+  grid (0.024 at 1). The docstring's "On networks"; the networks profile shows
+  the same (the learned rate 10–400× below the best fixed rate)."""
+  rates = (1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0)
+  hd = digits_mlp_final_losses(lambda lr, t: adaptlr.hypergradient(lr), rates)
+  sgd = digits_mlp_final_losses(lambda lr, t: optax.sgd(lr), rates)
+  assert np.ptp(hd[:3]) < 0.05 * hd[0], hd  # the same rate from every small η₀
+  assert np.all(hd < sgd[0]) and hd[0] < 0.6, (hd, sgd)  # it does learn its rate
+  assert np.min(hd) > 4 * np.min(sgd), (hd, sgd)  # but a short-horizon one

@@ -33,6 +33,7 @@ EXPECTED = {
       "prev_direction": P,
       "prev_inner": S,
       "ceiling": S,
+      "bound": 0,
       "grad_sum": 0,
       "direction_sum": 0,
       "direction_state": 0,

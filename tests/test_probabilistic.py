@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from _problems import runtime_uphill
+from _problems import digits_mlp_final_losses, runtime_uphill
 
 import adaptlr
 
@@ -221,45 +221,6 @@ def test_errors():
     adaptlr.probabilistic_lr(increase_threshold=0.5, decrease_threshold=0.75)
 
 
-def _digits_mlp_final_losses(make, rates):
-  """sklearn digits (1797 × 64), MLP 64-64-10 ReLU, batch 64, 15 epochs (420 steps),
-  one compiled run vmapped over the initial rates: final training loss per rate."""
-  from sklearn.datasets import load_digits
-
-  x, y = load_digits(return_X_y=True)
-  x, y = jnp.asarray(x / 16.0, jnp.float32), jnp.asarray(y)
-  n, batch, epochs = x.shape[0], 64, 15
-  spe = n // batch
-  keys = jax.random.split(jax.random.key(1), epochs)
-  idx = jnp.concatenate([jax.random.permutation(k, n)[: spe * batch] for k in keys])
-  idx = idx.reshape(-1, batch)
-  k1, k2 = jax.random.split(jax.random.key(0))
-  p0 = {
-    "w1": jax.random.normal(k1, (64, 64)) / 8.0,
-    "b1": jnp.zeros(64),
-    "w2": jax.random.normal(k2, (64, 10)) / 8.0,
-    "b2": jnp.zeros(10),
-  }
-
-  def loss(p, x, y):
-    h = jax.nn.relu(x @ p["w1"] + p["b1"])
-    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(h @ p["w2"] + p["b2"], y))
-
-  def run(lr):
-    opt = make(lr, idx.shape[0])
-
-    def step(carry, ib):
-      p, s = carry
-      v, g = jax.value_and_grad(loss)(p, x[ib], y[ib])
-      u, s = opt.update(g, s, p, value=v, value_fn=loss, x=x[ib], y=y[ib])
-      return (optax.apply_updates(p, u), s), None
-
-    (p, _), _ = jax.lax.scan(step, (p0, opt.init(p0)), idx)
-    return loss(p, x, y)
-
-  return np.asarray(jax.jit(jax.vmap(run))(jnp.asarray(rates, jnp.float32)))
-
-
 def test_horizon_on_a_small_network():
   """decay_steps (the horizon: cosine-decayed steps, thresholds 1 and 1/4) on a
   small MLP, Adam direction β₁ = 0.5, from η₀ = 1e-4, 1e-2, 1. Measured: horizon
@@ -268,19 +229,17 @@ def test_horizon_on_a_small_network():
   too small); Adam + cosine, best of the three rates, 0.041."""
   rates = (1e-4, 1e-2, 1.0)
   adam = optax.scale_by_adam(b1=0.5)
-  horizon = _digits_mlp_final_losses(
+  horizon = digits_mlp_final_losses(
     lambda lr, t: adaptlr.probabilistic_lr(lr, direction=adam, decay_steps=t), rates
   )
-  paper = _digits_mlp_final_losses(
-    lambda lr, t: adaptlr.probabilistic_lr(lr, direction=adam), rates
-  )
-  decay_only = _digits_mlp_final_losses(
+  paper = digits_mlp_final_losses(lambda lr, t: adaptlr.probabilistic_lr(lr, direction=adam), rates)
+  decay_only = digits_mlp_final_losses(
     lambda lr, t: adaptlr.probabilistic_lr(
       lr, direction=adam, decay_steps=t, increase_threshold=4 / 3, decrease_threshold=3 / 4
     ),
     rates,
   )
-  cosine = _digits_mlp_final_losses(
+  cosine = digits_mlp_final_losses(
     lambda lr, t: optax.adam(optax.cosine_decay_schedule(lr, t)), rates
   )
   assert np.all(horizon < 0.6 * decay_only), (horizon, decay_only)

@@ -24,14 +24,15 @@ Writes benchmarks/results/horizon.{json,md,png} (12 min on 2 CPU cores).
 
 from __future__ import annotations
 
-import argparse
+import sys
 
 import numpy as np
 import optax
 
 import adaptlr
-from benchmarks import harness, io, problems
+from benchmarks import harness, problems
 from benchmarks import methods as methods_lib
+from benchmarks.studies import _design
 
 DESIGN_PROBLEMS = ("mnist_mlp", "fmnist_2c2d")
 DESIGN_SEEDS = (100,)
@@ -149,28 +150,7 @@ def figure(result: dict):
 
 
 def main(argv=None):
-  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  ap.add_argument("--out", default=io.RESULTS_DIR)
-  ap.add_argument("--problems", nargs="+", default=list(DESIGN_PROBLEMS))
-  args = ap.parse_args(argv)
-  result = run(tuple(args.problems))
-  command = io.command_line("benchmarks.studies.horizon", argv)
-  machine = io.machine_info()
-  payload = {
-    "design_problems": list(args.problems),
-    "design_seeds": list(DESIGN_SEEDS),
-    "rates": list(RATES),
-    "problems": result,
-    "command": command,
-    "machine": machine,
-  }
-  io.write_results(
-    "horizon",
-    payload,
-    markdown(result, command, io.machine_line(machine)),
-    figure=figure(result),
-    out_dir=args.out,
-  )
+  _design.main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":
