@@ -330,7 +330,9 @@ def _studies():
 
   import benchmarks.studies
 
-  return sorted(m.name for m in pkgutil.iter_modules(benchmarks.studies.__path__))
+  # the studies, not their shared private helpers (``_design``)
+  mods = pkgutil.iter_modules(benchmarks.studies.__path__)
+  return sorted(m.name for m in mods if not m.name.startswith("_"))
 
 
 def test_every_study_is_indexed_in_the_results_readme():

@@ -45,7 +45,9 @@ from benchmarks.studies.sharded_transformer import (
   update_only,
 )
 
-pytestmark = pytest.mark.slow
+# one worker runs the whole file under xdist (--dist loadgroup, pyproject.toml), so each
+# method compiles its single-device and sharded steps once (_runs is cached per process)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sharded_transformer")]
 
 STEPS, BATCH, LENGTH = 3, 8, 16
 FAST = {"xla_backend_optimization_level": 0}
