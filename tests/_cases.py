@@ -20,6 +20,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, Optional
 
+import numpy as np
 import optax
 from _problems import REF_LABELS
 from _ref_newton import newton_reference
@@ -74,11 +75,20 @@ _TLR_CASES = [
       ({"bound": -1.0}, "bound"),
       ({"max_bound": 0.0}, "max_bound"),
       ({"max_bound": 0.1}, "max_bound"),
+      ({"bound": 0.5, "max_bound": np.float32(0.25)}, "max_bound"),
+      ({"max_bound": float("inf")}, "max_bound"),
       ({"accumulation_steps": 0}, "accumulation_steps"),
       ({"accumulation_steps": 2.5}, "accumulation_steps"),
       ({"min_learning_rate": 1.0, "max_learning_rate": 0.1}, "min_learning_rate"),
       ({"direction": "adam"}, "direction"),
     ),
+  ),
+  Case(
+    "tlr-cold-start",
+    adaptlr.tlr,
+    {"learning_rate": 0.01, "max_bound": 1.0},
+    hparams={"learning_rate": (1e-3, 1e-2, 0.1), "max_bound": (0.5, 1.0, 2.0)},
+    converge={"parabola": (100, 1e-6), "mixed_pytree": (200, 1e-6)},
   ),
   Case(
     "tlr-leaf-accum",
