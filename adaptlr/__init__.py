@@ -6,7 +6,6 @@ Every method is a pure ``optax.GradientTransformationExtraArgs``: it drops into
 
 from adaptlr import registry
 from adaptlr._almeida import AlmeidaState, almeida, scale_by_almeida
-from adaptlr._conventions import learning_rate
 from adaptlr._granularity import Granularity
 from adaptlr._hypergradient import HypergradientState, hypergradient, scale_by_hypergradient
 from adaptlr._newton import NewtonLRState, newton_lr, scale_by_newton_lr
@@ -14,6 +13,7 @@ from adaptlr._probabilistic import ProbabilisticLRState, probabilistic_lr, scale
 from adaptlr._smd import SMDState, scale_by_smd, smd
 from adaptlr._tlr import TLRState, scale_by_tlr, tlr
 from adaptlr._vsgd import VSGDState, scale_by_vsgd, vsgd
+from adaptlr.registry import learning_rate
 
 __version__ = "0.1.0"
 

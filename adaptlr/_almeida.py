@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adaptlr import _base, _conventions
+from adaptlr import _step, _validate
 from adaptlr._granularity import rate_dtype
 
 # Extra args Almeida's rule reads besides optax's value/grad/value_fn: none.
@@ -31,7 +31,7 @@ class AlmeidaState(NamedTuple):
   """State of :func:`scale_by_almeida`."""
 
   learning_rate: Any  # η_i per element: the rates of the last step
-  count: jax.Array  # int32: steps taken (non-finite steps excluded)
+  count: jax.Array  # int32 (): steps taken (non-finite steps excluded)
   skipped: jax.Array  # int32: non-finite steps skipped
   prev_grad: Any  # ∇(t−1) per element
   sq_avg: Any  # v_i ≈ E[∇_i²] (running average, memory τ)
@@ -64,23 +64,22 @@ def scale_by_almeida(
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with an :class:`AlmeidaState`.
   """
-  _conventions.check_learning_rate(learning_rate, "almeida")
-  _base.check_positive("learning_rate", learning_rate)
-  _conventions.check_weight_decay(weight_decay)
-  _base.check_range("tau", tau, 1.0, float("inf"))
-  _base.check_bounds(min_learning_rate, max_learning_rate)
+  _validate.learning_rate(learning_rate, "almeida")
+  _validate.positive("weight_decay", weight_decay, allow_zero=True)
+  _validate.in_range("tau", tau, 1.0, float("inf"))
+  _validate.bounds(min_learning_rate, max_learning_rate)
 
   def init_fn(params: optax.Params) -> AlmeidaState:
     dtype = rate_dtype(params)
     return AlmeidaState(
-      learning_rate=_base.clip_rates(
+      learning_rate=_step.clip_rates(
         optax.tree.full_like(params, learning_rate, dtype=dtype),
         min_learning_rate,
         max_learning_rate,
       ),
-      **_base.counters(),
-      prev_grad=_base.zeros(params, dtype),
-      sq_avg=_base.zeros(params, dtype),
+      **_step.counters(),
+      prev_grad=optax.tree.zeros_like(params, dtype=dtype),
+      sq_avg=optax.tree.zeros_like(params, dtype=dtype),
     )
 
   def update_fn(
@@ -89,7 +88,7 @@ def scale_by_almeida(
     params: Optional[optax.Params] = None,
     **extra_args: Any,
   ) -> tuple[optax.Updates, AlmeidaState]:
-    grads, _, _, extra_args = _conventions.direction_and_decay(
+    grads, _, _, extra_args = _step.direction_and_decay(
       None, updates, (), params, extra_args, weight_decay, mask, "almeida"
     )
     dtype = rate_dtype(state.learning_rate)
@@ -105,32 +104,25 @@ def scale_by_almeida(
       state.prev_grad,
       sq_avg,
     )
-    rate = _base.clip_rates(rate, min_learning_rate, max_learning_rate, state.count)
+    rate = _step.clip_rates(rate, min_learning_rate, max_learning_rate, state.count)
     new_updates = jax.tree.map(lambda r, x: (r * x).astype(x.dtype), rate, grads)
     new_state = AlmeidaState(
       learning_rate=rate,
-      count=_base.next_count(state.count),
+      count=jnp.asarray(optax.safe_increment(state.count)),
       skipped=state.skipped,
       prev_grad=g,
       sq_avg=sq_avg,
     )
-    finite = _base.finite_from(  # NaN, inf, or g² overflows
+    finite = _step.finite_from(  # NaN, inf, or g² overflows
       sum(jnp.sum(v) for v in jax.tree.leaves(sq_avg)), extra_args.get("value")
     )
-    return _base.skip_if_not_finite(finite, new_updates, new_state, state)
+    return _step.skip_if_not_finite(finite, new_updates, new_state, state)
 
-  return _base.transformation(init_fn, update_fn)
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)  # pyright: ignore[reportArgumentType]
 
 
-def almeida(
-  learning_rate: Any = 1e-3,
-  *,
-  tau: Any = 1000.0,
-  min_learning_rate: Any = 0.0,
-  max_learning_rate: Any = jnp.inf,
-  weight_decay: Any = 0.0,
-  mask: Any = None,
-) -> optax.GradientTransformationExtraArgs:
+@_step.descent(scale_by_almeida)
+def almeida():
   r"""SGD with Almeida's per-parameter rates (Schaul et al. 2013, §2).
 
   .. math::
@@ -193,13 +185,3 @@ def almeida(
     Schaul, Zhang & LeCun, No More Pesky Learning Rates, ICML 2013,
     arXiv:1206.1106, §2 and Table 1; Almeida et al. 1999.
   """
-  return _base.descent(
-    scale_by_almeida(
-      learning_rate,
-      tau=tau,
-      min_learning_rate=min_learning_rate,
-      max_learning_rate=max_learning_rate,
-      weight_decay=weight_decay,
-      mask=mask,
-    )
-  )

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adaptlr import _base, _conventions
+from adaptlr import _loss, _step, _validate
 from adaptlr import probes as _probes
 from adaptlr._granularity import GranularityLike, granularity_from, rate_dtype
 
@@ -36,7 +36,7 @@ class HypergradientState(NamedTuple):
   """State of :func:`scale_by_hypergradient`."""
 
   learning_rate: Any  # η per group
-  count: jax.Array  # int32: steps taken (non-finite steps excluded)
+  count: jax.Array  # int32 (): steps taken (non-finite steps excluded)
   skipped: jax.Array  # int32: non-finite steps skipped
   prev_direction: Any  # u_{t−1} (zeros before the first step; () with lookahead)
   direction_state: Any  # state of ``direction`` (() for SGD)
@@ -49,7 +49,7 @@ def _hypergradient_rate(rate, slope, norm, *, hyper_lr, multiplicative):
   η_{t−1}(1 + β⟨g_t, u_{t−1}⟩ / (‖g_t‖‖u_{t−1}‖)), ``norm`` = ‖g_t‖‖u_{t−1}‖.
   """
   if multiplicative:
-    new = rate * (1.0 + hyper_lr * _base.safe_div(slope, norm))
+    new = rate * (1.0 + hyper_lr * _step.safe_div(slope, norm))
   else:
     new = rate + hyper_lr * slope
   return new.astype(rate.dtype)
@@ -61,7 +61,7 @@ def _divergence_brake(new, rate, slope, prev_sq):
   The secant (exact quadratic line-search) step along g_{t−1}, as
   :func:`adaptlr.tlr`'s safeguard; otherwise ``new`` (Baydin et al.'s rule).
   """
-  k = -_base.safe_div(slope, prev_sq)
+  k = -_step.safe_div(slope, prev_sq)
   diverging = (prev_sq > 0) & (k > 1.0)
   return jnp.where(diverging, rate / (1.0 + jnp.where(diverging, k, 0.0)), new).astype(new.dtype)
 
@@ -90,13 +90,12 @@ def scale_by_hypergradient(
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with a :class:`HypergradientState`.
   """
-  _conventions.check_learning_rate(learning_rate, "hypergradient")
-  _base.check_positive("learning_rate", learning_rate)
-  _conventions.check_weight_decay(weight_decay)
-  _base.check_positive("hyper_lr", hyper_lr, allow_zero=True)
+  _validate.learning_rate(learning_rate, "hypergradient")
+  _validate.positive("weight_decay", weight_decay, allow_zero=True)
+  _validate.positive("hyper_lr", hyper_lr, allow_zero=True)
   if min_learning_rate is None:  # Baydin et al.: no clamp
     min_learning_rate = -jnp.inf
-  _base.check_bounds(min_learning_rate, max_learning_rate, signed_min=True)
+  _validate.bounds(min_learning_rate, max_learning_rate, signed_min=True)
   if multiplicative and lookahead:
     raise ValueError(
       "multiplicative=True and lookahead=True cannot be combined: the "
@@ -104,23 +103,23 @@ def scale_by_hypergradient(
       "normalize by. Use one or the other."
     )
   groups = granularity_from(granularity)
-  direction = _conventions.search_direction(direction, "hypergradient", momentum, nesterov)
+  direction = _step.search_direction(direction, "hypergradient", momentum, nesterov)
   brake = safeguard and direction is None and not (multiplicative or lookahead)
 
   def init_fn(params: optax.Params) -> HypergradientState:
     return HypergradientState(
-      learning_rate=_conventions.initial_rates(
+      learning_rate=_step.initial_rates(
         groups, params, learning_rate, rate_dtype(params), min_learning_rate, max_learning_rate
       ),
-      **_base.counters(),
+      **_step.counters(),
       prev_direction=() if lookahead else optax.tree.zeros_like(params),
-      direction_state=_base.direction_init(direction, params),
+      direction_state=_step.direction_init(direction, params),
     )
 
   def lookahead_slope(params, u, rate, extra_args):
     """−∂_α L(w − α u) at α_t (TLR Eq. 7 at the look-ahead point), per group."""
-    _base.require_params(params, "hypergradient(lookahead=True)")
-    value_fn = _base.get_value_fn(
+    _loss.require_params(params, "hypergradient(lookahead=True)")
+    value_fn = _loss.get_value_fn(
       extra_args,
       "hypergradient(lookahead=True)",
       " to take the slope at the look-ahead point w − αu",
@@ -138,7 +137,7 @@ def scale_by_hypergradient(
     params: Optional[optax.Params] = None,
     **extra_args: Any,
   ) -> tuple[optax.Updates, HypergradientState]:
-    grads, u, direction_state, extra_args = _conventions.direction_and_decay(
+    grads, u, direction_state, extra_args = _step.direction_and_decay(
       direction,
       updates,
       state.direction_state,
@@ -173,40 +172,26 @@ def scale_by_hypergradient(
     if brake:  # see hypergradient()
       prev_sq = groups.sq_norm(state.prev_direction, dtype)  # ‖g_{t−1}‖²
       new_rate = jax.tree.map(_divergence_brake, new_rate, rate, ip, prev_sq)
-    new_rate = _base.clip_rates(  # Eq. 13
+    new_rate = _step.clip_rates(  # Eq. 13
       new_rate, min_learning_rate, max_learning_rate, state.count
     )
 
     new_updates = groups.scale(new_rate, u)
     new_state = HypergradientState(
       learning_rate=new_rate,
-      count=_base.next_count(state.count),
+      count=jnp.asarray(optax.safe_increment(state.count)),
       skipped=state.skipped,
-      prev_direction=() if lookahead else _base.cast_like(u, state.prev_direction),
+      prev_direction=() if lookahead else optax.tree.cast_like(u, state.prev_direction),
       direction_state=direction_state,
     )
-    finite = _base.finite_from((ip, new_rate), extra_args.get("value"))
-    return _base.skip_if_not_finite(finite, new_updates, new_state, state)
+    finite = _step.finite_from((ip, new_rate), extra_args.get("value"))
+    return _step.skip_if_not_finite(finite, new_updates, new_state, state)
 
-  return _base.transformation(init_fn, update_fn)
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)  # pyright: ignore[reportArgumentType]
 
 
-def hypergradient(
-  learning_rate: Any = 0.01,
-  *,
-  hyper_lr: Any = 1e-3,
-  multiplicative: bool = False,
-  lookahead: bool = False,
-  granularity: GranularityLike = "global",
-  direction: Optional[optax.GradientTransformation] = None,
-  momentum: Optional[Any] = None,
-  nesterov: bool = False,
-  safeguard: bool = True,
-  min_learning_rate: Any = 0.0,
-  max_learning_rate: Any = jnp.inf,
-  weight_decay: Any = 0.0,
-  mask: Any = None,
-) -> optax.GradientTransformationExtraArgs:
+@_step.descent(scale_by_hypergradient)
+def hypergradient():
   r"""SGD (or any direction) with hypergradient descent on the learning rate.
 
   **Additive** (default; Ravaut & Gorti §3.1 Eq. 3–4, TLR App. D.4, Baydin et
@@ -347,20 +332,3 @@ def hypergradient(
     ICLR 2022 submission, Alg. 1 and App. D.4. Baydin et al., Online Learning
     Rate Adaptation with Hypergradient Descent, ICLR 2018, arXiv:1703.04782.
   """
-  return _base.descent(
-    scale_by_hypergradient(
-      learning_rate,
-      hyper_lr=hyper_lr,
-      multiplicative=multiplicative,
-      lookahead=lookahead,
-      granularity=granularity,
-      direction=direction,
-      momentum=momentum,
-      nesterov=nesterov,
-      safeguard=safeguard,
-      min_learning_rate=min_learning_rate,
-      max_learning_rate=max_learning_rate,
-      weight_decay=weight_decay,
-      mask=mask,
-    )
-  )

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-from adaptlr import _base, _conventions
+from adaptlr import _loss, _step, _validate
 from adaptlr import probes as _probes
 from adaptlr._granularity import GranularityLike, granularity_from, rate_dtype
 
@@ -37,7 +37,7 @@ class NewtonLRState(NamedTuple):
   """State of :func:`scale_by_newton_lr`."""
 
   learning_rate: Any  # η_{k+1} per group: the rate the next step uses
-  count: jax.Array  # int32: steps taken (non-finite steps excluded)
+  count: jax.Array  # int32 (): steps taken (non-finite steps excluded)
   skipped: jax.Array  # int32: steps not taken (non-finite input or f(η_k))
   loss_after: jax.Array  # L^{(k+1)} = f(η_k) = L(w_k − η_k u_k), this step's batch (§4.1)
   velocity: Any  # δ(t) of §5.2 per group: the last change of η
@@ -126,19 +126,18 @@ def scale_by_newton_lr(
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with a :class:`NewtonLRState`.
   """
-  _conventions.check_learning_rate(learning_rate, "newton_lr")
-  _base.check_positive("learning_rate", learning_rate)
-  _conventions.check_weight_decay(weight_decay)
-  _base.check_one_of("derivatives", derivatives, DERIVATIVES)
+  _validate.learning_rate(learning_rate, "newton_lr")
+  _validate.positive("weight_decay", weight_decay, allow_zero=True)
+  _validate.choice("derivatives", derivatives, DERIVATIVES)
   if eps is not None:
-    _base.check_positive("eps", eps)
-  _base.check_range("relative_eps", relative_eps, 0.0, 0.5, low_open=True, high_open=True)
+    _validate.positive("eps", eps)
+  _validate.in_range("relative_eps", relative_eps, 0.0, 0.5, low_open=True, high_open=True)
   if max_change is not None:
-    _base.check_positive("max_change", max_change)
-  _base.check_range("momentum", momentum, 0.0, 1.0, high_open=True)
-  _base.check_positive("delta", delta, allow_zero=True)
-  _base.check_one_of("probe_mode", probe_mode, _probes.PROBE_MODES)
-  _base.check_bounds(min_learning_rate, max_learning_rate)
+    _validate.positive("max_change", max_change)
+  _validate.in_range("momentum", momentum, 0.0, 1.0, high_open=True)
+  _validate.positive("delta", delta, allow_zero=True)
+  _validate.choice("probe_mode", probe_mode, _probes.PROBE_MODES)
+  _validate.bounds(min_learning_rate, max_learning_rate)
   groups = granularity_from(granularity)
   if groups.kind == "element":
     raise ValueError(
@@ -146,20 +145,20 @@ def scale_by_newton_lr(
       "line per scalar parameter): use 'global', 'leaf' or labels, or "
       "adaptlr.vsgd for per-element rates."
     )
-  direction = _base.init_direction(direction, "newton_lr")
+  direction = _validate.direction(direction, "newton_lr")
   fd = derivatives == "finite_difference"
   rule = dict(delta=delta, max_change=max_change, momentum=momentum)
 
   def init_fn(params: optax.Params) -> NewtonLRState:
     dtype = rate_dtype(params)
     return NewtonLRState(
-      learning_rate=_conventions.initial_rates(
+      learning_rate=_step.initial_rates(
         groups, params, learning_rate, dtype, min_learning_rate, max_learning_rate
       ),
-      **_base.counters(),
+      **_step.counters(),
       loss_after=jnp.asarray(jnp.inf, dtype),
       velocity=groups.init_rates(params, 0.0, dtype),
-      direction_state=_base.direction_init(direction, params),
+      direction_state=_step.direction_init(direction, params),
     )
 
   def line(value_fn, params, u, rate):
@@ -202,14 +201,14 @@ def scale_by_newton_lr(
     params: Optional[optax.Params] = None,
     **extra_args: Any,
   ) -> tuple[optax.Updates, NewtonLRState]:
-    _base.require_params(params, "newton_lr")
-    grads, u, direction_state, extra_args = _conventions.direction_and_decay(
+    _loss.require_params(params, "newton_lr")
+    grads, u, direction_state, extra_args = _step.direction_and_decay(
       direction, updates, state.direction_state, params, extra_args, weight_decay, mask, "newton_lr"
     )
-    value_fn = _base.get_value_fn(
+    value_fn = _loss.get_value_fn(
       extra_args, "newton_lr", " to probe the loss along the step direction", params=params
     )
-    finite = _base.tree_all_finite(grads, extra_args.get("value"))
+    finite = _step.tree_all_finite(grads, extra_args.get("value"))
     # Reduce the check before probing: left to the scheduler, XLA:CPU computed the
     # element-wise isfinite(g) mask (1 byte per parameter, 1/4 P in float32) before
     # the lax.map loop and reduced it after, holding it across the probes.
@@ -217,12 +216,12 @@ def scale_by_newton_lr(
     rate = state.learning_rate
     # η_{k+1} is the next step's rate: clamped to the bounds of that step.
     bounds = dict(
-      min_learning_rate=_base.bound_at(min_learning_rate, state.count + 1),
-      max_learning_rate=_base.bound_at(max_learning_rate, state.count + 1),
+      min_learning_rate=_step.bound_at(min_learning_rate, state.count + 1),
+      max_learning_rate=_step.bound_at(max_learning_rate, state.count + 1),
     )
     loss_after, num, den, tol_num, tol_den = line(value_fn, params, u, rate)
 
-    new_rate, velocity, line_rate = _base.map_rule(
+    new_rate, velocity, line_rate = _step.map_rule(
       lambda *a: _newton_rate(*a, **bounds, **rule),
       rate,
       state.velocity,
@@ -247,29 +246,13 @@ def scale_by_newton_lr(
       velocity=velocity,
       direction_state=direction_state,
     )
-    return _base.skip_if_not_finite(finite, new_updates, new_state, state)
+    return _step.skip_if_not_finite(finite, new_updates, new_state, state)
 
-  return _base.transformation(init_fn, update_fn)
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)  # pyright: ignore[reportArgumentType]
 
 
-def newton_lr(
-  learning_rate: Any = 0.01,
-  *,
-  derivatives: str = "autodiff",
-  eps: Any = None,
-  relative_eps: Any = 0.25,
-  max_change: Any = 1.0,
-  safeguard: bool = True,
-  momentum: Any = 0.0,
-  delta: Any = 1e-6,
-  granularity: GranularityLike = "global",
-  direction: Optional[optax.GradientTransformation] = None,
-  probe_mode: str = "vmap",
-  min_learning_rate: Any = 0.0,
-  max_learning_rate: Any = jnp.inf,
-  weight_decay: Any = 0.0,
-  mask: Any = None,
-) -> optax.GradientTransformationExtraArgs:
+@_step.descent(scale_by_newton_lr)
+def newton_lr():
   r"""SGD (or any direction) whose rate is learned by Newton's method on η.
 
   With :math:`f(\eta) = L(w_k - \eta u_k)` the loss along this step's direction
@@ -439,22 +422,3 @@ def newton_lr(
     Ravaut & Gorti, Gradient descent revisited via an adaptive online learning
     rate, arXiv:1801.09136: §3.2 (Eq. 5–10), §4.1 (Eq. 11–13), §5.2, §5.3, §6.1.
   """
-  return _base.descent(
-    scale_by_newton_lr(
-      learning_rate,
-      derivatives=derivatives,
-      eps=eps,
-      relative_eps=relative_eps,
-      max_change=max_change,
-      safeguard=safeguard,
-      momentum=momentum,
-      delta=delta,
-      granularity=granularity,
-      direction=direction,
-      probe_mode=probe_mode,
-      min_learning_rate=min_learning_rate,
-      max_learning_rate=max_learning_rate,
-      weight_decay=weight_decay,
-      mask=mask,
-    )
-  )

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adaptlr import _base, _conventions
+from adaptlr import _loss, _step, _validate
 from adaptlr._granularity import granularity_from, rate_dtype
 
 # Extra args the adaptation reads besides optax's value/grad/value_fn: none.
@@ -37,7 +37,7 @@ class ProbabilisticLRState(NamedTuple):
   """State of :func:`scale_by_probabilistic_lr`."""
 
   learning_rate: jax.Array  # η, the scale of the prior covariance η·W
-  count: jax.Array  # int32: steps taken (non-finite steps excluded)
+  count: jax.Array  # int32 (): steps taken (non-finite steps excluded)
   skipped: jax.Array  # int32: non-finite steps skipped
   uphill: jax.Array  # int32: steps with φ_i ≤ 0, not taken (see the docstring)
   loss_after: jax.Array  # f+ = L(θ_{i+1}) on the same batch, last adapted step (Alg. 1 l. 15)
@@ -101,33 +101,32 @@ def scale_by_probabilistic_lr(
     An ``optax.GradientTransformationExtraArgs`` with a
     :class:`ProbabilisticLRState`.
   """
-  _conventions.check_learning_rate(learning_rate, "probabilistic_lr")
-  _base.check_positive("learning_rate", learning_rate)
-  _conventions.check_weight_decay(weight_decay)
-  _base.check_positive("noise_variance", noise_variance, allow_zero=True)
-  _base.check_range("increase_factor", increase_factor, 1.0, float("inf"))
-  _base.check_range("decrease_factor", decrease_factor, 0.0, 1.0, low_open=True)
+  _validate.learning_rate(learning_rate, "probabilistic_lr")
+  _validate.positive("weight_decay", weight_decay, allow_zero=True)
+  _validate.positive("noise_variance", noise_variance, allow_zero=True)
+  _validate.in_range("increase_factor", increase_factor, 1.0, float("inf"))
+  _validate.in_range("decrease_factor", decrease_factor, 0.0, 1.0, low_open=True)
   # Alg. 1's thresholds, or the horizon's (docstring, "Horizon")
   if increase_threshold is None:
     increase_threshold = 4.0 / 3.0 if decay_steps is None else 1.0
   if decrease_threshold is None:
     decrease_threshold = 3.0 / 4.0 if decay_steps is None else 0.25
-  _base.check_positive("increase_threshold", increase_threshold)
-  _base.check_positive("decrease_threshold", decrease_threshold)
-  lo, hi = _base._concrete(decrease_threshold), _base._concrete(increase_threshold)
+  _validate.positive("increase_threshold", increase_threshold)
+  _validate.positive("decrease_threshold", decrease_threshold)
+  lo, hi = _validate.concrete(decrease_threshold), _validate.concrete(increase_threshold)
   if lo is not None and hi is not None and float(lo) > float(hi):
     raise ValueError(
       f"decrease_threshold ({decrease_threshold}) must not exceed "
       f"increase_threshold ({increase_threshold})."
     )
   if max_scale is not None:
-    _base.check_positive("max_scale", max_scale)
+    _validate.positive("max_scale", max_scale)
   if adapt_every is None:
     adapt_every = 1
   if not callable(adapt_every) and not isinstance(adapt_every, jax.Array):
-    _base.check_int("adapt_every", adapt_every, 1)
-  _base.check_bounds(min_learning_rate, max_learning_rate)
-  direction = _conventions.search_direction(direction, "probabilistic_lr", momentum, nesterov)
+    _validate.integer("adapt_every", adapt_every, 1)
+  _validate.bounds(min_learning_rate, max_learning_rate)
+  direction = _step.search_direction(direction, "probabilistic_lr", momentum, nesterov)
   groups = granularity_from("global")
   every_step = not callable(adapt_every) and isinstance(adapt_every, int) and adapt_every == 1
   rule = dict(
@@ -142,14 +141,14 @@ def scale_by_probabilistic_lr(
   def init_fn(params: optax.Params) -> ProbabilisticLRState:
     dtype = rate_dtype(params)
     return ProbabilisticLRState(
-      learning_rate=_base.clip_rates(
+      learning_rate=_step.clip_rates(
         jnp.asarray(learning_rate, dtype), min_learning_rate, max_learning_rate
       ),
-      **_base.counters(),
+      **_step.counters(),
       uphill=jnp.zeros([], jnp.int32),
       loss_after=jnp.asarray(jnp.inf, dtype),
       ratio=jnp.asarray(jnp.nan, dtype),
-      direction_state=_base.direction_init(direction, params),
+      direction_state=_step.direction_init(direction, params),
     )
 
   def update_fn(
@@ -159,12 +158,12 @@ def scale_by_probabilistic_lr(
     **extra_args: Any,
   ) -> tuple[optax.Updates, ProbabilisticLRState]:
     method = "probabilistic_lr"
-    _base.require_params(params, method)
-    grads, w_g, direction_state, extra_args = _conventions.direction_and_decay(  # W(g_i)
+    _loss.require_params(params, method)
+    grads, w_g, direction_state, extra_args = _step.direction_and_decay(  # W(g_i)
       direction, updates, state.direction_state, params, extra_args, weight_decay, mask, method
     )
-    f_i = _base.get_value(extra_args, method)
-    value_fn = _base.get_value_fn(
+    f_i = _loss.get_value(extra_args, method)
+    value_fn = _loss.get_value_fn(
       extra_args, method, " to re-evaluate the loss after the step (Alg. 1, line 15)", params=params
     )
     eta = state.learning_rate
@@ -180,7 +179,7 @@ def scale_by_probabilistic_lr(
       gap = f_i - jnp.asarray(f_min, dtype)  # line 9
     gap = jnp.maximum(gap, 0.0)
     downhill = phi > 0
-    scale = _base.safe_div(2 * gap, phi + r_i, downhill)  # Eq. 12
+    scale = _step.safe_div(2 * gap, phi + r_i, downhill)  # Eq. 12
     if max_scale is not None:
       scale = jnp.minimum(scale, max_scale)
     step = groups.scale(eta * scale, w_g)  # line 13: v_i·2Δf/(φ+R)
@@ -206,8 +205,8 @@ def scale_by_probabilistic_lr(
       ratio,
       **dict(  # lines 16–19
         rule,
-        min_learning_rate=_base.bound_at(min_learning_rate, state.count + 1),
-        max_learning_rate=_base.bound_at(max_learning_rate, state.count + 1),
+        min_learning_rate=_step.bound_at(min_learning_rate, state.count + 1),
+        max_learning_rate=_step.bound_at(max_learning_rate, state.count + 1),
       ),
     )
     if safeguard and f_min is None:  # the step raised the loss: not taken
@@ -215,42 +214,23 @@ def scale_by_probabilistic_lr(
       step = jax.tree.map(lambda s: jnp.where(raised, jnp.zeros_like(s), s), step)
     new_state = ProbabilisticLRState(
       learning_rate=jnp.where(adapt, new_eta, eta),
-      count=_base.next_count(state.count),
+      count=jnp.asarray(optax.safe_increment(state.count)),
       skipped=state.skipped,
       uphill=state.uphill + (~downhill).astype(jnp.int32),
       loss_after=jnp.where(adapt, f_plus, state.loss_after),
       ratio=jnp.where(adapt, ratio, state.ratio).astype(dtype),
       direction_state=direction_state,
     )
-    finite = _base.finite_from(phi, f_i)  # a non-finite g makes φ = η⟨g, W g⟩ so
-    return _base.skip_if_not_finite(finite, step, new_state, state)
+    finite = _step.finite_from(phi, f_i)  # a non-finite g makes φ = η⟨g, W g⟩ so
+    return _step.skip_if_not_finite(finite, step, new_state, state)
 
   # the horizon: the steps anneal after the rule, f₊ sees the undecayed step
-  return _conventions.anneal(_base.transformation(init_fn, update_fn), decay_steps)
+  tx = optax.GradientTransformationExtraArgs(init_fn, update_fn)  # pyright: ignore[reportArgumentType]
+  return _step.anneal(tx, decay_steps)
 
 
-def probabilistic_lr(
-  learning_rate: Any = 1e-3,
-  *,
-  direction: Optional[optax.GradientTransformation] = None,
-  f_min: Any = None,
-  noise_variance: Any = 0.0,
-  relative_noise: bool = False,
-  increase_factor: Any = 1.2,
-  decrease_factor: Any = 0.5,
-  increase_threshold: Any = None,
-  decrease_threshold: Any = None,
-  max_scale: Any = None,
-  adapt_every: Union[None, int, Callable[[jax.Array], jax.Array]] = None,
-  momentum: Optional[Any] = None,
-  nesterov: bool = False,
-  safeguard: bool = True,
-  min_learning_rate: Any = 0.0,
-  max_learning_rate: Any = jnp.inf,
-  weight_decay: Any = 0.0,
-  mask: Any = None,
-  decay_steps: Optional[int] = None,
-) -> optax.GradientTransformationExtraArgs:
+@_step.descent(scale_by_probabilistic_lr)
+def probabilistic_lr():
   r"""A base optimizer with de Roos et al.'s learning-rate adaptation (Alg. 1).
 
   One step of Alg. 1, with :math:`f_i` = ``value`` (the loss at
@@ -434,26 +414,3 @@ def probabilistic_lr(
     for Stochastic Optimization, arXiv:2102.10880 (2021): §2 (Eq. 12), §2.2–2.3 (Tab. 1), §3
     (Alg. 1, Eq. 14), App. A (Fig. 4).
   """
-  return _base.descent(
-    scale_by_probabilistic_lr(
-      learning_rate,
-      direction=direction,
-      f_min=f_min,
-      noise_variance=noise_variance,
-      relative_noise=relative_noise,
-      increase_factor=increase_factor,
-      decrease_factor=decrease_factor,
-      increase_threshold=increase_threshold,
-      decrease_threshold=decrease_threshold,
-      max_scale=max_scale,
-      adapt_every=adapt_every,
-      momentum=momentum,
-      nesterov=nesterov,
-      safeguard=safeguard,
-      min_learning_rate=min_learning_rate,
-      max_learning_rate=max_learning_rate,
-      weight_decay=weight_decay,
-      mask=mask,
-      decay_steps=decay_steps,
-    )
-  )

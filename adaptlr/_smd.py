@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adaptlr import _base, _conventions
+from adaptlr import _loss, _step, _validate
 from adaptlr import curvature as _curvature
 from adaptlr._granularity import GranularityLike, granularity_from, rate_dtype
 
@@ -32,7 +32,7 @@ class SMDState(NamedTuple):
   """State of :func:`scale_by_smd`."""
 
   learning_rate: Any  # η per group: the rate the *next* step uses (η_{t+1} after step t)
-  count: jax.Array  # int32: steps taken (non-finite steps excluded)
+  count: jax.Array  # int32 (): steps taken (non-finite steps excluded)
   skipped: jax.Array  # int32: non-finite steps skipped
   trace: Any  # v_t ≈ ∂θ_t/∂ log η per element, decayed by 1 − 1/τ (zeros at start)
 
@@ -63,22 +63,21 @@ def scale_by_smd(
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with an :class:`SMDState`.
   """
-  _conventions.check_learning_rate(learning_rate, "smd")
-  _base.check_positive("learning_rate", learning_rate)
-  _conventions.check_weight_decay(weight_decay)
-  _base.check_positive("meta_lr", meta_lr, allow_zero=True)
-  _base.check_range("tau", tau, 1.0, float("inf"))
-  _base.check_bounds(min_learning_rate, max_learning_rate)
+  _validate.learning_rate(learning_rate, "smd")
+  _validate.positive("weight_decay", weight_decay, allow_zero=True)
+  _validate.positive("meta_lr", meta_lr, allow_zero=True)
+  _validate.in_range("tau", tau, 1.0, float("inf"))
+  _validate.bounds(min_learning_rate, max_learning_rate)
   groups = granularity_from(granularity)
 
   def init_fn(params: optax.Params) -> SMDState:
     dtype = rate_dtype(params)
     return SMDState(
-      learning_rate=_conventions.initial_rates(
+      learning_rate=_step.initial_rates(
         groups, params, learning_rate, dtype, min_learning_rate, max_learning_rate
       ),
-      **_base.counters(),
-      trace=_base.zeros(params, dtype),
+      **_step.counters(),
+      trace=optax.tree.zeros_like(params, dtype=dtype),
     )
 
   def update_fn(
@@ -87,21 +86,21 @@ def scale_by_smd(
     params: Optional[optax.Params] = None,
     **extra_args: Any,
   ) -> tuple[optax.Updates, SMDState]:
-    _base.require_params(params, "smd")
-    grads, _, _, extra_args = _conventions.direction_and_decay(
+    params = _loss.require_params(params, "smd")
+    grads, _, _, extra_args = _step.direction_and_decay(
       None, updates, (), params, extra_args, weight_decay, mask, "smd"
     )
-    value_fn = _base.get_value_fn(
+    value_fn = _loss.get_value_fn(
       extra_args, "smd", " for the Hessian-vector product H v", params=params
     )
     dtype = rate_dtype(state.learning_rate)
     rate, v = state.learning_rate, state.trace
     # η_{t+1} is the next step's rate: clamped to the bounds of that step.
     bounds = dict(
-      min_learning_rate=_base.bound_at(min_learning_rate, state.count + 1),
-      max_learning_rate=_base.bound_at(max_learning_rate, state.count + 1),
+      min_learning_rate=_step.bound_at(min_learning_rate, state.count + 1),
+      max_learning_rate=_step.bound_at(max_learning_rate, state.count + 1),
     )
-    hv = _curvature.hvp(value_fn, params, _base.cast_like(v, params))  # H_t v_t
+    hv = _curvature.hvp(value_fn, params, optax.tree.cast_like(v, params))  # H_t v_t
     g = jax.tree.map(lambda x: x.astype(dtype), grads)
     hv = jax.tree.map(lambda x: x.astype(dtype), hv)
 
@@ -118,28 +117,19 @@ def scale_by_smd(
 
     new_state = SMDState(
       learning_rate=new_rate,
-      count=_base.next_count(state.count),
+      count=jnp.asarray(optax.safe_increment(state.count)),
       skipped=state.skipped,
       trace=trace,
     )
     check = sum(jnp.sum(x * x) for x in jax.tree.leaves((g, hv)))  # NaN, inf, or overflow
-    finite = _base.finite_from((check, gv), extra_args.get("value"))
-    return _base.skip_if_not_finite(finite, new_updates, new_state, state)
+    finite = _step.finite_from((check, gv), extra_args.get("value"))
+    return _step.skip_if_not_finite(finite, new_updates, new_state, state)
 
-  return _base.transformation(init_fn, update_fn)
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)  # pyright: ignore[reportArgumentType]
 
 
-def smd(
-  learning_rate: Any = 0.01,
-  *,
-  meta_lr: Any = 1e-3,
-  tau: Any = 100.0,
-  granularity: GranularityLike = "global",
-  min_learning_rate: Any = 0.0,
-  max_learning_rate: Any = jnp.inf,
-  weight_decay: Any = 0.0,
-  mask: Any = None,
-) -> optax.GradientTransformationExtraArgs:
+@_step.descent(scale_by_smd)
+def smd():
   r"""SGD with a rate adapted by stochastic meta-descent (Schaul et al. 2013, App. C).
 
   Exactly the updates of Schaul et al. (2013) App. C, all right-hand sides at
@@ -216,15 +206,3 @@ def smd(
     Schaul, Zhang & LeCun, No More Pesky Learning Rates, ICML 2013,
     arXiv:1206.1106, App. C; Schraudolph, ICANN 1999 and Neural Computation 2002.
   """
-  return _base.descent(
-    scale_by_smd(
-      learning_rate,
-      meta_lr=meta_lr,
-      tau=tau,
-      granularity=granularity,
-      min_learning_rate=min_learning_rate,
-      max_learning_rate=max_learning_rate,
-      weight_decay=weight_decay,
-      mask=mask,
-    )
-  )

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from adaptlr import _base, _conventions
+from adaptlr import _step, _validate
 from adaptlr._granularity import GranularityLike, granularity_from, rate_dtype
 
 # Extra args TLR reads besides optax's value/grad/value_fn: none.
@@ -33,7 +33,7 @@ class TLRState(NamedTuple):
   """State of :func:`scale_by_tlr`."""
 
   learning_rate: Any  # α per group (scalar, pytree of scalars, or per element)
-  count: jax.Array  # int32: steps taken (non-finite steps excluded)
+  count: jax.Array  # int32 (): steps taken (non-finite steps excluded)
   skipped: jax.Array  # int32: non-finite steps skipped
   prev_direction: Any  # u_{t−1} (= g_{t−1} for SGD); accumulating: the previous window's sum
   prev_inner: Any  # ⟨g_{t−1}, u_{t−1}⟩ per group (‖g_{t−1}‖² for SGD), for the safeguard
@@ -57,7 +57,7 @@ def _tlr_rate(rate, ceiling, bound, ip, gu, prev_gu, base_bound, max_bound, safe
   gu = jnp.maximum(gu, 0.0)
   newton = 4.0 * (gu - ip)
   den = jnp.maximum(newton, ip / bound)  # Eq. 9
-  ratio = _base.safe_div(ip, den)  # 0/0 keeps α
+  ratio = _step.safe_div(ip, den)  # 0/0 keeps α
   new = rate * (1.0 + ratio)  # Alg. 2, line 5
   capped = (ip > 0) & (ip / bound > newton)
   next_bound = jnp.where(capped, jnp.minimum(2.0 * bound, max_bound), base_bound)  # cold start
@@ -92,7 +92,7 @@ def _tlr_rate(rate, ceiling, bound, ip, gu, prev_gu, base_bound, max_bound, safe
 
 def _check_max_bound(max_bound, bound):
   """Raises ``ValueError`` if concrete values give max_bound < bound or not finite."""
-  mb, b = _base._concrete(max_bound), _base._concrete(bound)
+  mb, b = _validate.concrete(max_bound), _validate.concrete(bound)
   if mb is not None and not np.all(np.isfinite(mb)):
     raise ValueError(f"tlr: max_bound must be finite (1: at most doubling), got {max_bound!r}.")
   if mb is not None and b is not None and np.any(np.asarray(mb) < np.asarray(b)):
@@ -127,40 +127,39 @@ def scale_by_tlr(
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with a :class:`TLRState`.
   """
-  _conventions.check_learning_rate(learning_rate, "tlr")
-  _base.check_positive("learning_rate", learning_rate)
-  _conventions.check_weight_decay(weight_decay)
-  _base.check_positive("bound", bound)
+  _validate.learning_rate(learning_rate, "tlr")
+  _validate.positive("weight_decay", weight_decay, allow_zero=True)
+  _validate.positive("bound", bound)
   cold_start = max_bound is not None
   max_bound = bound if max_bound is None else max_bound
-  _base.check_positive("max_bound", max_bound)
+  _validate.positive("max_bound", max_bound)
   _check_max_bound(max_bound, bound)
-  accumulation_steps = _base.check_int(
+  accumulation_steps = _validate.integer(
     "accumulation_steps", 1 if accumulation_steps is None else accumulation_steps, 1
   )
-  _base.check_bounds(min_learning_rate, max_learning_rate)
-  _base.check_one_of("inner_products", inner_products, INNER_PRODUCTS)
+  _validate.bounds(min_learning_rate, max_learning_rate)
+  _validate.choice("inner_products", inner_products, INNER_PRODUCTS)
   groups = granularity_from(granularity)
-  direction = _conventions.search_direction(direction, "tlr", momentum, nesterov)  # as optax.sgd
+  direction = _step.search_direction(direction, "tlr", momentum, nesterov)  # as optax.sgd
   displacement = inner_products == "displacement"
   k = accumulation_steps
   accumulate = k > 1
 
   def init_fn(params: optax.Params) -> TLRState:
     dtype = rate_dtype(params)
-    acc = lambda: _base.zeros(params, dtype)
+    acc = lambda: optax.tree.zeros_like(params, dtype=dtype)
     return TLRState(
-      learning_rate=_conventions.initial_rates(
+      learning_rate=_step.initial_rates(
         groups, params, learning_rate, dtype, min_learning_rate, max_learning_rate
       ),
-      **_base.counters(),
+      **_step.counters(),
       prev_direction=acc() if accumulate else optax.tree.zeros_like(params),
       prev_inner=groups.init_rates(params, 0.0, dtype),
       ceiling=groups.init_rates(params, jnp.inf, dtype),
       bound=groups.init_rates(params, bound, dtype) if cold_start else (),
       grad_sum=acc() if accumulate else (),
       direction_sum=acc() if (accumulate and direction is not None) else (),
-      direction_state=_base.direction_init(direction, params),
+      direction_state=_step.direction_init(direction, params),
     )
 
   def update_fn(
@@ -169,7 +168,7 @@ def scale_by_tlr(
     params: Optional[optax.Params] = None,
     **extra_args: Any,
   ) -> tuple[optax.Updates, TLRState]:
-    grads, u, direction_state, extra_args = _conventions.direction_and_decay(
+    grads, u, direction_state, extra_args = _step.direction_and_decay(
       direction, updates, state.direction_state, params, extra_args, weight_decay, mask, "tlr"
     )
     if accumulate:  # Eq. 10
@@ -190,7 +189,7 @@ def scale_by_tlr(
     first = window_u if displacement else window_g
     ip = groups.vdot(first, state.prev_direction, dtype)  # ⟨g_t, u_{t−1}⟩, Eq. 7
     gu = groups.vdot(first, window_u, dtype)  # ⟨g_t, u_t⟩
-    candidate, ceiling, next_bound = _base.map_rule(
+    candidate, ceiling, next_bound = _step.map_rule(
       lambda r, m, c, a, b, p: _tlr_rate(r, m, c, a, b, p, bound, max_bound, safeguard, k),
       state.learning_rate,
       state.ceiling,
@@ -199,7 +198,7 @@ def scale_by_tlr(
       gu,
       state.prev_inner,
     )
-    candidate = _base.clip_rates(candidate, min_learning_rate, max_learning_rate, state.count)
+    candidate = _step.clip_rates(candidate, min_learning_rate, max_learning_rate, state.count)
     adapt = window_end & has_prev
     rate = optax.tree.where(adapt, candidate, state.learning_rate)
     ceiling = optax.tree.where(adapt, ceiling, state.ceiling)
@@ -212,13 +211,13 @@ def scale_by_tlr(
       grad_sum = zero_if_end(grad_sum)
       direction_sum = zero_if_end(direction_sum) if direction is not None else ()
     else:
-      prev_direction = _base.cast_like(u, state.prev_direction)
+      prev_direction = optax.tree.cast_like(u, state.prev_direction)
       prev_inner, grad_sum, direction_sum = gu, (), ()
 
     new_updates = groups.scale(rate, u)  # Alg. 2, line 6
     new_state = TLRState(
       learning_rate=rate,
-      count=_base.next_count(state.count),
+      count=jnp.asarray(optax.safe_increment(state.count)),
       skipped=state.skipped,
       prev_direction=prev_direction,
       prev_inner=prev_inner,
@@ -229,29 +228,14 @@ def scale_by_tlr(
       direction_state=direction_state,
     )
     # ⟨g, u⟩ sees every entry of g (of the window sum, which includes g_t).
-    finite = _base.finite_from((gu, ip), extra_args.get("value"))
-    return _base.skip_if_not_finite(finite, new_updates, new_state, state)
+    finite = _step.finite_from((gu, ip), extra_args.get("value"))
+    return _step.skip_if_not_finite(finite, new_updates, new_state, state)
 
-  return _base.transformation(init_fn, update_fn)
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)  # pyright: ignore[reportArgumentType]
 
 
-def tlr(
-  learning_rate: Any = 0.01,
-  *,
-  bound: Any = 0.25,
-  max_bound: Any = None,
-  granularity: GranularityLike = "global",
-  accumulation_steps: Optional[int] = None,
-  momentum: Optional[float] = None,
-  nesterov: bool = False,
-  direction: Optional[optax.GradientTransformation] = None,
-  inner_products: str = "gradient",
-  safeguard: bool = True,
-  min_learning_rate: Any = 0.0,
-  max_learning_rate: Any = jnp.inf,
-  weight_decay: Any = 0.0,
-  mask: Any = None,
-) -> optax.GradientTransformationExtraArgs:
+@_step.descent(scale_by_tlr)
+def tlr():
   r"""SGD (or any search direction) with a Trainable Learning Rate (GD-TLR, Alg. 2).
 
   The rate is a trainable parameter of the augmented loss
@@ -396,21 +380,3 @@ def tlr(
     Eq. 2, 7–10, Alg. 2, App. D and D.2; the authors' code,
     github.com/georgeretsi/NTLR.
   """
-  return _base.descent(
-    scale_by_tlr(
-      learning_rate,
-      bound=bound,
-      max_bound=max_bound,
-      granularity=granularity,
-      accumulation_steps=accumulation_steps,
-      momentum=momentum,
-      nesterov=nesterov,
-      direction=direction,
-      inner_products=inner_products,
-      safeguard=safeguard,
-      min_learning_rate=min_learning_rate,
-      max_learning_rate=max_learning_rate,
-      weight_decay=weight_decay,
-      mask=mask,
-    )
-  )

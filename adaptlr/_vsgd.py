@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from adaptlr import _base, _conventions
+from adaptlr import _loss, _step, _validate
 from adaptlr import curvature as _curvature
 from adaptlr._granularity import GranularityLike, granularity_from, rate_dtype
 
@@ -42,7 +42,7 @@ class VSGDState(NamedTuple):
   """State of :func:`scale_by_vsgd`."""
 
   learning_rate: Any  # η per group: 0 during the slow start, then lr · η* (Eq. 7 / 8)
-  count: jax.Array  # int32: steps taken (non-finite steps excluded), slow start included
+  count: jax.Array  # int32 (): steps taken (non-finite steps excluded), slow start included
   skipped: jax.Array  # int32: non-finite steps skipped
   grad_avg: Any  # ḡ per element (§4.1)
   sq_avg: Any  # per group: v̄ (element-wise) or l̄ = E‖∇‖² over the group (§4.1)
@@ -77,7 +77,7 @@ def _vsgd_rate(
   """
   n = batch_size
   den = sq_avg if n is None else sq_avg / n + (n - 1.0) / n * num  # minibatch correction
-  vpart = jnp.clip(_base.safe_div(num, den), 0.0, 1.0)  # ḡ² / v̄ ∈ [0, 1]
+  vpart = jnp.clip(_step.safe_div(num, den), 0.0, 1.0)  # ḡ² / v̄ ∈ [0, 1]
   rate = learning_rate * vpart / jnp.maximum(h_plus, min_curvature)  # Eq. 7 / 8
   rate = rate.astype(dtype)
   rate = jnp.clip(rate, min_learning_rate, max_learning_rate).astype(rate.dtype)
@@ -143,14 +143,14 @@ def _vsgd_element(
   den_h = den * jnp.maximum(curv_avg, min_curvature)
   live = ok & ~warm
   clamped = not (_is_value(min_learning_rate, 0.0) and _is_value(max_learning_rate, jnp.inf))
-  rate = learning_rate * _base.safe_div(m, den_h)  # Eq. 7
+  rate = learning_rate * _step.safe_div(m, den_h)  # Eq. 7
   if clamped:
     rate = jnp.clip(rate, min_learning_rate, max_learning_rate)
     update = jnp.where(live, rate * gd, 0.0)
   else:  # own divide: no shared array
-    update = _base.safe_div((learning_rate * gd) * m, den_h, live & (den_h > 0))
+    update = _step.safe_div((learning_rate * gd) * m, den_h, live & (den_h > 0))
   rate = jnp.where(ok, jnp.where(warm, 0.0, rate), old_rate).astype(dtype)
-  vpart = _base.safe_div(m, den)
+  vpart = _step.safe_div(m, den)
   new_tau = tau + 1.0 - tau * vpart  # §4.2
   if start_memory == "adapted":  # τ after the slow start
     first = 2.0 - vpart
@@ -164,7 +164,7 @@ def _vsgd_element(
 
 def _is_value(x: Any, value: float) -> bool:
   """``x`` is concretely the scalar ``value`` (a traced bound counts as not)."""
-  x = _base._concrete(x)
+  x = _validate.concrete(x)
   return x is not None and bool(np.all(np.asarray(x) == value))
 
 
@@ -194,33 +194,32 @@ def scale_by_vsgd(
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with a :class:`VSGDState`.
   """
-  _conventions.check_learning_rate(learning_rate, "vsgd")
-  _base.check_positive("learning_rate", learning_rate)
-  _conventions.check_weight_decay(weight_decay)
-  _base.check_one_of("curvature", curvature, _curvature.ESTIMATORS)
+  _validate.learning_rate(learning_rate, "vsgd")
+  _validate.positive("weight_decay", weight_decay, allow_zero=True)
+  _validate.choice("curvature", curvature, _curvature.ESTIMATORS)
   # n₀ = 1 would start the memory at τ = 1, a fixed point of §4.2 (one-sample
   # averages give ḡ² = v̄, so τ stays 1 and the rate stays 1/h whatever the noise).
-  n0 = _base.check_int("init_samples", 10 if init_samples is None else init_samples, 2)
+  n0 = _validate.integer("init_samples", 10 if init_samples is None else init_samples, 2)
   groups = granularity_from(granularity)
   if curvature_every is None:
     every = _DEFAULT_EVERY[curvature] if groups.kind == "element" else 1
   else:
-    every = _base.check_int("curvature_every", curvature_every, 1)
+    every = _validate.integer("curvature_every", curvature_every, 1)
   if isinstance(slow_start, str):
     if slow_start != _PAPER_C:
       raise ValueError(
         f"slow_start must be a number >= 1 or {_PAPER_C!r} (the paper's rule), got {slow_start!r}."
       )
   else:
-    _base.check_range("slow_start", slow_start, 1.0, float("inf"))
+    _validate.in_range("slow_start", slow_start, 1.0, float("inf"))
   if isinstance(start_memory, str):
-    _base.check_one_of("start_memory", start_memory, _START_MEMORY)
+    _validate.choice("start_memory", start_memory, _START_MEMORY)
   else:  # τ = 1 is a fixed point of §4.2 (see init_samples above)
-    _base.check_range("start_memory", start_memory, 1.0, float("inf"), low_open=True)
-  n = None if batch_size is None else _base.check_int("batch_size", batch_size, 1)
-  _base.check_positive("min_curvature", min_curvature)
-  seed = _base.check_int("seed", 0 if seed is None else seed, 0)
-  _base.check_bounds(min_learning_rate, max_learning_rate)
+    _validate.in_range("start_memory", start_memory, 1.0, float("inf"), low_open=True)
+  n = None if batch_size is None else _validate.integer("batch_size", batch_size, 1)
+  _validate.positive("min_curvature", min_curvature)
+  seed = _validate.integer("seed", 0 if seed is None else seed, 0)
+  _validate.bounds(min_learning_rate, max_learning_rate)
   rule = dict(
     learning_rate=learning_rate,
     min_curvature=min_curvature,
@@ -233,11 +232,11 @@ def scale_by_vsgd(
     dtype = rate_dtype(params)
     return VSGDState(
       learning_rate=groups.init_rates(params, 0.0, dtype),
-      **_base.counters(),
-      grad_avg=_base.zeros(params, dtype),
+      **_step.counters(),
+      grad_avg=optax.tree.zeros_like(params, dtype=dtype),
       sq_avg=groups.init_rates(params, 0.0, dtype),
-      curv_avg=_base.zeros(params, dtype),
-      curv_sq_avg=_base.zeros(params, dtype) if curvature_variance else (),
+      curv_avg=optax.tree.zeros_like(params, dtype=dtype),
+      curv_sq_avg=optax.tree.zeros_like(params, dtype=dtype) if curvature_variance else (),
       tau=groups.init_rates(params, float(n0), dtype),
       key=jax.random.PRNGKey(seed) if random else (),
     )
@@ -261,7 +260,7 @@ def scale_by_vsgd(
           "Gauss-Newton diagonal); or use curvature='hutchinson'."
         )
       return jax.tree.map(lambda x: jnp.abs(jnp.asarray(x)), c)
-    _base.require_params(params, name)
+    _loss.require_params(params, name)
     if curvature == "gauss_newton":
       logits_fn = extra_args.get("logits_fn")
       if logits_fn is None:
@@ -272,10 +271,10 @@ def scale_by_vsgd(
           "mean softmax cross-entropy (keyword args it accepts are forwarded); or use "
           "curvature='hutchinson', which needs only `value_fn`."
         )
-      kwargs = _base.value_fn_kwargs(logits_fn, extra_args)
+      kwargs = _loss.value_fn_kwargs(logits_fn, extra_args)
       fn = functools.partial(logits_fn, **kwargs) if kwargs else logits_fn
       return _curvature.softmax_gauss_newton_diagonal(fn, params, key)
-    value_fn = _base.get_value_fn(
+    value_fn = _loss.get_value_fn(
       extra_args,
       name,
       " to estimate the diagonal curvature (or pass curvature='given' and the "
@@ -288,7 +287,7 @@ def scale_by_vsgd(
     delta = jax.tree.map(
       lambda g, a: jnp.where(state.count == 0, g, a.astype(g.dtype)), grads, state.grad_avg
     )
-    fallback = _base.cast_like(state.curv_avg, params)
+    fallback = optax.tree.cast_like(state.curv_avg, params)
     return _curvature.finite_difference_diagonal(value_fn, params, grads, delta, fallback)
 
   def curvature_average(grads, state, params, extra_args, key, finite, warm):
@@ -331,14 +330,14 @@ def scale_by_vsgd(
     params: Optional[optax.Params] = None,
     **extra_args: Any,
   ) -> tuple[optax.Updates, VSGDState]:
-    grads, _, _, extra_args = _conventions.direction_and_decay(
+    grads, _, _, extra_args = _step.direction_and_decay(
       None, updates, (), params, extra_args, weight_decay, mask, "vsgd"
     )
     dtype = rate_dtype(state.learning_rate)
     count = state.count
     bounds = dict(
-      min_learning_rate=_base.bound_at(min_learning_rate, count),
-      max_learning_rate=_base.bound_at(max_learning_rate, count),
+      min_learning_rate=_step.bound_at(min_learning_rate, count),
+      max_learning_rate=_step.bound_at(max_learning_rate, count),
     )
     warm = count < n0  # slow start (§4.4)
     key, sub = jax.random.split(state.key) if random else ((), None)
@@ -361,7 +360,7 @@ def scale_by_vsgd(
     check = sum(jnp.sum(x if element else jnp.square(x)) for x in jax.tree.leaves(g))
     if grad_sq is not None:
       check = check + sum(jnp.sum(x) for x in jax.tree.leaves(grad_sq))
-    finite = _base.finite_from(check, extra_args.get("value"))
+    finite = _step.finite_from(check, extra_args.get("value"))
     curv_avg, curv_sq_avg, finite = curvature_average(
       grads, state, params, extra_args, sub, finite, warm
     )
@@ -370,7 +369,7 @@ def scale_by_vsgd(
     if element and not curvature_variance:  # vSGD-l, fused
       first_d = (count + 1).astype(dtype)
       c_now = jnp.where(count == n0 - 1, c, 1.0).astype(dtype)
-      new_updates, grad_avg, sq_avg, rate, tau = _base.map_rule(
+      new_updates, grad_avg, sq_avg, rate, tau = _step.map_rule(
         lambda gl, ql, *a: _vsgd_element(
           gl,
           None if grad_sq is None else ql,
@@ -395,7 +394,7 @@ def scale_by_vsgd(
       keep = lambda new, old: jnp.where(finite, new, old)
       new_state = VSGDState(
         learning_rate=rate,
-        count=keep(_base.next_count(count), count),
+        count=keep(optax.safe_increment(count), count),
         skipped=keep(state.skipped, state.skipped + 1),
         grad_avg=grad_avg,
         sq_avg=sq_avg,
@@ -426,12 +425,12 @@ def scale_by_vsgd(
       # per group the largest v̄_h / h̄ (as h⁺ = max h̄). v̄_h / h̄ ≥ h̄ holds for
       # the exact averages (E[h²] ≥ E[h]²); enforced, as h² underflows first.
       inv = jax.tree.map(
-        lambda hb, vh: jnp.maximum(_base.safe_div(vh, hb), hb), curv_avg, curv_sq_avg
+        lambda hb, vh: jnp.maximum(_step.safe_div(vh, hb), hb), curv_avg, curv_sq_avg
       )
       h_plus = groups.max(inv, dtype)  # v̄_h / h̄
     else:
       h_plus = groups.max(curv_avg, dtype)  # h̄ or h⁺ = max h̄
-    rate, tau = _base.map_rule(
+    rate, tau = _step.map_rule(
       lambda m, v, hp, t: _vsgd_rate(m, v, hp, t, warm, last_warm, dtype=dtype, **bounds, **rule),
       num,
       sq_avg,
@@ -441,7 +440,7 @@ def scale_by_vsgd(
     new_updates = groups.scale(rate, grads)  # θ ← θ − η ∇
     new_state = VSGDState(
       learning_rate=rate,
-      count=_base.next_count(count),
+      count=jnp.asarray(optax.safe_increment(count)),
       skipped=state.skipped,
       grad_avg=grad_avg,
       sq_avg=sq_avg,
@@ -450,29 +449,13 @@ def scale_by_vsgd(
       tau=tau,
       key=key,
     )
-    return _base.skip_if_not_finite(finite, new_updates, new_state, state)
+    return _step.skip_if_not_finite(finite, new_updates, new_state, state)
 
-  return _base.transformation(init_fn, update_fn)
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)  # pyright: ignore[reportArgumentType]
 
 
-def vsgd(
-  learning_rate: Any = 1.0,
-  *,
-  granularity: GranularityLike = "element",
-  curvature: str = "hutchinson",
-  curvature_every: Optional[int] = None,
-  init_samples: Optional[int] = None,
-  slow_start: Union[float, str] = 2.0,
-  start_memory: Union[float, str] = "init_samples",
-  curvature_variance: bool = False,
-  batch_size: Optional[int] = None,
-  min_curvature: Any = 1e-6,
-  seed: Optional[int] = None,
-  min_learning_rate: Any = 0.0,
-  max_learning_rate: Any = jnp.inf,
-  weight_decay: Any = 0.0,
-  mask: Any = None,
-) -> optax.GradientTransformationExtraArgs:
+@_step.descent(scale_by_vsgd)
+def vsgd():
   r"""vSGD (vSGD-l / -b / -g): SGD whose rates are estimated, not tuned.
 
   **Rates** (§3–5). For a noisy quadratic the rate that minimizes the expected
@@ -690,22 +673,3 @@ def vsgd(
     non-smooth gradients, ICLR 2013, arXiv:1301.3764 (vSGD-fd). The authors'
     code: T. Schaul's py-optim (``vSGD``, ``vSGDfd``), S. Zhang's ``vsgd-bb.m``.
   """
-  return _base.descent(
-    scale_by_vsgd(
-      learning_rate,
-      granularity=granularity,
-      curvature=curvature,
-      curvature_every=curvature_every,
-      init_samples=init_samples,
-      slow_start=slow_start,
-      start_memory=start_memory,
-      curvature_variance=curvature_variance,
-      batch_size=batch_size,
-      min_curvature=min_curvature,
-      seed=seed,
-      min_learning_rate=min_learning_rate,
-      max_learning_rate=max_learning_rate,
-      weight_decay=weight_decay,
-      mask=mask,
-    )
-  )

@@ -73,7 +73,7 @@ from typing import Any
 import jax
 import optax
 
-from adaptlr import _base
+from adaptlr import _loss
 
 try:
   from flax import nnx
@@ -99,7 +99,7 @@ def _graph_kwargs(graph: bool | None) -> dict[str, Any]:
 
 
 def _loss_only(out: Any, has_aux: bool) -> Any:
-  return _base.loss_from(out, has_aux, "adaptlr.flax", flag="has_aux")
+  return _loss.loss_from(out, has_aux, "adaptlr.flax", flag="has_aux")
 
 
 def _strip_aux(loss_fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -155,7 +155,7 @@ def _with_params_signature(
 ) -> Callable[..., Any]:
   """``fn`` advertising the signature of ``loss_fn`` with its first argument named ``params``.
 
-  adaptlr (``_base.value_fn_kwargs``) and optax's line searches forward to
+  adaptlr (``_loss.value_fn_kwargs``) and optax's line searches forward to
   ``value_fn`` exactly the keyword args its signature names, so the batch
   arguments of ``loss_fn`` (``x``, ``y``, ...) must appear there.
   """

@@ -1,9 +1,9 @@
-"""The one list of adaptlr's methods.
+"""The one list of adaptlr's methods, and :func:`learning_rate`, which reads their states.
 
-The contract and Flax tests and the benchmarks read this registry (and a test
-checks that the README's method table has a row for each entry); a new method
-is added by writing its module and one :class:`MethodSpec` entry below (see
-``CONTRIBUTING.md``).
+The top layer: it imports every method. The contract and Flax tests and the
+benchmarks read this registry (a test checks that the README's method table
+has a row for each entry); a new method is added by writing its module and one
+:class:`MethodSpec` entry below (see ``CONTRIBUTING.md``).
 
 Example:
   >>> import adaptlr
@@ -19,6 +19,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
+
+import jax
+import optax
 
 from adaptlr import _almeida, _hypergradient, _newton, _probabilistic, _smd, _tlr, _vsgd
 
@@ -38,8 +41,8 @@ class MethodSpec:
       (``False`` for vSGD, where it is a factor on the estimated rate).
     consumes: extra-arg names the method reads itself besides optax's
       ``value``, ``grad`` and ``value_fn`` (its module's ``CONSUMES``); the
-      union over all methods is never forwarded to ``value_fn``
-      (``adaptlr._base.reserved_extra_args``).
+      union over all methods is in ``adaptlr._loss.RESERVED_EXTRA_ARGS``, never
+      forwarded to ``value_fn``.
     paper: the reference, by title and venue.
   """
 
@@ -125,3 +128,54 @@ METHODS: Mapping[str, MethodSpec] = {
     ),
   )
 }
+
+_STATES = frozenset(spec.state.__name__ for spec in METHODS.values())
+
+
+def _is_learned_rate(path, value) -> bool:
+  del value
+  last = path[-1] if path else None
+  return isinstance(last, optax.tree_utils.NamedTupleKey) and last.tuple_name in _STATES
+
+
+def learning_rate(state: optax.OptState) -> Any:
+  """The learned rate(s) of the adaptlr method in ``state``.
+
+  Finds the ``learning_rate`` field of the method's own state wherever it sits:
+  directly, in an ``optax.chain``, under ``optax.inject_hyperparams`` (whose
+  ``hyperparams["learning_rate"]`` is only the *initial* rate), ``optax.masked``
+  or ``optax.MultiSteps``: ``optax.tree.get`` with a filter that keeps
+  adaptlr's states only.
+
+  Args:
+    state: an optimizer state holding exactly one adaptlr method's state.
+
+  Returns:
+    The rate: a scalar, a pytree of scalars, or per-element rates, per the
+    method's ``granularity``.
+
+  Raises:
+    ValueError: ``state`` holds no adaptlr method's state, or several (then
+      use ``optax.tree.get_all_with_path`` with the same filter).
+
+  Example:
+    >>> import jax, jax.numpy as jnp, optax, adaptlr
+    >>> opt = optax.inject_hyperparams(adaptlr.tlr)(learning_rate=0.1)
+    >>> state = jax.jit(opt.init)(jnp.ones(3))
+    >>> round(float(adaptlr.learning_rate(state)), 6)
+    0.1
+  """
+  found = optax.tree.get_all_with_path(state, "learning_rate", _is_learned_rate)
+  if len(found) == 1:
+    return found[0][1]
+  if not found:
+    raise ValueError(
+      "No adaptlr method's state found: pass the state returned by the adaptlr "
+      "optimizer's init/update (possibly inside chain, inject_hyperparams, masked or "
+      "MultiSteps)."
+    )
+  paths = [jax.tree_util.keystr(p) for p, _ in found]
+  raise ValueError(
+    f"Several adaptlr methods' states found ({paths}): read each with "
+    "optax.tree.get_all_with_path(state, 'learning_rate', filtering)."
+  )

@@ -1,11 +1,11 @@
-"""adaptlr._granularity and adaptlr._base: groups, reductions, validation, extra args."""
+"""adaptlr._granularity, _validate, _loss and _step: groups, reductions, validation, extra args."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from adaptlr import _base
+from adaptlr import _loss, _step, _validate
 from adaptlr._granularity import Granularity, granularity_from, rate_dtype
 
 PARAMS = {
@@ -78,21 +78,21 @@ def test_bad_granularity_and_labels():
 
 def test_validation_concrete_and_traced():
   with pytest.raises(ValueError, match="learning_rate must be positive"):
-    _base.check_positive("learning_rate", -1.0)
+    _validate.positive("learning_rate", -1.0)
   with pytest.raises(ValueError, match="non-negative"):
-    _base.check_positive("beta", -1e-3, allow_zero=True)
-  _base.check_positive("beta", 0.0, allow_zero=True)
+    _validate.positive("beta", -1e-3, allow_zero=True)
+  _validate.positive("beta", 0.0, allow_zero=True)
   with pytest.raises(ValueError, match="positive"):
-    _base.check_positive("learning_rate", float("nan"))
-  jax.jit(lambda v: _base.check_positive("learning_rate", v) or v)(-1.0)  # traced: passes
+    _validate.positive("learning_rate", float("nan"))
+  jax.jit(lambda v: _validate.positive("learning_rate", v) or v)(-1.0)  # traced: passes
   with pytest.raises(ValueError, match=r"lie in \[0, 1\)"):
-    _base.check_range("momentum", 1.0, 0, 1, high_open=True)
-  assert _base.check_int("k", np.int64(3)) == 3
+    _validate.in_range("momentum", 1.0, 0, 1, high_open=True)
+  assert _validate.integer("k", np.int64(3)) == 3
   for bad in (0, 2.5, True, "3"):
     with pytest.raises(ValueError, match="k must be an integer"):
-      _base.check_int("k", bad)
+      _validate.integer("k", bad)
   with pytest.raises(ValueError, match="static_args"):
-    jax.jit(lambda v: _base.check_int("k", v))(3)
+    jax.jit(lambda v: _validate.integer("k", v))(3)
 
 
 def test_value_fn_kwargs_forwarding():
@@ -100,15 +100,15 @@ def test_value_fn_kwargs_forwarding():
     return jnp.sum(params * x) + y
 
   extra = {"value": 1.0, "grad": 2.0, "value_fn": loss, "x": 3.0, "y": 4.0, "other": 5.0}
-  assert _base.value_fn_kwargs(loss, extra) == {"x": 3.0, "y": 4.0}
-  fn = _base.get_value_fn(extra, "m")
+  assert _loss.value_fn_kwargs(loss, extra) == {"x": 3.0, "y": 4.0}
+  fn = _loss.get_value_fn(extra, "m")
   assert float(fn(jnp.float32(2.0))) == 10.0
   var = lambda params, **kw: params + kw["x"]
-  assert set(_base.value_fn_kwargs(var, extra)) == {"x", "y", "other"}
+  assert set(_loss.value_fn_kwargs(var, extra)) == {"x", "y", "other"}
   with pytest.raises(ValueError, match="value_fn=loss_fn"):
-    _base.get_value_fn({"x": 1.0}, "newton_lr")
+    _loss.get_value_fn({"x": 1.0}, "newton_lr")
   with pytest.raises(ValueError, match="value_and_grad"):
-    _base.get_value({}, "probabilistic_lr")
+    _loss.get_value({}, "probabilistic_lr")
 
 
 def test_skip_if_not_finite_keeps_state():
@@ -119,8 +119,8 @@ def test_skip_if_not_finite_keeps_state():
     skipped: jax.Array
 
   old, new = S(jnp.float32(0.1), jnp.int32(0)), S(jnp.float32(jnp.nan), jnp.int32(0))
-  upd, st = _base.skip_if_not_finite(jnp.asarray(False), {"w": jnp.array([jnp.nan, 1.0])}, new, old)
+  upd, st = _step.skip_if_not_finite(jnp.asarray(False), {"w": jnp.array([jnp.nan, 1.0])}, new, old)
   np.testing.assert_array_equal(upd["w"], [0.0, 0.0])
   assert float(st.learning_rate) == np.float32(0.1) and int(st.skipped) == 1
-  assert not bool(_base.tree_all_finite({"a": jnp.array([1.0, jnp.inf])}))
-  assert bool(_base.tree_all_finite({"a": jnp.arange(3)}, None))
+  assert not bool(_step.tree_all_finite({"a": jnp.array([1.0, jnp.inf])}))
+  assert bool(_step.tree_all_finite({"a": jnp.arange(3)}, None))

@@ -10,7 +10,7 @@ import pytest
 from _cases import CASES, REF_CASES
 
 import adaptlr
-from adaptlr import _base
+from adaptlr import _loss
 from adaptlr.registry import METHODS
 
 _NAME_OF = {spec.optimizer: name for name, spec in METHODS.items()}
@@ -51,12 +51,12 @@ def test_alias_is_scale_by_then_negation(name):
 def test_consumed_extra_args_are_declared_by_the_methods():
   consumed = set().union(*(spec.consumes for spec in METHODS.values()))
   assert consumed == {"curvature", "grad_sq", "logits_fn"}
-  assert _base.reserved_extra_args() == (
+  assert _loss.RESERVED_EXTRA_ARGS == (
     {"value", "grad", "value_fn", "value_fn_has_aux", "full_params"} | consumed
   )
   loss = lambda w, x, curvature=None, grad_sq=None: jnp.sum(w * x)
   extra = {"x": 1.0, "curvature": 2.0, "grad_sq": 3.0, "value": 0.0, "other": 4.0}
-  assert _base.value_fn_kwargs(loss, extra) == {"x": 1.0}
+  assert _loss.value_fn_kwargs(loss, extra) == {"x": 1.0}
 
 
 _GROUPED = sorted(
