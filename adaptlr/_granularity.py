@@ -1,24 +1,18 @@
 """How many learning rates, and which parameters share one.
 
-Every method in adaptlr learns one rate per *group* of parameters. A group is
-
-* ``"global"``: all parameters (one scalar rate);
-* ``"leaf"``: one parameter tensor (a pytree of scalars shaped like the params;
-  the papers' per-layer / block variants, biases separate from weights);
-* ``"element"``: one scalar parameter (a pytree shaped like the params; vSGD-l);
-* labels: a pytree of strings with the params' structure (or a prefix of it), or a
-  callable ``params -> labels``, exactly as in :func:`optax.multi_transform`;
-  one rate per distinct label, stored as ``{label: rate}``.
-
-:class:`Granularity` holds that choice and the few operations the methods need:
-grouped sums and inner products (accumulated in float32 or wider, whatever the
-params' dtype), grouped maxima, and scaling a tree by its group's rate. The
-rates themselves are an ordinary pytree, so a rule written with ``jax.tree.map``
-over rates, inner products and norms reads the same for every granularity.
+Every method learns one rate per *group* of parameters: ``"global"`` (one
+scalar), ``"leaf"`` (one per tensor), ``"element"`` (one per scalar parameter)
+or labels as in :func:`optax.multi_transform` (``{label: rate}``); see
+docs/options.md. :class:`Granularity` holds that choice and the operations the
+methods need: grouped sums, inner products (accumulated in float32 or wider)
+and maxima, and scaling a tree by its group's rate. The rates are an ordinary
+pytree, so a rule written with ``jax.tree.map`` reads the same for every
+granularity.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, Union
 
@@ -45,11 +39,10 @@ class Granularity:
   """A static description of the parameter groups that share a learning rate.
 
   Args:
-    spec: ``"global"``, ``"leaf"``, ``"element"``, a pytree of labels, or a
-      callable returning one from the params.
+    spec: ``"global"``, ``"leaf"``, ``"element"``, labels, or ``params -> labels``.
 
   Raises:
-    ValueError: for an unknown string.
+    ValueError: for an unknown string or ``None``.
   """
 
   def __init__(self, spec: GranularityLike = "global"):
@@ -137,28 +130,11 @@ class Granularity:
       x = jnp.asarray(x).astype(dtype)
       return jnp.max(x, initial=-jnp.inf) if reduce else x
 
-    def combine(xs):
-      out = xs[0]
-      for x in xs[1:]:
-        out = jnp.maximum(out, x)
-      return out
-
-    return self._reduce(tree, leaf_op, combine)
+    return self._reduce(tree, leaf_op, lambda xs: functools.reduce(jnp.maximum, xs[1:], xs[0]))
 
   def size(self, tree: Any) -> Any:
     """Number of elements per group, as Python ints in the rates' structure."""
-    if self.kind == "element":
-      return jax.tree.map(lambda _: 1, tree)
-    if self.kind == "leaf":
-      return jax.tree.map(lambda x: int(jnp.size(x)), tree)
-    sizes = [int(jnp.size(x)) for x in jax.tree.leaves(tree)]
-    if self.kind == "global":
-      return sum(sizes)
-    labels = jax.tree.leaves(self.labels(tree))
-    return {
-      name: sum(s for s, lab in zip(sizes, labels) if lab == name)
-      for name in sorted(set(labels), key=str)
-    }
+    return self._reduce(tree, lambda x, reduce=False: int(jnp.size(x)) if reduce else 1, sum)
 
   def vdot(self, a: Any, b: Any, dtype: Any = None) -> Any:
     """Grouped inner products ⟨a, b⟩, accumulated in float32 or wider."""
@@ -174,8 +150,7 @@ class Granularity:
   def broadcast(self, rates: Any, like: Any) -> Any:
     """A pytree shaped like ``like`` holding each leaf's group rate.
 
-    For "global", "leaf" and labels the leaves are scalars (broadcastable onto
-    the corresponding parameter); for "element" they are the rates themselves.
+    Scalar leaves, except for "element" (the rates themselves).
     """
     if self.kind == "global":
       return jax.tree.map(lambda _: rates, like)

@@ -4,18 +4,17 @@
     v_{t+1} = (1 − 1/τ) v_t − η_t (∇ + (1 − 1/τ) H_t v_t).
 
 References:
-  N. N. Schraudolph, Local gain adaptation in stochastic gradient descent,
-  ICANN 1999, DOI:10.1049/cp:19991170; Fast curvature matrix-vector products
-  for second-order gradient descent, Neural Computation 14(7), 2002,
-  DOI:10.1162/08997660260028683.
-  T. Schaul, S. Zhang, Y. LeCun, No More Pesky Learning Rates, ICML 2013,
-  arXiv:1206.1106, App. C.
+  N. N. Schraudolph, Local gain adaptation in stochastic gradient descent, ICANN 1999,
+  DOI:10.1049/cp:19991170; Fast curvature matrix-vector products for second-order gradient
+  descent, Neural Computation 14(7), 2002, DOI:10.1162/08997660260028683.
+  T. Schaul, S. Zhang, Y. LeCun, No More Pesky Learning Rates, ICML 2013, arXiv:1206.1106, App. C.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -31,17 +30,10 @@ CONSUMES: frozenset[str] = frozenset()
 class SMDState(NamedTuple):
   """State of :func:`scale_by_smd`."""
 
-  learning_rate: Any  # η per group: the rate the *next* step uses (η_{t+1} after step t)
+  learning_rate: chex.ArrayTree  # float () per group: η_{t+1}, the rate the next step uses
   count: jax.Array  # int32 (): steps taken (non-finite steps excluded)
-  skipped: jax.Array  # int32: non-finite steps skipped
-  trace: Any  # v_t ≈ ∂θ_t/∂ log η per element, decayed by 1 − 1/τ (zeros at start)
-
-
-def _smd_rate(rate, gv, *, meta_lr, min_learning_rate, max_learning_rate):
-  """η_{t+1} = η_t exp(−μ ∇ᵀv_t) for one group (App. C); an overflow keeps η_t."""
-  new = rate * jnp.exp(-meta_lr * gv)
-  new = jnp.where(jnp.isfinite(new), new, rate).astype(rate.dtype)
-  return jnp.clip(new, min_learning_rate, max_learning_rate).astype(new.dtype)
+  skipped: jax.Array  # int32 (): non-finite steps skipped
+  trace: optax.Updates  # v_t ≈ ∂θ_t/∂ log η, decayed by 1 − 1/τ (zeros at start)
 
 
 def scale_by_smd(
@@ -59,9 +51,7 @@ def scale_by_smd(
 
   The building block of :func:`smd` (see there for the rule and every
   argument); its updates are :math:`+\eta_t \nabla`, for ``optax.chain``.
-
-  Returns:
-    An ``optax.GradientTransformationExtraArgs`` with an :class:`SMDState`.
+  Returns an ``optax.GradientTransformationExtraArgs`` with an :class:`SMDState`.
   """
   _validate.learning_rate(learning_rate, "smd")
   _validate.positive("weight_decay", weight_decay, allow_zero=True)
@@ -69,72 +59,54 @@ def scale_by_smd(
   _validate.in_range("tau", tau, 1.0, float("inf"))
   _validate.bounds(min_learning_rate, max_learning_rate)
   groups = granularity_from(granularity)
+  bounds = (min_learning_rate, max_learning_rate)
 
   def init_fn(params: optax.Params) -> SMDState:
     dtype = rate_dtype(params)
-    return SMDState(
-      learning_rate=_step.initial_rates(
-        groups, params, learning_rate, dtype, min_learning_rate, max_learning_rate
-      ),
-      **_step.counters(),
-      trace=optax.tree.zeros_like(params, dtype=dtype),
-    )
+    rates = _step.initial_rates(groups, params, learning_rate, dtype, *bounds)
+    return SMDState(rates, **_step.counters(), trace=optax.tree.zeros_like(params, dtype=dtype))
 
-  def update_fn(
-    updates: optax.Updates,
-    state: SMDState,
-    params: Optional[optax.Params] = None,
-    **extra_args: Any,
-  ) -> tuple[optax.Updates, SMDState]:
+  def update_fn(updates, state, params=None, **extra):
     params = _loss.require_params(params, "smd")
-    grads, _, _, extra_args = _step.direction_and_decay(
-      None, updates, (), params, extra_args, weight_decay, mask, "smd"
+    grads, _, _, extra = _step.direction_and_decay(
+      None, updates, (), params, extra, weight_decay, mask, "smd"
     )
     value_fn = _loss.get_value_fn(
-      extra_args, "smd", " for the Hessian-vector product H v", params=params
+      extra, "smd", " for the Hessian-vector product H v", params=params
     )
     dtype = rate_dtype(state.learning_rate)
     rate, v = state.learning_rate, state.trace
-    # η_{t+1} is the next step's rate: clamped to the bounds of that step.
-    bounds = dict(
-      min_learning_rate=_step.bound_at(min_learning_rate, state.count + 1),
-      max_learning_rate=_step.bound_at(max_learning_rate, state.count + 1),
-    )
-    hv = _curvature.hvp(value_fn, params, optax.tree.cast_like(v, params))  # H_t v_t
-    g = jax.tree.map(lambda x: x.astype(dtype), grads)
-    hv = jax.tree.map(lambda x: x.astype(dtype), hv)
+    lo, hi = (_step.bound_at(b, state.count + 1) for b in bounds)  # η_{t+1}'s: the next step's
 
+    def rate_rule(r, gv):  # η_{t+1} = η_t exp(−μ ∇ᵀv_t) per group (App. C); an overflow keeps η_t
+      new = r * jnp.exp(-meta_lr * gv)
+      new = jnp.where(jnp.isfinite(new), new, r).astype(r.dtype)
+      return jnp.clip(new, lo, hi).astype(new.dtype)
+
+    hv = _curvature.hvp(value_fn, params, optax.tree.cast_like(v, params))  # H_t v_t
+    g, hv = (jax.tree.map(lambda x: x.astype(dtype), t) for t in (grads, hv))
     new_updates = groups.scale(rate, grads)  # θ_{t+1} = θ_t − η_t ∇
     gv = groups.vdot(g, v, dtype)  # ∇ᵀ v_t per group
-    new_rate = jax.tree.map(  # η_{t+1}
-      lambda r, x: _smd_rate(r, x, meta_lr=meta_lr, **bounds), rate, gv
-    )
+    new_rate = jax.tree.map(rate_rule, rate, gv)  # η_{t+1}
     keep = 1.0 - 1.0 / tau
     rate_el = groups.broadcast(rate, g)
     trace = jax.tree.map(  # v_{t+1}
       lambda vi, gi, hvi, r: (keep * vi - r * (gi + keep * hvi)).astype(dtype), v, g, hv, rate_el
     )
-
-    new_state = SMDState(
-      learning_rate=new_rate,
-      count=jnp.asarray(optax.safe_increment(state.count)),
-      skipped=state.skipped,
-      trace=trace,
-    )
+    count = jnp.asarray(optax.safe_increment(state.count))
+    new_state = SMDState(new_rate, count, state.skipped, trace)
     check = sum(jnp.sum(x * x) for x in jax.tree.leaves((g, hv)))  # NaN, inf, or overflow
-    finite = _step.finite_from((check, gv), extra_args.get("value"))
+    finite = _step.finite_from((check, gv), extra.get("value"))
     return _step.skip_if_not_finite(finite, new_updates, new_state, state)
 
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)  # pyright: ignore[reportArgumentType]
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 @_step.descent(scale_by_smd)
 def smd():
   r"""SGD with a rate adapted by stochastic meta-descent (Schaul et al. 2013, App. C).
 
-  Exactly the updates of Schaul et al. (2013) App. C, all right-hand sides at
-  step t (gradient :math:`\nabla` and Hessian :math:`H_t` at
-  :math:`\theta_t`, on the current batch):
+  Exactly App. C's updates, with :math:`\nabla, H_t` at :math:`\theta_t` and :math:`v_0 = 0`:
 
   .. math::
 
@@ -142,44 +114,22 @@ def smd():
     \eta_{t+1} &= \eta_t \exp(-\mu\, \nabla^\top v_t), \\
     v_{t+1} &= (1 - \tau^{-1})\, v_t - \eta_t\big(\nabla + (1 - \tau^{-1}) H_t v_t\big)
 
-  with :math:`v_0 = 0`; :math:`H_t v_t` is an exact Hessian-vector product
-  (forward-over-reverse autodiff on ``value_fn``). The paper's SMD has one
-  global rate (the default); ``granularity`` gives one per group (per element:
-  Schraudolph's per-parameter gains), with :math:`\nabla^\top v_t` taken
-  within each group. A non-finite :math:`\eta_{t+1}` (an overflowing exp)
-  keeps :math:`\eta_t`; rates are clamped to [``min_learning_rate``,
-  ``max_learning_rate``].
-
-  The state's ``learning_rate`` after an update is :math:`\eta_{t+1}`, the
-  rate the next step will use (the step just taken used :math:`\eta_t`).
+  :math:`H_t v_t` is an exact Hessian-vector product on ``value_fn``; with one rate per element
+  it is Schraudolph's gain adaptation. See docs/methods/smd.md for the details.
 
   Args:
-    learning_rate: :math:`\eta_0 > 0` (paper's best on MNIST: 0.1 for M0,
-      0.03 for M1 and M2).
+    learning_rate: :math:`\eta_0 > 0` (paper's MNIST best: 0.1 for M0, 0.03 for M1 and M2).
     meta_lr: :math:`\mu \ge 0` (paper's grid 1e-4 … 1e-1).
     tau: the time constant :math:`\tau \ge 1` of v (paper's grid 10 … 1e5).
-    granularity: ``"global"`` (the paper), ``"leaf"``, ``"element"`` or labels.
-    min_learning_rate: lower clamp (default 0).
-    max_learning_rate: upper clamp (default inf).
-      Either bound may be a schedule of the step count: a ceiling that
-      moves (warmup or decay on top of the learned rate), or a floor.
-    weight_decay: decoupled weight decay λ ≥ 0, as in ``optax.adamw``: the
-      step is :math:`-\alpha(u + \lambda\, m \odot w)`. The rule and its
-      probes see the loss that step descends, :math:`L + \tfrac{\lambda}{2}
-      \|m \odot w\|^2` (its gradient, ``value`` and ``value_fn``): with the
-      gradient as direction this is the method on that loss.
-    mask: the leaves that decay (``m``): a pytree of bools or a callable
-      ``params -> bools``, as ``optax.adamw``'s ``mask``; ``None``: all.
+    granularity, min_learning_rate, max_learning_rate, weight_decay, mask: the
+      shared options, see docs/options.md.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` whose updates are
-    :math:`-\eta_t\nabla`, ready for ``optax.apply_updates``
-    (:func:`scale_by_smd` followed by ``optax.scale(-1)``); its state holds an
-    :class:`SMDState`. Each update needs ``params`` and ``value_fn``.
+    An ``optax.GradientTransformationExtraArgs`` with updates :math:`-\eta_t\nabla`
+    and an :class:`SMDState`; each update needs ``params`` and ``value_fn``.
 
   Raises:
-    ValueError: for bad hyperparameters; at update time without ``params``
-      or ``value_fn`` (needed for :math:`H_t v_t`).
+    ValueError: for bad options, or at update time without ``params`` or ``value_fn``.
 
   Example:
     >>> import jax, jax.numpy as jnp, optax, adaptlr

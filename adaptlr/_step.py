@@ -30,6 +30,11 @@ def counters() -> dict[str, jax.Array]:
   return {"count": jnp.zeros([], jnp.int32), "skipped": jnp.zeros([], jnp.int32)}
 
 
+def next_counters(state: Any) -> dict[str, jax.Array]:
+  """``count + 1`` (``optax.safe_increment``) and ``skipped`` as it was: a step taken."""
+  return {"count": jnp.asarray(optax.safe_increment(state.count)), "skipped": state.skipped}
+
+
 def tree_all_finite(*trees: Any) -> jax.Array:
   """True iff every floating leaf of every tree is finite (a scalar bool)."""
   ok = jnp.asarray(True)
@@ -138,29 +143,8 @@ def _decays(weight_decay: Any) -> bool:
   return not (isinstance(weight_decay, (int, float)) and weight_decay == 0)
 
 
-def decayed(
-  grads: optax.Updates,
-  params: Optional[optax.Params],
-  extra_args: dict[str, Any],
-  weight_decay: Any,
-  mask: Any,
-  method: str,
-) -> tuple[optax.Updates, dict[str, Any], Any]:
-  """The gradient, extra args and decay term of the decayed loss L + λ/2 ‖m⊙w‖².
-
-  Decoupled weight decay as in ``optax.adamw``: the step is ``−α (u + λ m⊙w)``.
-  So that every rule and probe sees the loss that step descends, the gradient
-  the rule reads is ``g + λ m⊙w`` and ``value`` / ``value_fn`` get
-  ``+ λ/2 ‖m⊙w‖²``. Returns ``(grads, extra_args, decay)``, ``decay`` = λ m⊙w
-  (``None`` without decay, the inputs then unchanged).
-  """
-  if not _decays(weight_decay):
-    return grads, extra_args, None
-  _loss.require_params(params, f"{method}(weight_decay=...)")
-  assert params is not None
-  decay_tx = optax.add_decayed_weights(weight_decay, mask)
-  decay, _ = decay_tx.update(optax.tree.zeros_like(grads), decay_tx.init(params), params)
-  decay = jax.tree.map(lambda d, g: d.astype(g.dtype), decay, grads)
+def _decayed_loss(extra_args: dict[str, Any], decay_tx: Any, params: Any) -> dict[str, Any]:
+  """``value`` and ``value_fn`` of the decayed loss L + λ/2 ‖m⊙w‖²."""
 
   def penalty(p):
     d, _ = decay_tx.update(optax.tree.zeros_like(p), decay_tx.init(p), p)
@@ -182,7 +166,7 @@ def decayed(
       return (v, out[1]) if has_aux else v
 
     extra_args["value_fn"] = decayed_fn
-  return optax.tree.add(grads, decay), extra_args, decay
+  return extra_args
 
 
 def direction_and_decay(
@@ -197,10 +181,19 @@ def direction_and_decay(
 ) -> tuple[optax.Updates, optax.Updates, optax.OptState, dict[str, Any]]:
   """``(g, u, direction_state, extra_args)`` for a method's rule, decay included.
 
-  ``u`` is the direction of the raw gradient plus λ m⊙w (decoupled); ``g`` and
-  the loss extra args are those of the decayed loss (:func:`decayed`).
+  Decoupled weight decay as in ``optax.adamw``: the step is ``−α (u + λ m⊙w)``,
+  ``u`` the direction of the raw gradient. So that every rule and probe sees the
+  loss that step descends, L + λ/2 ‖m⊙w‖², the gradient the rule reads is
+  ``g + λ m⊙w`` and ``value`` / ``value_fn`` get ``+ λ/2 ‖m⊙w‖²``.
   """
-  grads, loss_args, decay = decayed(updates, params, extra_args, weight_decay, mask, method)
+  grads, loss_args, decay = updates, extra_args, None
+  if _decays(weight_decay):
+    params = _loss.require_params(params, f"{method}(weight_decay=...)")
+    decay_tx = optax.add_decayed_weights(weight_decay, mask)
+    decay, _ = decay_tx.update(optax.tree.zeros_like(updates), decay_tx.init(params), params)
+    decay = jax.tree.map(lambda d, g: d.astype(g.dtype), decay, updates)
+    grads = optax.tree.add(updates, decay)
+    loss_args = _decayed_loss(extra_args, decay_tx, params)
   if direction is None:
     return grads, grads, direction_state, loss_args
   u, direction_state = direction.update(updates, direction_state, params, **extra_args)

@@ -1,8 +1,7 @@
 """Trainable Learning Rate: efficient GD-TLR (Alg. 2), global and per-layer.
 
-The rate is a trainable parameter of the loss after the step,
-L_α(α) = L(w_t − α g_t) (Eq. 2), moved by one bounded Newton step whose
-derivatives come from consecutive gradients (Eq. 7–9):
+The rate is a trainable parameter of L_α(α) = L(w_t − α g_t) (Eq. 2), moved by one
+bounded Newton step whose derivatives come from consecutive gradients (Eq. 7–9):
 
     α_{t+1} = α_t (1 + ⟨g_t, g_{t−1}⟩ / max(4⟨g_t, g_t − g_{t−1}⟩, ⟨g_t, g_{t−1}⟩ / c)).
 
@@ -13,7 +12,7 @@ References:
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, Literal, NamedTuple, Optional, get_args
 
 import jax
 import jax.numpy as jnp
@@ -25,32 +24,31 @@ from adaptlr._granularity import GranularityLike, granularity_from, rate_dtype
 
 # Extra args TLR reads besides optax's value/grad/value_fn: none.
 CONSUMES: frozenset[str] = frozenset()
-# What replaces g in Eq. 7–9 with a search direction (see tlr).
-INNER_PRODUCTS = ("gradient", "displacement")
+# What replaces g in Eq. 7–9 with a search direction (see docs/methods/tlr.md).
+InnerProducts = Literal["gradient", "displacement"]
+INNER_PRODUCTS = get_args(InnerProducts)
 
 
 class TLRState(NamedTuple):
-  """State of :func:`scale_by_tlr`."""
+  """State of :func:`scale_by_tlr`. Per-group fields: one () array per group."""
 
-  learning_rate: Any  # α per group (scalar, pytree of scalars, or per element)
+  learning_rate: Any  # α per group (a scalar, a pytree of scalars, or per element)
   count: jax.Array  # int32 (): steps taken (non-finite steps excluded)
-  skipped: jax.Array  # int32: non-finite steps skipped
-  prev_direction: Any  # u_{t−1} (= g_{t−1} for SGD); accumulating: the previous window's sum
-  prev_inner: Any  # ⟨g_{t−1}, u_{t−1}⟩ per group (‖g_{t−1}‖² for SGD), for the safeguard
+  skipped: jax.Array  # int32 (): non-finite steps skipped
+  prev_direction: optax.Updates  # u_{t−1} (g_{t−1} for SGD); accumulating: last window's sum
+  prev_inner: Any  # per group: ⟨g_{t−1}, u_{t−1}⟩ (‖g_{t−1}‖² for SGD), for the safeguard
   ceiling: Any  # per group: the safeguard's cap after a detected divergence (inf before)
-  bound: Any  # per group: this update's c (Eq. 9), widened by the cold start (() without it)
-  grad_sum: Any  # ∑ g over the current window (() unless accumulation_steps > 1)
-  direction_sum: Any  # ∑ u over the current window (() unless accumulating with a direction)
-  direction_state: Any  # state of ``direction`` (() for SGD)
+  bound: Any  # per group: the next update's c (Eq. 9); () unless max_bound (cold start)
+  grad_sum: optax.Updates  # ∑ g over the window; () unless accumulation_steps > 1
+  direction_sum: optax.Updates  # ∑ u over the window; () unless accumulating with a direction
+  direction_state: optax.OptState  # state of ``direction``; () for SGD
 
 
 def _tlr_rate(rate, ceiling, bound, ip, gu, prev_gu, base_bound, max_bound, safeguard, window):
   """Eq. 7–9 for one group: (α_{t+1}, ceiling, next c) from α_t and the inner products.
 
-  ip = ⟨g_t, u_{t−1}⟩ (−∂L/∂α, Eq. 7), gu = ⟨g_t, u_t⟩ (‖g_t‖², so 4(gu − ip) is
-  α·∂²L/∂α², Eq. 8), prev_gu = ⟨g_{t−1}, u_{t−1}⟩; ``window`` = accumulation steps.
-  Cold start: an update capped by c (Eq. 9's max is its second term) doubles the
-  next update's c, up to ``max_bound``; an uncapped one resets it to ``base_bound``.
+  ip = ⟨g_t, u_{t−1}⟩ (−∂L/∂α, Eq. 7), gu = ⟨g_t, u_t⟩ (4(gu − ip) is α·∂²L/∂α², Eq. 8),
+  prev_gu = ⟨g_{t−1}, u_{t−1}⟩; ``window``: the accumulation steps K.
   """
   # For SGD gu = ‖g_t‖² ≥ 0, which keeps α_{t+1}/α_t in (3/4, 1 + c]; a direction
   # can point uphill (gu < 0): floor gu at 0 to keep that range (α stays > 0).
@@ -60,19 +58,13 @@ def _tlr_rate(rate, ceiling, bound, ip, gu, prev_gu, base_bound, max_bound, safe
   ratio = _step.safe_div(ip, den)  # 0/0 keeps α
   new = rate * (1.0 + ratio)  # Alg. 2, line 5
   capped = (ip > 0) & (ip / bound > newton)
-  next_bound = jnp.where(capped, jnp.minimum(2.0 * bound, max_bound), base_bound)  # cold start
+  # Cold start: a capped update doubles the next c (up to max_bound), else resets it.
+  next_bound = jnp.where(capped, jnp.minimum(2.0 * bound, max_bound), base_bound)
   if safeguard:
-    # Divergence: g_t's component along −u_{t−1} is longer than g_{t−1}'s own,
-    # k = −ip / prev_gu > 1 (1-D: |1 − αλ| > 1). Over a window of K steps the
-    # sums grow by k ≈ r^K for a per-step factor r, and the secant of f′(α)
-    # along u_{t−1} puts the line-search step at α/(1 + r): brake to that
-    # (α/(1+k) for K = 1). With K > 1 a divergence is seen a whole window late
-    # and costs a factor r^K, so the rate also never again exceeds 1.5× the
-    # braked rate (between the line-search step 1/λ and the stability limit 2/λ).
-    # An even window sums an oscillation g, −r·g into sums of one sign, (−r)^K > 0,
-    # which the rule reads as "speed up": there a same-sign sum that more than
-    # doubled along u_{t−1} (k = ip / prev_gu > 2; a contraction never exceeds 1,
-    # and a tiny rate, G_t ≈ G_{t−1}, gives k ≈ 1) is a divergence too.
+    # Divergence: k = −ip / prev_gu > 1 (1-D: |1 − αλ| > 1); brake to the secant
+    # step along u_{t−1}, α/(1 + k^{1/K}); K > 1: a ceiling of 1.5× the braked rate
+    # from then on; an even K also reads a same-sign sum that more than doubled
+    # (k < −2) as a divergence, which must not widen c either (docs/methods/tlr.md).
     k = -ip / jnp.where(prev_gu > 0, prev_gu, 1.0)
     diverging = (prev_gu > 0) & (k > 1.0)
     if window % 2 == 0:
@@ -84,8 +76,6 @@ def _tlr_rate(rate, ceiling, bound, ip, gu, prev_gu, base_bound, max_bound, safe
     if window > 1:
       ceiling = jnp.where(diverging, jnp.minimum(ceiling, 1.5 * braked), ceiling)
       new = jnp.minimum(new, ceiling)
-    # (an odd window's divergence has ip < 0, already uncapped; an even window's
-    # aliased one has ip > 0 and may be capped: it must not widen c)
     next_bound = jnp.where(diverging, base_bound, next_bound)
   return new.astype(rate.dtype), ceiling.astype(rate.dtype), next_bound.astype(rate.dtype)
 
@@ -112,20 +102,17 @@ def scale_by_tlr(
   momentum: Optional[float] = None,
   nesterov: bool = False,
   direction: Optional[optax.GradientTransformation] = None,
-  inner_products: str = "gradient",
+  inner_products: InnerProducts = "gradient",
   safeguard: bool = True,
   min_learning_rate: Any = 0.0,
   max_learning_rate: Any = jnp.inf,
   weight_decay: Any = 0.0,
   mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
-  r"""Scales the search direction by a learning rate trained with GD-TLR.
+  r"""Scales the search direction by a learning rate trained with GD-TLR (Eq. 7–10).
 
-  The building block of :func:`tlr` (see there for the rule, Eq. 7–10, and
-  every argument); its updates are :math:`+\alpha u`, for ``optax.chain``.
-
-  Returns:
-    An ``optax.GradientTransformationExtraArgs`` with a :class:`TLRState`.
+  The building block of :func:`tlr` (see there for the rule and every option):
+  its updates are :math:`+\alpha u`, for ``optax.chain``; its state a :class:`TLRState`.
   """
   _validate.learning_rate(learning_rate, "tlr")
   _validate.positive("weight_decay", weight_decay, allow_zero=True)
@@ -134,7 +121,7 @@ def scale_by_tlr(
   max_bound = bound if max_bound is None else max_bound
   _validate.positive("max_bound", max_bound)
   _check_max_bound(max_bound, bound)
-  accumulation_steps = _validate.integer(
+  k = accumulation_steps = _validate.integer(
     "accumulation_steps", 1 if accumulation_steps is None else accumulation_steps, 1
   )
   _validate.bounds(min_learning_rate, max_learning_rate)
@@ -142,7 +129,6 @@ def scale_by_tlr(
   groups = granularity_from(granularity)
   direction = _step.search_direction(direction, "tlr", momentum, nesterov)  # as optax.sgd
   displacement = inner_products == "displacement"
-  k = accumulation_steps
   accumulate = k > 1
 
   def init_fn(params: optax.Params) -> TLRState:
@@ -162,26 +148,18 @@ def scale_by_tlr(
       direction_state=_step.direction_init(direction, params),
     )
 
-  def update_fn(
-    updates: optax.Updates,
-    state: TLRState,
-    params: Optional[optax.Params] = None,
-    **extra_args: Any,
-  ) -> tuple[optax.Updates, TLRState]:
+  def update_fn(updates, state, params=None, **extra_args):
     grads, u, direction_state, extra_args = _step.direction_and_decay(
       direction, updates, state.direction_state, params, extra_args, weight_decay, mask, "tlr"
     )
     if accumulate:  # Eq. 10
-      grad_sum = optax.tree.add(state.grad_sum, grads)
+      window_g = grad_sum = optax.tree.add(state.grad_sum, grads)
       direction_sum = optax.tree.add(state.direction_sum, u) if direction is not None else ()
-      window_g = grad_sum
       window_u = direction_sum if direction is not None else grad_sum
-      window_end = (state.count + 1) % k == 0
-      has_prev = state.count + 1 >= 2 * k
+      window_end, has_prev = (state.count + 1) % k == 0, state.count + 1 >= 2 * k
     else:
       window_g, window_u = grads, u
-      window_end = jnp.asarray(True)
-      has_prev = state.count >= 1
+      window_end, has_prev = jnp.asarray(True), state.count >= 1
 
     dtype = rate_dtype(state.learning_rate)
     # Eq. 7–9 with a direction: "gradient" reads ⟨g_t, u_{t−1}⟩ and ⟨g_t, u_t⟩;
@@ -189,14 +167,12 @@ def scale_by_tlr(
     first = window_u if displacement else window_g
     ip = groups.vdot(first, state.prev_direction, dtype)  # ⟨g_t, u_{t−1}⟩, Eq. 7
     gu = groups.vdot(first, window_u, dtype)  # ⟨g_t, u_t⟩
+    bounds = (
+      state.bound if cold_start else jax.tree.map(lambda r: jnp.full_like(r, bound), state.ceiling)
+    )
+    rule = lambda r, m, c, a, b, p: _tlr_rate(r, m, c, a, b, p, bound, max_bound, safeguard, k)
     candidate, ceiling, next_bound = _step.map_rule(
-      lambda r, m, c, a, b, p: _tlr_rate(r, m, c, a, b, p, bound, max_bound, safeguard, k),
-      state.learning_rate,
-      state.ceiling,
-      state.bound if cold_start else jax.tree.map(lambda r: jnp.full_like(r, bound), state.ceiling),
-      ip,
-      gu,
-      state.prev_inner,
+      rule, state.learning_rate, state.ceiling, bounds, ip, gu, state.prev_inner
     )
     candidate = _step.clip_rates(candidate, min_learning_rate, max_learning_rate, state.count)
     adapt = window_end & has_prev
@@ -217,8 +193,7 @@ def scale_by_tlr(
     new_updates = groups.scale(rate, u)  # Alg. 2, line 6
     new_state = TLRState(
       learning_rate=rate,
-      count=jnp.asarray(optax.safe_increment(state.count)),
-      skipped=state.skipped,
+      **_step.next_counters(state),
       prev_direction=prev_direction,
       prev_inner=prev_inner,
       ceiling=ceiling,
@@ -231,17 +206,17 @@ def scale_by_tlr(
     finite = _step.finite_from((gu, ip), extra_args.get("value"))
     return _step.skip_if_not_finite(finite, new_updates, new_state, state)
 
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)  # pyright: ignore[reportArgumentType]
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 @_step.descent(scale_by_tlr)
 def tlr():
   r"""SGD (or any search direction) with a Trainable Learning Rate (GD-TLR, Alg. 2).
 
-  The rate is a trainable parameter of the augmented loss
-  :math:`L_\alpha(\alpha) = L(w_t - \alpha g_t)` (Eq. 2), updated by one
-  bounded Newton step whose derivatives come from consecutive gradients
-  (Eq. 7–9). Per group of parameters (``granularity``):
+  The rate is a trainable parameter of the loss after the step,
+  :math:`L_\alpha(\alpha) = L(w_t - \alpha g_t)` (Eq. 2), moved by one bounded
+  Newton step whose derivatives come from consecutive gradients (Eq. 7–9), per
+  group of parameters (``granularity``):
 
   .. math::
 
@@ -249,117 +224,46 @@ def tlr():
         {\max\big(4\langle g_t, g_t - g_{t-1}\rangle,\;
                   \langle g_t, g_{t-1}\rangle / c\big)}\Big),   \qquad (9)
 
-    w_{t+1} = w_t - \alpha_{t+1} g_t,                          \qquad \text{(Alg. 2, l. 6)}
+  then :math:`w_{t+1} = w_t - \alpha_{t+1} g_t` (Alg. 2, l. 6), so
+  :math:`\alpha_{t+1} \le (1 + c)\,\alpha_t`; the first step (no
+  :math:`g_{t-1}`) and a zero gradient keep :math:`\alpha`.
 
-  so :math:`\alpha_{t+1} \le (1 + c)\,\alpha_t`. The first step (no
-  :math:`g_{t-1}`) keeps :math:`\alpha`; so does a zero gradient (no 0/0).
+  * **Safeguard** (default): on a detected divergence, :math:`g_t \approx -k g_{t-1}`,
+    :math:`k > 1`, the rate is capped at the secant line-search step
+    :math:`\alpha_t/(1+k)`; the paper's rule brakes by only :math:`1/(4(k+1))`.
+  * **Minibatches** (Sec. 4, Eq. 10): consecutive minibatch gradients disagree, so
+    ``accumulation_steps=K`` sums them over windows of K steps (paper: a third of
+    an epoch) and moves the rate once per window, from the last two sums.
+  * **Search direction and momentum**: the weights step along :math:`u_t`; Eq. 7–9
+    read :math:`\langle g_t, u_{t-1}\rangle` and :math:`\langle g_t, u_t\rangle`: the
+    paper's displacement form diverged in 14 of 60 runs where SGD converged.
+  * **Cold start** (``max_bound``, off): a capped update doubles the next
+    :math:`c`; not the default, as it diverges on a held-out LM from 5 of 6 rates.
 
-  **Cold start** (``max_bound``, adaptlr's, off by default): an update capped by
-  :math:`c` doubles the next one's :math:`c`, up to ``max_bound``; an uncapped
-  update or a detected divergence resets it to ``bound``. Not the default: on the
-  networks profile it cuts the MNIST MLP's median regret 14.3 → 3.03 but diverges
-  on the held-out LM from 5 of 6 initial rates (the paper's bound: 2 of 6;
-  ``benchmarks/results/network_defaults.md``).
-
-  **Safeguard** (``safeguard=True``, the default). When the iterates diverge,
-  :math:`g_t \approx -k g_{t-1}` with :math:`k > 1`, and the paper's rule lowers
-  :math:`\alpha` by only :math:`1/(4(k+1))` per step: the faster the divergence,
-  the weaker the brake. The safeguard acts only on a detected divergence,
-  :math:`k = -\langle g_t, u_{t-1}\rangle / \langle g_{t-1}, u_{t-1}\rangle > 1`
-  (in 1-D exactly :math:`|1 - \alpha\lambda| > 1`), and then caps
-  :math:`\alpha_{t+1}` at the secant (exact quadratic line-search) step along
-  the previous direction, :math:`\alpha_t/(1+k)`; with windows of :math:`K`
-  steps, :math:`\alpha_t/(1+k^{1/K})`, and after a detected divergence the rate
-  never again exceeds 1.5× the braked rate (between the line-search step
-  :math:`1/\lambda` and the stability limit :math:`2/\lambda`). An even window
-  sums an oscillation into sums of one sign, which the paper's rule reads as
-  "speed up": there a same-sign window sum that more than doubled along
-  :math:`u_{t-1}` (:math:`k < -2`) is a divergence too. ``safeguard=False`` is
-  the paper's rule exactly. Measured: the paper's rule diverges on
-  ill-conditioned least squares from most initial rates where the safeguard
-  converges, and the two agree where nothing diverges
-  (``benchmarks/results/tlr_safeguard.md``).
-
-  **Minibatches** (Sec. 4, Eq. 10). Consecutive minibatch gradients see
-  different data and their inner product is mostly negative, so the rate would
-  collapse. With ``accumulation_steps=k`` the gradients are summed over windows
-  of ``k`` steps; the rate is updated only at a window's end, from the current
-  and the previous window's sums, and held in between. The paper's default is a
-  third of an epoch: ``k ≈ steps_per_epoch / 3``. Full-batch GD: ``k = 1``.
-
-  **Search direction and momentum** (``direction``, e.g.
-  ``optax.scale_by_adam()``; ``momentum=m, nesterov=...`` is
-  ``direction=optax.trace(m, nesterov=...)``, as in ``optax.sgd``). The weights
-  step along :math:`u_t` (window sums :math:`U_t` with ``accumulation_steps``)
-  and ``inner_products`` says what replaces :math:`g` in Eq. 7–9:
-
-  * ``"gradient"`` (default): the line is :math:`L(w - \alpha u)`, whose slope
-    at :math:`\alpha_t` is :math:`-\langle g_t, u_{t-1}\rangle`; the rule uses
-    :math:`\langle g_t, u_{t-1}\rangle` for :math:`\langle g_t, g_{t-1}\rangle`
-    and :math:`\langle g_t, u_t\rangle` for :math:`\|g_t\|^2`.
-  * ``"displacement"``: the paper's momentum (Sec. 4 Eq. 10, App. D, momentum
-    0.8) and the authors' NTLR code: :math:`G_t = (w_{t-K} - w_t)/\alpha`, the
-    weights' displacement over the rate (:math:`= U_t`), in both slots,
-    :math:`\langle G_t, G_{t-1}\rangle` and :math:`\|G_t\|^2`. (NTLR also
-    drops the upper bound, updates the rate after the step and warms up for
-    3K + 1 steps; the paper, followed here, does not.)
-
-  Both reduce to Alg. 2 when :math:`u = g`. Why the default
-  (``benchmarks/results/tlr_momentum.md``, float64, 4 problems × 3 momenta ×
-  α₀ = 1e-4 … 1): the displacement form ends lower at momentum 0.8 where it
-  converges, but a momentum-smoothed displacement rarely reverses, so its
-  rate grows unchecked: 14 of 60 runs diverged where fixed-rate SGD with the
-  same momentum converged (13 at 0.9); the gradient form diverged only where
-  that SGD did too.
+  See docs/methods/tlr.md for the measured story.
 
   Args:
     learning_rate: initial rate :math:`\alpha_0` (> 0).
     bound: :math:`c > 0` of Eq. 9, the largest relative increase per update
       (paper: 1/4).
-    max_bound: the cold start's largest :math:`c` (``>= bound``; 1: at most
-      doubling per update); ``None`` (default): the paper's fixed ``bound``.
-    granularity: ``"global"`` (sgd_tlr), ``"leaf"`` (sgd_tlr_pl, one rate per
-      tensor, App. D.2), ``"element"``, or labels (a pytree or callable as in
-      ``optax.multi_transform``).
-    accumulation_steps: window length ``k`` of Eq. 10 (an int ``>= 1``);
-      about ``steps_per_epoch / 3`` for minibatch SGD; ``None``: 1 (full
-      batch). It shapes the computation: ``optax.inject_hyperparams`` leaves
-      it static unless it is passed (then name it in ``static_args``).
-    momentum: heavy-ball momentum m ∈ [0, 1) as in ``optax.sgd``: the
-      direction ``optax.trace(m, nesterov=nesterov)``; ``None``: SGD. The
-      paper's momentum runs (m = 0.8, App. D) are ``momentum=0.8,
-      inner_products="displacement"``.
-    nesterov: Nesterov momentum (needs ``momentum``).
-    direction: optional optax transformation turning gradients into the
-      search direction (not together with ``momentum``); ``None`` is SGD.
-    inner_products: ``"gradient"`` (default) or ``"displacement"`` (the
-      paper's momentum): what Eq. 7–9 read with a direction (see above).
-    safeguard: brake on detected divergence (see above); ``False`` is the
-      paper's rule exactly.
-    min_learning_rate: lower clamp of the rates (default 0: never binds).
-    max_learning_rate: upper clamp of the rates (default inf: never binds).
-      Either bound may be a schedule of the step count: a ceiling that
-      moves (warmup or decay on top of the learned rate), or a floor.
-    weight_decay: decoupled weight decay λ ≥ 0, as in ``optax.adamw``: the
-      step is :math:`-\alpha(u + \lambda\, m \odot w)`. The rule and its
-      probes see the loss that step descends, :math:`L + \tfrac{\lambda}{2}
-      \|m \odot w\|^2` (its gradient, ``value`` and ``value_fn``): with the
-      gradient as direction this is the method on that loss.
-    mask: the leaves that decay (``m``): a pytree of bools or a callable
-      ``params -> bools``, as ``optax.adamw``'s ``mask``; ``None``: all.
+    max_bound: the cold start's largest :math:`c` (finite, ``>= bound``; 1: at
+      most doubling); ``None`` (default): the paper's fixed ``bound``.
+    accumulation_steps: the window K of Eq. 10, an int >= 1 (``None``: 1, full
+      batch); static under ``optax.inject_hyperparams`` unless passed.
+    inner_products: (reproduction) ``"displacement"`` reads the paper's momentum
+      (App. D) in Eq. 7–9; ``"gradient"`` (default) adaptlr's, see above.
+    safeguard: brake on a detected divergence; ``False`` is the paper's rule.
+    granularity, direction, momentum, nesterov, min_learning_rate,
+      max_learning_rate, weight_decay, mask: the shared options, see
+      docs/options.md (``granularity="leaf"`` is the paper's sgd_tlr_pl).
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` whose updates are
-    :math:`-\alpha u`, ready for ``optax.apply_updates``
-    (:func:`scale_by_tlr` followed by ``optax.scale(-1)``). Its state holds a
-    :class:`TLRState`; the current rate(s) are
-    ``optax.tree.get(state, "learning_rate")``.
+    An ``optax.GradientTransformationExtraArgs`` with updates :math:`-\alpha u`
+    and a :class:`TLRState`; ``optax.tree.get(state, "learning_rate")``: the rate(s).
 
   Raises:
-    ValueError: for a non-positive ``learning_rate`` or ``bound``,
-      ``accumulation_steps < 1``, bad clamps, an unknown granularity or
-      ``inner_products``, ``momentum`` outside [0, 1), ``momentum`` together
-      with ``direction``, or ``nesterov`` without ``momentum``.
+    ValueError: for a bad option (see docs/options.md), or a ``max_bound`` below
+      ``bound`` or not finite.
 
   Example:
     >>> import jax, jax.numpy as jnp, optax, adaptlr
@@ -377,6 +281,5 @@ def tlr():
 
   References:
     Trainable Learning Rate, anonymous submission to ICLR 2022 (OpenReview),
-    Eq. 2, 7–10, Alg. 2, App. D and D.2; the authors' code,
-    github.com/georgeretsi/NTLR.
+    Eq. 2, 7–10, Alg. 2, App. D and D.2; the authors' code, github.com/georgeretsi/NTLR.
   """

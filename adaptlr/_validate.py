@@ -163,9 +163,10 @@ def learning_rate(value: Any, method: str) -> None:
       "the schedule as a ceiling, max_learning_rate=schedule (or a floor, "
       "min_learning_rate=schedule)."
     )
-  if jnp.ndim(value) != 0 and not isinstance(value, jax.core.Tracer):
+  v = None if isinstance(value, (str, bytes)) else concrete(value)
+  if v is not None and v.dtype.kind in "iuf" and v.ndim != 0:
     raise ValueError(
-      f"{method}: learning_rate must be a scalar, got shape {jnp.shape(value)}. To sweep "
+      f"{method}: learning_rate must be a scalar, got shape {v.shape}. To sweep "
       "rates, jax.vmap the whole training over them; for one rate per parameter group pass "
       "granularity='leaf' or labels."
     )

@@ -2,24 +2,15 @@
 
 For a loss ``L`` (``value_fn`` with its forwarded kwargs) at params ``w``:
 
-* :func:`hvp`: H v = ∂/∂ε ∇L(w + ε v) by forward-over-reverse autodiff
-  (``jax.jvp`` of ``jax.grad``): exact, no step, about the cost of one more
-  gradient with tangents (SMD's Hv, Schaul et al. 2013 App. C).
-* :func:`hutchinson_diagonal`: z ⊙ Hz with Rademacher z (z_i = ±1). Its
-  expectation is diag(H) for any H (E[z_i z_j] = δ_ij); it equals diag(H)
-  exactly when H is diagonal. vSGD averages its absolute value.
-* :func:`finite_difference_diagonal`: |(∇L(w + δ) − ∇L(w)) / δ| elementwise,
-  on the same batch (the estimate of Schaul & LeCun 2013, used by vSGD-fd with
-  δ = ḡ). Exact for a
-  diagonal quadratic; for a separable loss it is the secant slope.
-* :func:`softmax_gauss_newton_diagonal`: an unbiased estimate of the
-  Gauss-Newton (= Fisher) diagonal of a mean softmax cross-entropy from labels
-  sampled from the model (Sophia's Gauss-Newton-Bartlett estimator, Liu et al.
-  2023; the role of the paper's bbprop), one forward and one backward pass:
-  ``vsgd(curvature="gauss_newton")`` with the ``logits_fn`` extra arg.
+* :func:`hvp`: H v by forward-over-reverse autodiff, exact, no step (SMD's Hv,
+  Schaul et al. 2013 App. C).
+* :func:`hutchinson_diagonal`: z ⊙ Hz with Rademacher z; E[z ⊙ Hz] = diag(H).
+* :func:`finite_difference_diagonal`: |(∇L(w + δ) − ∇L(w)) / δ| on the same
+  batch (vSGD-fd, Schaul & LeCun 2013).
+* :func:`softmax_gauss_newton_diagonal`: an unbiased Gauss-Newton diagonal of a
+  softmax cross-entropy (Sophia's estimator, Liu et al. 2023).
 
-All functions work on pytrees and return a pytree shaped like the params, in
-the params' dtypes.
+All take and return pytrees shaped like the params, in the params' dtypes.
 """
 
 from __future__ import annotations
@@ -70,10 +61,8 @@ def hvp(value_fn: Callable[[Any], jax.Array], params: Any, v: Any) -> Any:
 def rademacher_like(key: jax.Array, params: Any) -> Any:
   """A pytree of independent ±1 entries shaped and typed like ``params``.
 
-  Each random 32-bit word gives 32 signs (one per bit), so the generator runs
-  on 1/32 of the elements: ``jax.random.rademacher`` draws a word per element,
-  which costs more than the Hessian-vector product itself for a large model on
-  CPU.
+  One random 32-bit word gives 32 signs: ``jax.random.rademacher`` draws a word
+  per element, which costs more than the HVP itself for a large model on CPU.
   """
   leaves, treedef = jax.tree.flatten(params)
   keys = jax.random.split(key, max(len(leaves), 1))
@@ -91,19 +80,14 @@ def rademacher_like(key: jax.Array, params: Any) -> Any:
 
 
 def hutchinson_diagonal(
-  value_fn: Callable[[Any], jax.Array],
-  params: Any,
-  key: jax.Array,
-  *,
-  absolute: bool = True,
+  value_fn: Callable[[Any], jax.Array], params: Any, key: jax.Array, *, absolute: bool = True
 ) -> Any:
   """Hutchinson's diagonal estimate z ⊙ Hz (Rademacher z), or its absolute value.
 
-  ``E[z ⊙ Hz] = diag(H)`` for any symmetric H; for a diagonal H every draw is
-  exact. With ``absolute=True`` (what vSGD averages, as the paper's |bbprop|)
-  the estimate is ``|z ⊙ Hz|``: exact for a diagonal H, an upper bound in
-  expectation (``E|z_i (Hz)_i| ≥ |H_ii|``) otherwise, so rates err small.
-  Cost: one forward-over-reverse pass (a gradient with tangents).
+  ``E[z ⊙ Hz] = diag(H)`` for any symmetric H, every draw exact for a diagonal
+  H. ``absolute=True`` (what vSGD averages, as the paper's |bbprop|) gives
+  ``|z ⊙ Hz|``, an upper bound in expectation (``E|z_i (Hz)_i| ≥ |H_ii|``), so
+  rates err small. Cost: one forward-over-reverse pass.
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -118,19 +102,13 @@ def hutchinson_diagonal(
 
 
 def finite_difference_diagonal(
-  value_fn: Callable[[Any], jax.Array],
-  params: Any,
-  grad: Any,
-  delta: Any,
-  fallback: Any = None,
+  value_fn: Callable[[Any], jax.Array], params: Any, grad: Any, delta: Any, fallback: Any = None
 ) -> Any:
   """|(∇L(w + δ) − ∇L(w)) / δ| elementwise (Schaul & LeCun 2013), on the same ``value_fn``.
 
-  ``grad`` is ∇L(w) (already computed by the caller). The difference divides
-  by the step actually taken in the params' dtype, ``(w + δ) − w``, so a δ_i
-  below the precision of w_i gives no spurious 0 or ∞: where that step is 0 the
-  result is ``fallback`` (a pytree like the params; default 0).
-  Cost: one more gradient.
+  ``grad`` is ∇L(w). It divides by the step taken in the params' dtype,
+  ``(w + δ) − w``; where that is 0 (δ_i below w_i's precision) the result is
+  ``fallback`` (a pytree like the params; default 0). Cost: one more gradient.
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -159,22 +137,17 @@ def finite_difference_diagonal(
 
 
 def softmax_gauss_newton_diagonal(
-  logits_fn: Callable[[Any], jax.Array],
-  params: Any,
-  key: jax.Array,
+  logits_fn: Callable[[Any], jax.Array], params: Any, key: jax.Array
 ) -> Any:
   """Unbiased Gauss-Newton diagonal of ``mean_n CE(softmax(logits_fn(w)_n), y_n)``.
 
-  For softmax cross-entropy the Gauss-Newton matrix equals the Fisher matrix
-  ``G = (1/N) Σ_n J_nᵀ (diag p_n − p_n p_nᵀ) J_n``. Sampling labels
-  ŷ_n ~ softmax(logits_n) and taking ``s = ∇_w Σ_n CE(logits_n, ŷ_n)`` gives
-  ``E[s ⊙ s] = Σ_n diag(J_nᵀ(diag p_n − p_n p_nᵀ)J_n) = N diag(G)`` (cross terms
-  vanish: each ∇CE(·, ŷ_n) has mean 0 under the model), so ``s ⊙ s / N`` is an
-  unbiased, non-negative estimate of diag(G) for one forward and one backward
-  pass (``jax.vjp`` of ``logits_fn``, pulled back from softmax − onehot(ŷ)) —
-  the role of the paper's bbprop; Sophia's Gauss-Newton-Bartlett estimator
-  (Liu et al., arXiv:2305.14342, Alg. 2). It does not include curvature of
-  extra loss terms (add ``λ`` for an L2 penalty ``λ/2 ‖w‖²``).
+  The Gauss-Newton (= Fisher) matrix is ``G = (1/N) Σ_n J_nᵀ (diag p_n − p_n p_nᵀ) J_n``.
+  With labels ŷ_n ~ softmax(logits_n) and ``s = ∇_w Σ_n CE(logits_n, ŷ_n)``,
+  ``E[s ⊙ s] = N diag(G)`` (cross terms have mean 0), so ``s ⊙ s / N`` is an
+  unbiased, non-negative estimate for one forward and one backward pass: the
+  role of vSGD's bbprop; Sophia's Gauss-Newton-Bartlett estimator (Liu et al.,
+  arXiv:2305.14342, Alg. 2). Extra loss terms are not included (add ``λ`` for
+  an L2 penalty ``λ/2 ‖w‖²``).
 
   Args:
     logits_fn: params -> logits of shape ``(N, K)`` (the batch bound in).

@@ -1,67 +1,14 @@
 """Flax integration: NNX and Linen training loops that pass adaptlr's extra args.
 
-Install with ``pip install adaptlr[flax]``: Flax is an optional dependency, and
-``import adaptlr`` alone never imports it (this module is imported on first use,
-``import adaptlr.flax`` or ``adaptlr.flax.<name>``).
-
-Methods that probe the loss along the line (``hypergradient(lookahead=True)``,
-``newton_lr``, ``vsgd``, ``probabilistic_lr``) need ``value_fn``: the loss as a
-function of *exactly the params tree that reaches the optax update*. This module
-builds it for both Flax APIs.
-
-**NNX.** ``nnx.Optimizer.update(model, grads, **kwargs)`` forwards ``kwargs`` to
-``tx.update`` (through ``nnx.as_pure``), and passes as params
-``nnx.as_pure(nnx.state(model, optimizer.wrt))``: an ``nnx.State`` of plain
-arrays holding the variables selected by ``wrt`` (Flax 0.12,
-``flax/nnx/training/optimizer.py``). :func:`nnx_value_fn` returns a function of
-that State: it merges it with the model's graph definition and the rest of its
-state (batch statistics, RNG counters, variables outside ``wrt``) frozen when
-it was built, and calls your loss on the merged copy; the model itself is never
-touched. :func:`nnx_train_step` is the whole step in one call::
+The methods that probe the loss need ``value_fn``, the loss as a function of
+the params tree that reaches the optax update. :func:`nnx_value_fn` builds it
+for NNX and :func:`nnx_train_step` is the whole NNX step::
 
     loss = adaptlr.flax.nnx_train_step(optimizer, model, loss_fn, x=x, y=y)
 
-or, spelled out (build ``value_fn`` *before* the gradient, so that the probes
-see the same dropout masks as the gradient)::
-
-    value_fn = adaptlr.flax.nnx_value_fn(model, loss_fn, wrt=nnx.Param)
-    loss, grads = nnx.value_and_grad(loss_fn)(model, x=x, y=y)
-    optimizer.update(model, grads, value=loss, value_fn=value_fn, x=x, y=y)
-
-**Random streams.** A loss that takes an ``nnx.Rngs`` argument (dropout keys,
-as in Flax's MNIST tutorial: ``loss_fn(model, rngs, batch)``) works in both:
-``value_fn`` never mutates an ``Rngs`` it is given, it draws from a fresh copy
-of its state on every call, so every probe sees the masks that state gives.
-:func:`nnx_train_step` hands the probes the state from *before* the gradient
-(the gradient's masks) and advances your ``Rngs`` as ``nnx.value_and_grad``
-does. Spelled out, bind the batch when building ``value_fn``, before the
-gradient::
-
-    value_fn = adaptlr.flax.nnx_value_fn(model, loss_fn, rngs, batch, has_aux=True)
-    (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model, rngs, batch)
-    optimizer.update(model, grads, value=loss, value_fn=value_fn)
-
-(``optimizer.update(..., value_fn=nnx_value_fn(model, loss_fn), rngs=rngs,
-batch=batch)`` also works, with the probes drawing the masks of ``rngs`` as it
-is after the gradient, i.e. the next ones.)
-
-**Linen.** ``TrainState.apply_gradients`` calls ``tx.update(grads, opt_state,
-params)`` with no extra args. :func:`apply_gradients` is the same step with
-extra args forwarded; :func:`linen_train_step` computes the loss and gradient
-too. A Linen loss is already a function of the params, so it *is* the
-``value_fn``.
-
-**``(loss, aux)`` losses.** Every helper takes ``has_aux=True`` (as
-``jax.value_and_grad``) and hands the optimizer a ``value_fn`` returning the
-loss alone, so optax's own line searches accept it too. Calling an optimizer
-directly, pass ``value_fn_has_aux=True`` with the ``value_fn``.
-
-In all of them, keyword args after the loss (``x=..., y=...``) are the batch:
-they go to your loss for the gradient and, through the optimizer's extra args,
-to ``value_fn`` (adaptlr and optax's line searches forward the keyword args that
-``value_fn``'s signature names). Everything here works under ``jax.jit`` /
-``nnx.jit`` and with any optax transformation; extra args are only passed when
-the optimizer accepts them (``optax.GradientTransformationExtraArgs``).
+For Linen, :func:`apply_gradients` is ``TrainState.apply_gradients`` with extra
+args forwarded and :func:`linen_train_step` the whole step. Needs ``pip install
+adaptlr[flax]``. See docs/flax.md for dropout, BatchNorm and ``(loss, aux)``.
 """
 
 from __future__ import annotations
@@ -84,13 +31,7 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess test
     "(`import adaptlr`) do not need it."
   ) from e
 
-__all__ = [
-  "apply_gradients",
-  "learning_rate",
-  "linen_train_step",
-  "nnx_train_step",
-  "nnx_value_fn",
-]
+__all__ = ["apply_gradients", "learning_rate", "linen_train_step", "nnx_train_step", "nnx_value_fn"]
 
 
 # -------------------------------------------------------------------- helpers --
@@ -117,14 +58,7 @@ def _rngs_snapshot(tree: Any) -> Any:
 
 
 def _fresh_rngs(tree: Any) -> Any:
-  """``tree`` with every ``nnx.Rngs`` (or its ``nnx.as_pure`` snapshot) replaced by a new one.
-
-  The copy starts from the same keys and counters, so it draws the same keys,
-  and it belongs to the current trace, so a loss may draw from it under
-  ``jax.jvp`` / ``jax.grad`` / ``jax.vmap`` (the probes) without touching the
-  caller's ``Rngs`` (``nnx.Optimizer.update`` passes extra args through
-  ``nnx.as_pure``, which leaves an ``Rngs`` that cannot be drawn from).
-  """
+  """``tree`` with every ``nnx.Rngs`` (or snapshot) replaced by a copy of this trace."""
 
   def fresh(r):
     if not _is_rngs(r):
@@ -141,24 +75,16 @@ def _fresh_rngs(tree: Any) -> Any:
 
 def _advance_rngs(tree: Any, after: Any) -> None:
   """Write the ``nnx.Rngs`` states in ``after`` (a snapshot) back to those in ``tree``."""
-  for r, a in zip(
-    jax.tree.leaves(tree, is_leaf=_is_rngs), jax.tree.leaves(after, is_leaf=_is_rngs)
-  ):
+  leaves = lambda t: jax.tree.leaves(t, is_leaf=_is_rngs)
+  for r, a in zip(leaves(tree), leaves(after)):
     if _is_rngs(r):
       for name, s in r.items():
         s.key.set_value(a[name].key)
         s.count.set_value(a[name].count)
 
 
-def _with_params_signature(
-  fn: Callable[..., Any], loss_fn: Callable[..., Any]
-) -> Callable[..., Any]:
-  """``fn`` advertising the signature of ``loss_fn`` with its first argument named ``params``.
-
-  adaptlr (``_loss.value_fn_kwargs``) and optax's line searches forward to
-  ``value_fn`` exactly the keyword args its signature names, so the batch
-  arguments of ``loss_fn`` (``x``, ``y``, ...) must appear there.
-  """
+def _with_params_signature(fn: Callable, loss_fn: Callable) -> Callable:
+  """``fn`` with ``loss_fn``'s signature (first arg ``params``): its kwargs get forwarded."""
   try:
     sig = inspect.signature(loss_fn)
   except (TypeError, ValueError):  # builtins, some C callables: forward everything
@@ -197,64 +123,39 @@ def nnx_value_fn(
 ) -> Callable[..., jax.Array]:
   """The loss as a function of the params that ``nnx.Optimizer`` hands to optax.
 
-  ``nnx.Optimizer(model, tx, wrt=wrt).update(model, grads, **kw)`` calls
-  ``tx.update(grads, opt_state, params, **kw)`` with
-  ``params = nnx.as_pure(nnx.state(model, wrt))`` (an ``nnx.State`` of arrays).
-  The returned ``value_fn(params, *batch_args, **batch_kwargs)`` merges such a
-  State with ``model``'s graph definition and the rest of its state and returns
-  ``loss_fn(merged_model, *batch_args, **batch_kwargs)``: pure, jittable,
-  vmappable, and differentiable in ``params``.
-
-  The non-``wrt`` state (BatchNorm statistics, dropout RNG counters, frozen
-  variables) is a snapshot taken now, and state updates made by ``loss_fn``
-  during probes are discarded. Build it before computing the gradient and the
-  probes see the same dropout masks as the gradient did (and the loss at the
-  current params equals the ``value`` from ``nnx.value_and_grad``).
-
-  An ``nnx.Rngs`` argument of ``loss_fn`` is never mutated: each call draws
-  from a fresh copy of its state. Pass the batch here (``nnx_value_fn(model,
-  loss_fn, rngs, batch)``) to bind it now, before the gradient advances
-  ``rngs``: then ``value_fn(params)`` takes the params only and the probes see
-  the gradient's dropout masks.
+  Merges the params (the ``nnx.State`` ``wrt`` selects) with ``model``'s other
+  state as it is now (BatchNorm statistics, RNG counters) and calls ``loss_fn``;
+  ``model`` and ``nnx.Rngs`` arguments are never mutated. Build it before the
+  gradient, so that the probes see the gradient's dropout masks.
 
   Args:
     model: the NNX module being trained.
-    loss_fn: ``loss_fn(model, ...) -> scalar`` (or ``(scalar, aux)`` with
-      ``has_aux=True``); its arguments after the model are the batch.
-    *batch_args: optional batch to bind now (positional args of ``loss_fn``
-      after the model); ``nnx.Rngs`` among them are snapshotted.
-    wrt: the filter passed to ``nnx.Optimizer`` (default ``nnx.Param``);
-      ``value_fn``'s params are the variables it selects.
+    loss_fn: ``loss_fn(model, *batch) -> loss`` (or ``(loss, aux)``).
+    *batch_args, **batch_kwargs: optional batch to bind now (e.g. ``rngs, batch``).
+    wrt: the filter given to ``nnx.Optimizer`` (default ``nnx.Param``).
     has_aux: ``loss_fn`` returns ``(loss, aux)``; ``value_fn`` returns the loss.
-    graph: NNX graph mode, as for ``nnx.Optimizer(..., graph=...)`` (``None``:
-      the current ``nnx.set_graph_mode``).
-    **batch_kwargs: optional batch to bind now (keyword args of ``loss_fn``).
+    graph: NNX graph mode, as ``nnx.Optimizer(..., graph=...)``.
 
   Returns:
-    Without a bound batch, ``value_fn(params, ...)``, whose signature is
-    ``loss_fn``'s with the model replaced by ``params``, so that keyword args
-    passed to ``optimizer.update`` (``x=..., y=...``) are forwarded to it.
-    With one, ``value_fn(params)``.
+    ``value_fn(params, ...)`` with ``loss_fn``'s signature (so the batch given to
+    ``optimizer.update`` reaches it); with a bound batch, ``value_fn(params)``.
 
   Example:
-    >>> import jax, jax.numpy as jnp, optax, adaptlr
-    >>> import adaptlr.flax
+    >>> import jax, jax.numpy as jnp, adaptlr, adaptlr.flax
     >>> from flax import nnx
     >>> model = nnx.Linear(3, 1, rngs=nnx.Rngs(0))
     >>> x = jax.random.normal(jax.random.key(1), (32, 3)); y = x.sum(1, keepdims=True)
     >>> loss_fn = lambda model, x, y: jnp.mean((model(x) - y) ** 2)
-    >>> optimizer = nnx.Optimizer(
-    ...     model, adaptlr.hypergradient(0.05, lookahead=True), wrt=nnx.Param)
+    >>> tx = adaptlr.hypergradient(0.05, lookahead=True)
+    >>> optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
     >>> @nnx.jit
     ... def train_step(model, optimizer, x, y):
     ...   value_fn = adaptlr.flax.nnx_value_fn(model, loss_fn)
     ...   loss, grads = nnx.value_and_grad(loss_fn)(model, x, y)
     ...   optimizer.update(model, grads, value=loss, value_fn=value_fn, x=x, y=y)
     ...   return loss
-    >>> first = train_step(model, optimizer, x, y)
-    >>> for _ in range(50):
-    ...   last = train_step(model, optimizer, x, y)
-    >>> bool(last < 0.05 * first)
+    >>> losses = [train_step(model, optimizer, x, y) for _ in range(51)]
+    >>> bool(losses[-1] < 0.05 * losses[0])
     True
   """
   graphdef, _, rest = nnx.split(model, wrt, ..., **_graph_kwargs(graph))
@@ -286,53 +187,36 @@ def nnx_train_step(
 ) -> Any:
   """One NNX training step: loss, gradient, and ``optimizer.update`` with extra args.
 
-  Computes ``loss_fn(model, **batch)`` and its gradient with respect to the
-  variables ``optimizer.wrt`` selects, writes the other state changes the
-  forward pass made (BatchNorm statistics, RNG counters) back to ``model``,
-  then calls ``optimizer.update(model, grads, value=loss, grad=grads,
-  value_fn=nnx_value_fn(...), **batch)``: every adaptlr method gets what it
-  needs. For an optimizer without extra-args support only ``(model, grads)``
-  is passed, so the same loop runs optax peers (``optax.sgd``, ``optax.adam``).
-
-  Call it inside your ``nnx.jit``-ed step (it is plain traceable code).
+  The gradient is for ``optimizer.wrt``; other state changes (BatchNorm statistics) go
+  back to ``model``; ``optimizer.update`` gets ``value``, ``grad``, ``value_fn`` and the
+  batch (only ``(model, grads)`` for an optimizer without extra args).
 
   Args:
-    optimizer: an ``nnx.Optimizer`` built on ``model`` (any ``wrt``, graph or
-      tree mode).
+    optimizer: an ``nnx.Optimizer`` built on ``model``.
     model: the module being trained; updated in place.
-    loss_fn: ``loss_fn(model, **batch) -> scalar`` (or ``(scalar, aux)`` with
-      ``has_aux=True``).
+    loss_fn: ``loss_fn(model, **batch) -> scalar`` (or ``(scalar, aux)``).
     has_aux: ``loss_fn`` returns ``(loss, aux)``.
-    **batch: keyword args of ``loss_fn`` (``x=..., y=...``, ``rngs=rngs``),
-      forwarded to ``loss_fn`` and to ``value_fn``. An ``nnx.Rngs`` among them
-      is advanced as ``nnx.value_and_grad`` would; the probes draw the same
-      keys (dropout masks) as the gradient did.
+    **batch: keyword args of ``loss_fn``, forwarded to it and to ``value_fn``;
+      an ``nnx.Rngs`` among them advances as with ``nnx.value_and_grad``.
 
   Returns:
     The loss before the step (``(loss, aux)`` with ``has_aux=True``).
 
   Example:
-    >>> import jax, jax.numpy as jnp, optax, adaptlr
-    >>> import adaptlr.flax
+    >>> import jax, jax.numpy as jnp, adaptlr, adaptlr.flax
     >>> from flax import nnx
-    >>> class MLP(nnx.Module):
-    ...   def __init__(self, rngs):
-    ...     self.l1 = nnx.Linear(4, 16, rngs=rngs); self.l2 = nnx.Linear(16, 1, rngs=rngs)
-    ...   def __call__(self, x):
-    ...     return self.l2(nnx.tanh(self.l1(x)))
+    >>> model = nnx.Sequential(nnx.Linear(4, 16, rngs=nnx.Rngs(0)), nnx.tanh,
+    ...                        nnx.Linear(16, 1, rngs=nnx.Rngs(1)))
     >>> x = jax.random.normal(jax.random.key(1), (64, 4)); y = jnp.sin(x[:, :1])
     >>> loss_fn = lambda model, x, y: jnp.mean((model(x) - y) ** 2)
-    >>> model = MLP(nnx.Rngs(0))
-    >>> optimizer = nnx.Optimizer(
-    ...     model, adaptlr.hypergradient(0.1, lookahead=True), wrt=nnx.Param)
+    >>> tx = adaptlr.hypergradient(0.1, lookahead=True)
+    >>> optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
     >>> step = nnx.jit(lambda m, o, x, y: adaptlr.flax.nnx_train_step(o, m, loss_fn, x=x, y=y))
     >>> losses = [float(step(model, optimizer, x, y)) for _ in range(100)]
     >>> losses[-1] < 0.2 * losses[0]
     True
   """
-  wrt = optimizer.wrt
-  graph = getattr(optimizer, "graph", None)
-  gkw = _graph_kwargs(graph)
+  wrt, gkw = optimizer.wrt, _graph_kwargs(getattr(optimizer, "graph", None))
   graphdef, params, rest = nnx.split(model, wrt, ..., **gkw)
   rest = nnx.as_pure(rest)
   # The random state the gradient draws from; the probes get the same one.
@@ -347,9 +231,8 @@ def nnx_train_step(
     _, _, new_rest = nnx.split(merged, wrt, ..., **gkw)
     return loss, (aux, nnx.as_pure(new_rest), _rngs_snapshot(local))
 
-  (loss, (aux, new_rest, batch_after)), grads = jax.value_and_grad(loss_and_state, has_aux=True)(
-    params
-  )
+  grad_fn = jax.value_and_grad(loss_and_state, has_aux=True)
+  (loss, (aux, new_rest, batch_after)), grads = grad_fn(params)
   nnx.update(model, new_rest)
   _advance_rngs(batch, batch_after)  # the caller's Rngs move on, as with nnx.value_and_grad
 
@@ -365,28 +248,20 @@ def nnx_train_step(
 def apply_gradients(state: Any, grads: Any, *, has_aux: bool = False, **extra_args: Any) -> Any:
   """``state.apply_gradients(grads=grads)`` that forwards extra args to ``tx.update``.
 
-  ``flax.training.train_state.TrainState.apply_gradients`` calls
-  ``tx.update(grads, opt_state, params)`` only (its ``**kwargs`` replace
-  dataclass fields). This is the same step — ``step + 1``, new ``params`` and
-  ``opt_state``, any subclass fields kept — with ``tx.update(grads,
-  opt_state, params, **extra_args)``. Use ``state.replace(...)`` afterwards for
-  other fields (e.g. ``batch_stats``).
+  The same step as ``TrainState.apply_gradients`` (subclass fields kept) with
+  ``tx.update(grads, opt_state, params, **extra_args)``.
 
   Args:
     state: a ``TrainState`` (or subclass).
     grads: gradients with the structure of ``state.params``.
-    has_aux: ``value_fn`` returns ``(loss, aux)`` (the ``loss_fn`` you give
-      ``jax.value_and_grad(..., has_aux=True)``); the optimizer gets the loss
-      alone. ``value`` may then be the ``(loss, aux)`` pair too.
-    **extra_args: ``value=``, ``grad=``, ``value_fn=`` and the batch
-      (``x=..., y=...``), forwarded to the optimizer.
+    has_aux: ``value_fn`` (and ``value``) give ``(loss, aux)``; the optimizer gets the loss.
+    **extra_args: ``value``, ``grad``, ``value_fn`` and the batch, for ``tx.update``.
 
   Returns:
     The updated ``TrainState``.
 
   Example:
-    >>> import jax, jax.numpy as jnp, optax, adaptlr
-    >>> import adaptlr.flax
+    >>> import jax, jax.numpy as jnp, adaptlr, adaptlr.flax
     >>> import flax.linen as nn
     >>> from flax.training.train_state import TrainState
     >>> x = jax.random.normal(jax.random.key(1), (32, 3)); y = x.sum(1, keepdims=True)
@@ -394,17 +269,14 @@ def apply_gradients(state: Any, grads: Any, *, has_aux: bool = False, **extra_ar
     >>> state = TrainState.create(apply_fn=model.apply,
     ...     params=model.init(jax.random.key(0), x)["params"],
     ...     tx=adaptlr.hypergradient(0.05, lookahead=True))
-    >>> def loss_fn(params, x, y):
-    ...   return jnp.mean((state.apply_fn({"params": params}, x) - y) ** 2)
+    >>> loss_fn = lambda params, x, y: jnp.mean((model.apply({"params": params}, x) - y) ** 2)
     >>> @jax.jit
     ... def train_step(state, x, y):
     ...   loss, grads = jax.value_and_grad(loss_fn)(state.params, x, y)
-    ...   state = adaptlr.flax.apply_gradients(
-    ...       state, grads, value=loss, value_fn=loss_fn, x=x, y=y)
-    ...   return state, loss
+    ...   return adaptlr.flax.apply_gradients(
+    ...       state, grads, value=loss, value_fn=loss_fn, x=x, y=y), loss
     >>> state, first = train_step(state, x, y)
-    >>> for _ in range(50):
-    ...   state, last = train_step(state, x, y)
+    >>> for _ in range(50): state, last = train_step(state, x, y)
     >>> bool(last < 0.05 * first)
     True
   """
@@ -419,11 +291,8 @@ def apply_gradients(state: Any, grads: Any, *, has_aux: bool = False, **extra_ar
       extra_args["value_fn"] = _strip_aux(extra_args["value_fn"])
     if isinstance(extra_args.get("value"), (tuple, list)):
       extra_args["value"] = extra_args["value"][0]
-  tx = state.tx
-  if _is_extra_args(tx):
-    updates, opt_state = tx.update(grads_opt, state.opt_state, params_opt, **extra_args)
-  else:
-    updates, opt_state = tx.update(grads_opt, state.opt_state, params_opt)
+  kwargs = extra_args if _is_extra_args(state.tx) else {}
+  updates, opt_state = state.tx.update(grads_opt, state.opt_state, params_opt, **kwargs)
   new_params = optax.apply_updates(params_opt, updates)
   if owg:
     new_params = {"params": new_params, OVERWRITE_WITH_GRADIENT: grads[OVERWRITE_WITH_GRADIENT]}
@@ -431,22 +300,16 @@ def apply_gradients(state: Any, grads: Any, *, has_aux: bool = False, **extra_ar
 
 
 def linen_train_step(
-  state: Any,
-  loss_fn: Callable[..., Any],
-  *,
-  has_aux: bool = False,
-  **batch: Any,
+  state: Any, loss_fn: Callable[..., Any], *, has_aux: bool = False, **batch: Any
 ) -> tuple[Any, Any]:
   """One Linen training step: ``(new_state, loss)`` with every extra arg passed.
 
-  ``loss, grads = jax.value_and_grad(loss_fn)(state.params, **batch)``, then
-  :func:`apply_gradients` with ``value=loss, grad=grads, value_fn=loss_fn`` and
-  the batch. Call it inside your ``jax.jit``-ed step.
+  ``jax.value_and_grad(loss_fn)(state.params, **batch)``, then :func:`apply_gradients`
+  with ``value``, ``grad``, ``value_fn=loss_fn`` and the batch. Use inside ``jax.jit``.
 
   Args:
     state: a ``TrainState``.
-    loss_fn: ``loss_fn(params, **batch) -> scalar`` (or ``(scalar, aux)`` with
-      ``has_aux=True``): the loss as a function of ``state.params``.
+    loss_fn: ``loss_fn(params, **batch) -> scalar`` (or ``(scalar, aux)``).
     has_aux: ``loss_fn`` returns ``(loss, aux)``.
     **batch: keyword args of ``loss_fn``.
 
@@ -454,19 +317,15 @@ def linen_train_step(
     ``(new_state, loss)``, or ``(new_state, (loss, aux))`` with ``has_aux``.
 
   Example:
-    >>> import jax, jax.numpy as jnp, adaptlr
-    >>> import adaptlr.flax
-    >>> import flax.linen as nn
+    >>> import jax, jax.numpy as jnp, adaptlr, adaptlr.flax, flax.linen as nn
     >>> from flax.training.train_state import TrainState
-    >>> x = jax.random.normal(jax.random.key(1), (32, 3)); y = x.sum(1, keepdims=True)
-    >>> model = nn.Dense(1)
-    >>> state = TrainState.create(apply_fn=model.apply,
-    ...     params=model.init(jax.random.key(0), x)["params"], tx=adaptlr.tlr(0.01))
-    >>> loss_fn = lambda params, x, y: jnp.mean((model.apply({"params": params}, x) - y) ** 2)
-    >>> step = jax.jit(lambda s, x, y: adaptlr.flax.linen_train_step(s, loss_fn, x=x, y=y))
-    >>> state, first = step(state, x, y)
-    >>> for _ in range(50):
-    ...   state, last = step(state, x, y)
+    >>> model, x = nn.Dense(1), jax.random.normal(jax.random.key(1), (32, 3))
+    >>> params = model.init(jax.random.key(0), x)["params"]
+    >>> state = TrainState.create(apply_fn=model.apply, params=params, tx=adaptlr.tlr(0.01))
+    >>> loss_fn = lambda p, x: jnp.mean((model.apply({"params": p}, x) - x.sum(1)[:, None]) ** 2)
+    >>> step = jax.jit(lambda s, x: adaptlr.flax.linen_train_step(s, loss_fn, x=x))
+    >>> state, first = step(state, x)
+    >>> for _ in range(50): state, last = step(state, x)
     >>> bool(last < 0.05 * first)
     True
   """
@@ -484,18 +343,14 @@ def linen_train_step(
 def learning_rate(obj: Any, default: Any = None) -> Any:
   """The current learning rate(s) of an ``nnx.Optimizer``, a ``TrainState`` or an optax state.
 
-  ``optax.tree.get(opt_state, "learning_rate", default)`` with NNX's variable
-  wrappers removed: ``default`` when no state field is named
-  ``learning_rate`` (``optax.sgd`` keeps none), ``KeyError`` when several are
-  (then use ``optax.tree.get_all_with_path``).
+  ``optax.tree.get(opt_state, "learning_rate", default)`` with NNX's variable wrappers
+  removed: ``default`` when no field is so named; ``KeyError`` when several are.
 
   Example:
-    >>> import jax.numpy as jnp, optax, adaptlr
-    >>> import adaptlr.flax
+    >>> import optax, adaptlr, adaptlr.flax
     >>> from flax import nnx
-    >>> optimizer = nnx.Optimizer(nnx.Linear(2, 1, rngs=nnx.Rngs(0)),
-    ...                           optax.chain(optax.clip(1.0), adaptlr.tlr(0.03)),
-    ...                           wrt=nnx.Param)
+    >>> tx = optax.chain(optax.clip(1.0), adaptlr.tlr(0.03))
+    >>> optimizer = nnx.Optimizer(nnx.Linear(2, 1, rngs=nnx.Rngs(0)), tx, wrt=nnx.Param)
     >>> print(f"{adaptlr.flax.learning_rate(optimizer):.3f}")
     0.030
   """

@@ -5,17 +5,10 @@ forwarded kwargs), the line is
 
     f(η) = L(w − η u),      f′(η) = −⟨∇L(w − η u), u⟩,      f″(η) = uᵀ ∇²L(w − η u) u.
 
-:func:`line_derivatives` gives f, f′ (and f″) exactly by (nested) forward-mode
-autodiff: one ``jax.jvp`` costs about one forward pass with tangents, no step ε.
-
-:func:`line_probes` evaluates f at η + k ε for several k (Ravaut & Gorti's five
-probes η, η ± ε, η ± 2ε) in **one** batched call: ``jax.vmap`` by default, a
-``jax.lax.map`` loop for models too large to hold several parameter copies, or
-an unrolled set of calls (faster than a vmapped matmul on XLA:CPU); see
-:func:`evaluate_batched`.
-
-With one rate per parameter group (``Granularity`` "leaf" or labels) the loss is
-F(r) = L(w − Σ_j r_j u_j), one line per group: :func:`group_line_probes` and
+:func:`line_derivatives` gives f, f′ (and f″) exactly by forward-mode autodiff;
+:func:`line_probes` evaluates f at η + k ε (Ravaut & Gorti's five probes) in one
+batched call (:func:`evaluate_batched`). With one rate per parameter group the
+loss is F(r) = L(w − Σ_j r_j u_j): :func:`group_line_probes` and
 :func:`group_line_derivatives` move one group's rate at a time.
 """
 
@@ -40,16 +33,12 @@ def line_fn(value_fn: Callable[[Any], jax.Array], params: Any, direction: Any):
 
 
 def line_derivatives(
-  value_fn: Callable[[Any], jax.Array],
-  params: Any,
-  direction: Any,
-  eta: Any,
-  order: int = 2,
+  value_fn: Callable[[Any], jax.Array], params: Any, direction: Any, eta: Any, order: int = 2
 ) -> tuple[jax.Array, ...]:
   """(f(η), f′(η)) for ``order=1``, (f(η), f′(η), f″(η)) for ``order=2``.
 
-  Exact derivatives along the line by forward-mode autodiff: ``order=1`` is one
-  ``jax.jvp``; ``order=2`` nests two (about two forward passes' work).
+  Exact, by forward-mode autodiff: ``order=1`` is one ``jax.jvp`` (about one
+  forward pass with tangents, no step ε); ``order=2`` nests two.
 
   Example:
     >>> import jax.numpy as jnp
@@ -78,25 +67,18 @@ FIVE_POINT = (-2, -1, 0, 1, 2)
 
 
 def evaluate_batched(
-  fn: Callable[[Any], Any],
-  xs: Any,
-  *,
-  mode: str = "vmap",
-  batch_size: int | None = None,
+  fn: Callable[[Any], Any], xs: Any, *, mode: str = "vmap", batch_size: int | None = None
 ) -> Any:
   """``fn`` at every slice of ``xs`` along its leading axis, stacked.
 
   Args:
     fn: a function of one slice of ``xs``.
     xs: a pytree whose leaves share a leading (batch) axis.
-    mode: ``"vmap"``: one batched call (``jax.vmap``), what a GPU/TPU runs at
-      nearly the cost of one evaluation, holding one copy of the params per
-      slice; ``"map"``: one evaluation at a time (``jax.lax.map``, a loop), for
-      models too large to hold several copies; ``"unroll"``: separate calls in
-      the same jitted graph (a Python loop), which XLA:CPU runs faster than a
-      vmapped (batched) matmul; it holds as many copies as ``"vmap"`` at most.
-    batch_size: with ``mode="map"``, evaluate this many slices per loop
-      iteration (vmapped); ``None``: one.
+    mode: ``"vmap"``: one batched call, near one evaluation's cost on GPU/TPU,
+      one params copy per slice; ``"map"``: a ``jax.lax.map`` loop, for models too
+      large to hold several copies; ``"unroll"``: separate calls in one graph,
+      faster than a vmapped matmul on XLA:CPU.
+    batch_size: with ``mode="map"``, slices per loop iteration; ``None``: one.
 
   Returns:
     ``fn``'s outputs stacked along a new leading axis.
@@ -125,9 +107,7 @@ def line_probes(
 ) -> jax.Array:
   """f(η + k ε) = L(w − (η + k ε) u) for every k in ``offsets``, batched.
 
-  The default five offsets (−2, −1, 0, 1, 2) are Ravaut & Gorti's stencil
-  (Eq. 6–10); they are evaluated in one ``jax.vmap`` call by default (see
-  :func:`evaluate_batched` for ``mode``).
+  The default offsets (−2, −1, 0, 1, 2) are Ravaut & Gorti's stencil (Eq. 6–10).
 
   Args:
     value_fn: params -> scalar loss.
@@ -136,12 +116,10 @@ def line_probes(
     eta: the scalar rate η at the stencil's centre.
     eps: the scalar step ε.
     offsets: the multiples k of ε.
-    mode: ``"vmap"``, ``"map"`` or ``"unroll"``.
-    batch_size: slices per iteration for ``mode="map"``.
+    mode, batch_size: as :func:`evaluate_batched`.
 
   Returns:
-    The loss values, shape ``(len(offsets),)``, in the rates' dtype
-    (float32, or wider params').
+    The losses, shape ``(len(offsets),)``, in float32 (or ``eta``'s wider dtype).
   """
   eta = jnp.asarray(eta)
   dtype = jnp.promote_types(eta.dtype, jnp.float32)
@@ -157,25 +135,11 @@ def point_on_lines(params: Any, direction: Any, leaf_rates: Any) -> Any:
   return jax.tree.map(lambda w, r, u: (w - r * u).astype(w.dtype), params, leaf_rates, direction)
 
 
-def group_line_fn(
-  value_fn: Callable[[Any], jax.Array],
-  params: Any,
-  direction: Any,
-  rates: Any,
-  broadcast: Callable[[Any, Any], Any],
-):
+def _group_line_fn(value_fn, params, direction, rates, broadcast):
   """F(r) = L(w − r_j u_j) as a function of the flat vector r of group rates.
 
-  Args:
-    value_fn: params -> scalar loss.
-    params: w.
-    direction: u.
-    rates: the current rates (a pytree: scalar, pytree of scalars or dict).
-    broadcast: ``Granularity.broadcast``: (rates, params) -> per-leaf rates.
-
-  Returns:
-    ``(F, r0, unravel)``: F of a flat vector, r0 = the flat current rates, and
-    ``unravel`` mapping a flat vector back to the rates' structure.
+  Returns ``(F, r0, unravel)``: F of a flat vector, r0 the flat current ``rates``
+  and ``unravel`` back to their structure. ``broadcast`` is ``Granularity.broadcast``.
   """
   r0, unravel = ravel_pytree(rates)
 
@@ -199,14 +163,13 @@ def group_line_probes(
 ) -> jax.Array:
   """F(r + k ε_j e_j) for every group j and offset k, in one batched call.
 
-  Each group's rate moves alone (the others stay at their current value), so
-  row j is :func:`line_probes` along the group's own line. The centre (k = 0)
-  is shared: ``G·(K−1) + 1`` evaluations for G groups and K offsets.
+  Row j is :func:`line_probes` along group j's own line (the other rates fixed);
+  the shared centre makes ``G·(K−1) + 1`` evaluations for G groups, K offsets.
 
   Args:
     value_fn, params, direction: as :func:`line_probes`.
-    rates: the current rates (pytree); ``eps``: ε per group (same structure)
-      or one scalar for all groups.
+    rates: the current rates (pytree).
+    eps: ε per group (the rates' structure) or one scalar.
     broadcast: ``Granularity.broadcast``.
     offsets, mode, batch_size: as :func:`line_probes`.
 
@@ -214,7 +177,7 @@ def group_line_probes(
     Loss values, shape ``(G, len(offsets))``, rows in ``ravel_pytree`` order
     of ``rates``.
   """
-  fn, r0, _ = group_line_fn(value_fn, params, direction, rates, broadcast)
+  fn, r0, _ = _group_line_fn(value_fn, params, direction, rates, broadcast)
   dtype = jnp.promote_types(r0.dtype, jnp.float32)
   r0 = r0.astype(dtype)
   g = r0.shape[0]
@@ -251,14 +214,11 @@ def group_line_derivatives(
 ) -> tuple[jax.Array, Any, Any]:
   """F, ∂F/∂r_j and ∂²F/∂r_j² for every group j, exact (nested ``jax.jvp``).
 
-  One nested jvp per group along the one-hot tangent e_j (about two forward
-  passes' work each), batched over the groups as :func:`evaluate_batched`.
-
-  Returns:
-    ``(value, slopes, curvatures)``: the scalar F(r) and two pytrees with the
-    rates' structure.
+  One nested jvp per group along the one-hot tangent e_j, batched as
+  :func:`evaluate_batched`. Returns ``(value, slopes, curvatures)``: the scalar
+  F(r) and two pytrees with the rates' structure.
   """
-  fn, r0, unravel = group_line_fn(value_fn, params, direction, rates, broadcast)
+  fn, r0, unravel = _group_line_fn(value_fn, params, direction, rates, broadcast)
   g = r0.shape[0]
 
   def along(tangent):

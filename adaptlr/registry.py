@@ -64,68 +64,42 @@ _RG = (
 )
 _VSGD = "Schaul, Zhang & LeCun, No More Pesky Learning Rates, ICML 2013, arXiv:1206.1106"
 
+
+def _spec(module: Any, name: str, state: type, **kwargs: Any) -> MethodSpec:
+  """The entry of ``module``'s method: ``module.<name>``, ``module.scale_by_<name>``."""
+  optimizer, scale_by = getattr(module, name), getattr(module, f"scale_by_{name}")
+  return MethodSpec(name, optimizer, scale_by, state, consumes=module.CONSUMES, **kwargs)
+
+
+_BAYDIN = "Baydin et al., Online Learning Rate Adaptation with Hypergradient Descent, ICLR 2018"
+_DE_ROOS = (
+  "de Roos, Jidling, Wills, Schön & Hennig, A Probabilistically Motivated Learning Rate "
+  "Adaptation for Stochastic Optimization, arXiv:2102.10880"
+)
 METHODS: Mapping[str, MethodSpec] = {
   s.name: s
   for s in (
-    MethodSpec(
-      "tlr", _tlr.tlr, _tlr.scale_by_tlr, _tlr.TLRState, consumes=_tlr.CONSUMES, paper=_TLR
-    ),
-    MethodSpec(
+    _spec(_tlr, "tlr", _tlr.TLRState, paper=_TLR),
+    _spec(
+      _hypergradient,
       "hypergradient",
-      _hypergradient.hypergradient,
-      _hypergradient.scale_by_hypergradient,
       _hypergradient.HypergradientState,
-      consumes=_hypergradient.CONSUMES,
-      paper=_RG + "; Baydin et al., Online Learning Rate Adaptation with "
-      "Hypergradient Descent, ICLR 2018, arXiv:1703.04782",
+      paper=f"{_RG}; {_BAYDIN}, arXiv:1703.04782",
     ),
-    MethodSpec(
-      "newton_lr",
-      _newton.newton_lr,
-      _newton.scale_by_newton_lr,
-      _newton.NewtonLRState,
-      needs_value_fn=True,
-      consumes=_newton.CONSUMES,
-      paper=_RG,
-    ),
-    MethodSpec(
+    _spec(_newton, "newton_lr", _newton.NewtonLRState, needs_value_fn=True, paper=_RG),
+    _spec(
+      _probabilistic,
       "probabilistic_lr",
-      _probabilistic.probabilistic_lr,
-      _probabilistic.scale_by_probabilistic_lr,
       _probabilistic.ProbabilisticLRState,
       needs_value_fn=True,
       needs_value=True,
-      consumes=_probabilistic.CONSUMES,
-      paper="de Roos, Jidling, Wills, Schön & Hennig, A Probabilistically Motivated "
-      "Learning Rate Adaptation for Stochastic Optimization, arXiv:2102.10880",
+      paper=_DE_ROOS,
     ),
-    MethodSpec(
-      "vsgd",
-      _vsgd.vsgd,
-      _vsgd.scale_by_vsgd,
-      _vsgd.VSGDState,
-      needs_value_fn=True,
-      initial_rate=False,
-      consumes=_vsgd.CONSUMES,
-      paper=_VSGD,
+    _spec(_vsgd, "vsgd", _vsgd.VSGDState, needs_value_fn=True, initial_rate=False, paper=_VSGD),
+    _spec(
+      _smd, "smd", _smd.SMDState, needs_value_fn=True, paper=_VSGD + ", App. C (Schraudolph's SMD)"
     ),
-    MethodSpec(
-      "smd",
-      _smd.smd,
-      _smd.scale_by_smd,
-      _smd.SMDState,
-      needs_value_fn=True,
-      consumes=_smd.CONSUMES,
-      paper=_VSGD + ", App. C (Schraudolph's SMD)",
-    ),
-    MethodSpec(
-      "almeida",
-      _almeida.almeida,
-      _almeida.scale_by_almeida,
-      _almeida.AlmeidaState,
-      consumes=_almeida.CONSUMES,
-      paper=_VSGD + ", §2 (Almeida et al.)",
-    ),
+    _spec(_almeida, "almeida", _almeida.AlmeidaState, paper=_VSGD + ", §2 (Almeida et al.)"),
   )
 }
 

@@ -157,3 +157,30 @@ def write_results(
     paths["png"] = stem + ".png"
     figure.savefig(paths["png"], dpi=dpi)
   return paths
+
+
+def progress_bar(total, enabled, desc):
+  """A tqdm progress bar over ``total`` runs, or a silent stand-in (no tqdm, or not ``enabled``)."""
+  try:
+    from tqdm.auto import tqdm
+  except ImportError:  # tqdm is optional
+    tqdm = None
+  if tqdm is None or not enabled:
+
+    class _Null:
+      def update(self, n=1):
+        pass
+
+      def set_postfix_str(self, s):
+        pass
+
+      def close(self):
+        pass
+
+      def write(self, s):
+        print(s, file=sys.stderr)
+
+    return _Null()
+  bar = tqdm(total=total, desc=desc, unit="run", dynamic_ncols=True)
+  bar.write = lambda s: tqdm.write(s, file=sys.stderr)
+  return bar

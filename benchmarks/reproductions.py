@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks import harness
+from benchmarks import harness, io
 from benchmarks import methods as methods_lib
 from benchmarks import problems as problems_lib
 
@@ -225,9 +225,7 @@ def tlr_fig1(profile, progress=True) -> dict:
     "runs": {},
   }
   total = len(TLR_BATCHES) * 2
-  from benchmarks.runner import _progress
-
-  bar = _progress(total, progress, "TLR Fig. 1")
+  bar = io.progress_bar(total, progress, "TLR Fig. 1")
   for bs in TLR_BATCHES:
     problem = problems_lib.build(
       "mnist_mlp",

@@ -22,38 +22,13 @@ from typing import Optional
 import numpy as np
 
 from benchmarks import data as data_lib
-from benchmarks import harness
+from benchmarks import harness, io, report
 from benchmarks import methods as methods_lib
 from benchmarks import problems as problems_lib
+from benchmarks import reproductions as reproductions_lib
 from benchmarks.io import machine_info
 
 RESULTS_ROOT = pathlib.Path(__file__).resolve().parent / "results"
-
-
-def _progress(total, enabled, desc):
-  try:
-    from tqdm.auto import tqdm
-  except ImportError:  # tqdm is optional
-    tqdm = None
-  if tqdm is None or not enabled:
-
-    class _Null:
-      def update(self, n=1):
-        pass
-
-      def set_postfix_str(self, s):
-        pass
-
-      def close(self):
-        pass
-
-      def write(self, s):
-        print(s, file=sys.stderr)
-
-    return _Null()
-  bar = tqdm(total=total, desc=desc, unit="run", dynamic_ncols=True)
-  bar.write = lambda s: tqdm.write(s, file=sys.stderr)
-  return bar
 
 
 def _clean(x):
@@ -200,9 +175,6 @@ def run_profile(
   interrupted run, or to re-run one method against stored baselines (their
   timings were measured in that earlier process; the report marks them).
   """
-  from benchmarks import report
-  from benchmarks import reproductions as reproductions_lib
-
   t_start = time.perf_counter()
   reg = methods_lib.registry()
   problem_names = list(problems or problems_lib.PROFILES[profile])
@@ -229,7 +201,7 @@ def run_profile(
       print(f"[benchmarks] skipping {name}: {e}", file=sys.stderr)
 
   pairs = [(p, [reg[m] for m in method_names if reg[m].applies_to(p)]) for p in built.values()]
-  bar = _progress(sum(len(ms) for _, ms in pairs), progress, f"benchmarks [{profile}]")
+  bar = io.progress_bar(sum(len(ms) for _, ms in pairs), progress, f"benchmarks [{profile}]")
   out = {
     "profile": profile,
     "command": command if command is not None else [sys.executable, *sys.argv],

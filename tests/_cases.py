@@ -297,7 +297,7 @@ _NEWTON_LR_CASES = [
       ({"relative_eps": 0.5}, "relative_eps"),
       ({"relative_eps": 0.0}, "relative_eps"),
       ({"max_change": 0.0}, "max_change"),
-      ({"momentum": 1.0}, "momentum"),
+      ({"rate_momentum": 1.0}, "rate_momentum"),
       ({"delta": -1.0}, "delta"),
       ({"probe_mode": "pmap"}, "probe_mode"),
       ({"min_learning_rate": 1.0, "max_learning_rate": 0.1}, "min_learning_rate"),
@@ -317,8 +317,8 @@ _NEWTON_LR_CASES = [
   Case(
     "newton_lr-paper-rule-momentum",
     adaptlr.newton_lr,
-    {"learning_rate": 0.01, "max_change": None, "safeguard": False, "momentum": 0.9},
-    hparams={"learning_rate": (1e-3, 1e-2, 0.1), "momentum": (0.0, 0.9)},
+    {"learning_rate": 0.01, "max_change": None, "safeguard": False, "rate_momentum": 0.9},
+    hparams={"learning_rate": (1e-3, 1e-2, 0.1), "rate_momentum": (0.0, 0.9)},
     converge={"parabola": (60, 1e-6), "mixed_pytree": (300, 1e-6)},
     needs_value_fn=True,
   ),
@@ -369,11 +369,16 @@ _NEWTON_LR_REF_CASES = [
     {
       "learning_rate": 0.01,
       "granularity": REF_LABELS,
-      "momentum": 0.9,
+      "rate_momentum": 0.9,
       "direction": optax.trace(0.5),
     },
     newton_reference,
-    ref_kwargs={"learning_rate": 0.01, "granularity": "labels", "momentum": 0.9, "trace": 0.5},
+    ref_kwargs={
+      "learning_rate": 0.01,
+      "granularity": "labels",
+      "rate_momentum": 0.9,
+      "trace": 0.5,
+    },
   ),
 ]
 

@@ -26,7 +26,7 @@ def newton_rule(
   tol_den,
   *,
   max_change,
-  momentum,
+  rate_momentum,
   delta,
   min_learning_rate=0.0,
   max_learning_rate=np.inf,
@@ -46,7 +46,7 @@ def newton_rule(
     else:
       step = 0.0
   line = clamp(eta + step)
-  new = eta + momentum * vel + step  # §5.2
+  new = eta + rate_momentum * vel + step  # §5.2
   if max_change is not None:
     new = min(max(new, eta / (1 + max_change)), eta * (1 + max_change))
   new = clamp(new)  # Eq. 13
@@ -62,7 +62,7 @@ def newton_reference(
   relative_eps=0.25,
   max_change=1.0,
   safeguard=True,
-  momentum=0.0,
+  rate_momentum=0.0,
   delta=1e-6,
   granularity="global",
   trace=None,
@@ -112,7 +112,7 @@ def newton_reference(
         tol_num[j],
         tol_den[j],
         max_change=max_change,
-        momentum=momentum,
+        rate_momentum=rate_momentum,
         delta=delta,
       )
     step_rate = np.minimum(eta, line) if safeguard else eta  # §4.1 order

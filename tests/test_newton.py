@@ -118,7 +118,7 @@ def test_momentum_on_eta_follows_section_5_2():
   with jax.enable_x64(True):
     eta0, beta = 0.01, 0.9
     _, _, rates = _steps(
-      adaptlr.newton_lr(eta0, max_change=None, safeguard=False, momentum=beta),
+      adaptlr.newton_lr(eta0, max_change=None, safeguard=False, rate_momentum=beta),
       quad,
       jnp.zeros(1),
       3,
@@ -126,6 +126,21 @@ def test_momentum_on_eta_follows_section_5_2():
     d1 = 1 / A - eta0  # Newton lands on 1/a in one step: δ₁
     np.testing.assert_allclose(rates[1], 1 / A, rtol=1e-9)
     np.testing.assert_allclose(rates[2], 1 / A + beta * d1, rtol=1e-9)  # Newton step 0
+
+
+def test_momentum_is_the_deprecated_name_of_rate_momentum():
+  """momentum= warns (pointing at the caller) and gives rate_momentum='s updates."""
+  loss = lambda w: jnp.sum((w - 1.0) ** 2 + 0.1 * w**4)
+  with pytest.warns(DeprecationWarning, match="rate_momentum") as record:
+    old = adaptlr.newton_lr(0.01, momentum=0.9)
+  assert record[0].filename == __file__
+  new = adaptlr.newton_lr(0.01, rate_momentum=0.9)
+  w_old, state_old, rates_old = _steps(old, loss, jnp.zeros(2), 4)
+  w_new, state_new, rates_new = _steps(new, loss, jnp.zeros(2), 4)
+  np.testing.assert_array_equal(np.asarray(w_old), np.asarray(w_new))
+  assert rates_old == rates_new and len(set(rates_new)) > 1
+  with pytest.raises(ValueError, match="not both"):
+    adaptlr.newton_lr(0.01, rate_momentum=0.5, momentum=0.9)
 
 
 # ------------------------------------------------------------- δ rules (Eq. 11–13) --

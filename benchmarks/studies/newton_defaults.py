@@ -72,7 +72,7 @@ CONFIGS = {
   "autodiff, c=1, safeguard": dict(**_AD, max_change=1.0, safeguard=True),
   "autodiff, c=4, safeguard": dict(**_AD, max_change=4.0, safeguard=True),
   "autodiff, c=1, safeguard, momentum 0.9": dict(
-    **_AD, max_change=1.0, safeguard=True, momentum=0.9
+    **_AD, max_change=1.0, safeguard=True, rate_momentum=0.9
   ),
 }
 TOL = 0.10

@@ -195,11 +195,13 @@ def floors(params, x, y):
   }
 
 
-def make_step(opt):
+def make_step(opt, loss=mlp_loss):
+  """The step every study measures: value_and_grad, update with the extra args, apply_updates."""
+
   def step(params, state, x, y):
-    value, grad = jax.value_and_grad(mlp_loss)(params, x, y)
+    value, grad = jax.value_and_grad(loss)(params, x, y)
     updates, state = opt.update(
-      grad, state, params, value=value, grad=grad, value_fn=mlp_loss, x=x, y=y
+      grad, state, params, value=value, grad=grad, value_fn=loss, x=x, y=y
     )
     return optax.apply_updates(params, updates), state, value
 
