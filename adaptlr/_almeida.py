@@ -49,7 +49,7 @@ def scale_by_almeida(
   argument); its updates are :math:`+\eta \odot \nabla`, for ``optax.chain``.
   Returns an ``optax.GradientTransformationExtraArgs`` with an :class:`AlmeidaState`.
   """
-  _validate.learning_rate(learning_rate, "almeida")
+  learning_rate = _validate.learning_rate(learning_rate, "almeida")
   _validate.positive("weight_decay", weight_decay, allow_zero=True)
   _validate.in_range("tau", tau, 1.0, float("inf"))
   _validate.bounds(min_learning_rate, max_learning_rate)

@@ -81,7 +81,7 @@ def scale_by_hypergradient(
   option): its updates are :math:`+\eta u`, for ``optax.chain``; its state a
   :class:`HypergradientState`.
   """
-  _validate.learning_rate(learning_rate, _NAME)
+  learning_rate = _validate.learning_rate(learning_rate, _NAME)
   _validate.positive("weight_decay", weight_decay, allow_zero=True)
   _validate.positive("hyper_lr", hyper_lr, allow_zero=True)
   if min_learning_rate is None:  # Baydin et al.: no clamp

@@ -112,7 +112,7 @@ def scale_by_newton_lr(
     msg = "newton_lr: momentum= is renamed rate_momentum= (momentum on the rate η, §5.2); "
     warnings.warn(msg + "momentum= will be removed in 0.3.", DeprecationWarning, stacklevel=3)
     rate_momentum = momentum
-  _validate.learning_rate(learning_rate, "newton_lr")
+  learning_rate = _validate.learning_rate(learning_rate, "newton_lr")
   _validate.positive("weight_decay", weight_decay, allow_zero=True)
   _validate.choice("derivatives", derivatives, DERIVATIVES)
   _validate.either("eps", eps, _validate.positive)

@@ -72,7 +72,7 @@ def scale_by_probabilistic_lr(
   every option; its updates are :math:`+v_i\,2\Delta f/(\phi_i + R_i)`, for
   ``optax.chain``. The state is a :class:`ProbabilisticLRState`.
   """
-  _validate.learning_rate(learning_rate, "probabilistic_lr")
+  learning_rate = _validate.learning_rate(learning_rate, "probabilistic_lr")
   _validate.positive("weight_decay", weight_decay, allow_zero=True)
   _validate.positive("noise_variance", noise_variance, allow_zero=True)
   _validate.in_range("increase_factor", increase_factor, 1.0, float("inf"))

@@ -53,7 +53,7 @@ def scale_by_smd(
   argument); its updates are :math:`+\eta_t \nabla`, for ``optax.chain``.
   Returns an ``optax.GradientTransformationExtraArgs`` with an :class:`SMDState`.
   """
-  _validate.learning_rate(learning_rate, "smd")
+  learning_rate = _validate.learning_rate(learning_rate, "smd")
   _validate.positive("weight_decay", weight_decay, allow_zero=True)
   _validate.positive("meta_lr", meta_lr, allow_zero=True)
   _validate.in_range("tau", tau, 1.0, float("inf"))

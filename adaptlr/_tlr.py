@@ -114,7 +114,7 @@ def scale_by_tlr(
   The building block of :func:`tlr` (see there for the rule and every option):
   its updates are :math:`+\alpha u`, for ``optax.chain``; its state a :class:`TLRState`.
   """
-  _validate.learning_rate(learning_rate, "tlr")
+  learning_rate = _validate.learning_rate(learning_rate, "tlr")
   _validate.positive("weight_decay", weight_decay, allow_zero=True)
   _validate.positive("bound", bound)
   cold_start = max_bound is not None

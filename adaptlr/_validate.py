@@ -154,8 +154,13 @@ def bounds(
     raise ValueError(f"{lo_name} ({min_value}) must not exceed {hi_name} ({max_value}).")
 
 
-def learning_rate(value: Any, method: str) -> None:
-  """The initial rate a method adapts: a positive finite scalar, not a schedule."""
+def learning_rate(value: Any, method: str) -> Any:
+  """The initial rate a method adapts: a positive finite scalar, not a schedule.
+
+  Returns the value; a traced one (a ``jax.vmap`` sweep) that is NaN, ±inf or <= 0
+  becomes 0, so that run starts at its floor, ``min_learning_rate``, and no bad
+  entry of a sweep reaches the params.
+  """
   if callable(value):
     raise OptionTypeError(
       f"{method}: learning_rate is the initial rate the method adapts (vsgd: a factor on "
@@ -171,6 +176,9 @@ def learning_rate(value: Any, method: str) -> None:
       "granularity='leaf' or labels."
     )
   positive("learning_rate", value)
+  if isinstance(value, jax.core.Tracer):
+    return jnp.where(jnp.isfinite(value) & (value > 0), value, jnp.zeros_like(value))
+  return value
 
 
 def direction(value: Any, method: str) -> Optional[optax.GradientTransformationExtraArgs]:

@@ -160,7 +160,7 @@ def scale_by_vsgd(
   option; its updates are :math:`+\eta \nabla`, for ``optax.chain``. The state is a
   :class:`VSGDState`.
   """
-  _validate.learning_rate(learning_rate, "vsgd")
+  learning_rate = _validate.learning_rate(learning_rate, "vsgd")
   _validate.positive("weight_decay", weight_decay, allow_zero=True)
   _validate.choice("curvature", curvature, _curvature.ESTIMATORS)
   # n₀ = 1 would start the memory at τ = 1, a fixed point of §4.2 (one-sample
