@@ -50,7 +50,7 @@ def scale_by_almeida(
   Returns an ``optax.GradientTransformationExtraArgs`` with an :class:`AlmeidaState`.
   """
   learning_rate = _validate.learning_rate(learning_rate, "almeida")
-  _validate.positive("weight_decay", weight_decay, allow_zero=True)
+  _validate.weight_decay(weight_decay, mask)
   _validate.in_range("tau", tau, 1.0, float("inf"))
   _validate.bounds(min_learning_rate, max_learning_rate)
   bounds = (min_learning_rate, max_learning_rate)

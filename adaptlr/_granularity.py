@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from adaptlr import _validate
+
 GranularityLike = Union[str, Any, Callable[[Any], Any]]
 
 _NAMED = ("global", "leaf", "element")
@@ -43,6 +45,7 @@ class Granularity:
 
   Raises:
     ValueError: for an unknown string or ``None``.
+    TypeError: labels that are not a pytree of strings.
   """
 
   def __init__(self, spec: GranularityLike = "global"):
@@ -56,6 +59,13 @@ class Granularity:
       )
     if spec is None:
       raise ValueError("granularity=None: pass 'global', 'leaf', 'element' or labels.")
+    if not (isinstance(spec, str) or callable(spec)):
+      leaves = jax.tree.leaves(spec)
+      if not leaves or not all(isinstance(x, str) for x in leaves):
+        raise _validate.OptionTypeError(
+          f"granularity labels must be a pytree of strings shaped like the params (or a "
+          f"callable params -> labels), got {spec!r}; or pass 'global', 'leaf', 'element'."
+        )
     self.spec = spec
     self.kind = spec if isinstance(spec, str) else "labels"
 
@@ -69,12 +79,18 @@ class Granularity:
     Raises:
       ValueError: if the labels do not match the structure of ``tree``.
     """
-    spec = self.spec(tree) if callable(self.spec) else self.spec
+    spec = self.spec
+    if callable(spec):
+      try:
+        spec = spec(tree)
+      except Exception as e:  # pylint: disable=broad-except
+        raise ValueError(f"granularity: the callable {spec!r} failed on the params: {e}") from e
+      Granularity(spec)  # a pytree of string labels, or an error that says so
     try:
       return jax.tree.map(lambda label, sub: jax.tree.map(lambda _: label, sub), spec, tree)
     except (ValueError, TypeError) as e:
       raise ValueError(
-        "The granularity labels do not match the params: pass a pytree of "
+        "granularity: the labels do not match the params: pass a pytree of "
         "labels with the params' structure (or a prefix of it), or a callable "
         f"params -> such a pytree. Labels: {jax.tree.structure(spec)}; params: "
         f"{jax.tree.structure(tree)}."

@@ -82,7 +82,10 @@ def scale_by_hypergradient(
   :class:`HypergradientState`.
   """
   learning_rate = _validate.learning_rate(learning_rate, _NAME)
-  _validate.positive("weight_decay", weight_decay, allow_zero=True)
+  _validate.weight_decay(weight_decay, mask)
+  _validate.flag("multiplicative", multiplicative)
+  _validate.flag("lookahead", lookahead)
+  _validate.flag("safeguard", safeguard)
   _validate.positive("hyper_lr", hyper_lr, allow_zero=True)
   if min_learning_rate is None:  # Baydin et al.: no clamp
     min_learning_rate = -jnp.inf

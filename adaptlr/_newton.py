@@ -113,7 +113,8 @@ def scale_by_newton_lr(
     warnings.warn(msg + "momentum= will be removed in 0.3.", DeprecationWarning, stacklevel=3)
     rate_momentum = momentum
   learning_rate = _validate.learning_rate(learning_rate, "newton_lr")
-  _validate.positive("weight_decay", weight_decay, allow_zero=True)
+  _validate.weight_decay(weight_decay, mask)
+  _validate.flag("safeguard", safeguard)
   _validate.choice("derivatives", derivatives, DERIVATIVES)
   _validate.either("eps", eps, _validate.positive)
   _validate.in_range("relative_eps", relative_eps, 0.0, 0.5, low_open=True, high_open=True)

@@ -73,7 +73,9 @@ def scale_by_probabilistic_lr(
   ``optax.chain``. The state is a :class:`ProbabilisticLRState`.
   """
   learning_rate = _validate.learning_rate(learning_rate, "probabilistic_lr")
-  _validate.positive("weight_decay", weight_decay, allow_zero=True)
+  _validate.weight_decay(weight_decay, mask)
+  _validate.flag("relative_noise", relative_noise)
+  _validate.flag("safeguard", safeguard)
   _validate.positive("noise_variance", noise_variance, allow_zero=True)
   _validate.in_range("increase_factor", increase_factor, 1.0, float("inf"))
   _validate.in_range("decrease_factor", decrease_factor, 0.0, 1.0, low_open=True)
@@ -90,11 +92,11 @@ def scale_by_probabilistic_lr(
       f"decrease_threshold ({decrease_threshold}) must not exceed "
       f"increase_threshold ({increase_threshold})."
     )
-  if max_scale is not None:
-    _validate.positive("max_scale", max_scale)
+  _validate.either("max_scale", max_scale, _validate.positive)
+  _validate.either("f_min", f_min, _validate.finite)
   if adapt_every is None:
     adapt_every = 1
-  if not callable(adapt_every) and not isinstance(adapt_every, jax.Array):
+  if not callable(adapt_every) and not isinstance(adapt_every, jax.core.Tracer):
     _validate.integer("adapt_every", adapt_every, 1)
   _validate.bounds(min_learning_rate, max_learning_rate)
   direction = _step.search_direction(direction, "probabilistic_lr", momentum, nesterov)

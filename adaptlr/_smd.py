@@ -54,7 +54,7 @@ def scale_by_smd(
   Returns an ``optax.GradientTransformationExtraArgs`` with an :class:`SMDState`.
   """
   learning_rate = _validate.learning_rate(learning_rate, "smd")
-  _validate.positive("weight_decay", weight_decay, allow_zero=True)
+  _validate.weight_decay(weight_decay, mask)
   _validate.positive("meta_lr", meta_lr, allow_zero=True)
   _validate.in_range("tau", tau, 1.0, float("inf"))
   _validate.bounds(min_learning_rate, max_learning_rate)

@@ -59,7 +59,11 @@ def finite_from(reductions: Any, *scalars: Any) -> jax.Array:
 def skip_if_not_finite(
   finite: jax.Array, updates: Any, new_state: Any, old_state: Any
 ) -> tuple[Any, Any]:
-  """Zero updates and the old state (with ``skipped + 1``) unless ``finite``."""
+  """Zero updates and the old state (with ``skipped + 1``) unless ``finite``.
+
+  A step whose updates overflow (a finite gradient times a huge rate) is not taken either.
+  """
+  finite = finite & tree_all_finite(updates)
   updates = jax.tree.map(lambda u: jnp.where(finite, u, jnp.zeros_like(u)), updates)
   kept = old_state._replace(skipped=old_state.skipped + 1)
   return updates, optax.tree.where(finite, new_state, kept)

@@ -115,7 +115,8 @@ def scale_by_tlr(
   its updates are :math:`+\alpha u`, for ``optax.chain``; its state a :class:`TLRState`.
   """
   learning_rate = _validate.learning_rate(learning_rate, "tlr")
-  _validate.positive("weight_decay", weight_decay, allow_zero=True)
+  _validate.weight_decay(weight_decay, mask)
+  _validate.flag("safeguard", safeguard)
   _validate.positive("bound", bound)
   cold_start = max_bound is not None
   max_bound = bound if max_bound is None else max_bound

@@ -25,6 +25,9 @@ import numpy as np
 import optax
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 class OptionTypeError(TypeError, ValueError):
   """An option of the wrong type: a ``TypeError``, and a ``ValueError`` as adaptlr 0.1 raised."""
 
@@ -58,6 +61,8 @@ def number(name: str, value: Any, what: str = "a number") -> Optional[float]:
       f"{name} must be a scalar, got shape {v.shape}; to sweep values, jax.vmap the "
       "whole training over them."
     )
+  if np.isfinite(v) and abs(float(v)) > _FLOAT32_MAX:  # would be ±inf in float32 rates
+    raise ValueError(f"{name} must be within float32's range (±3.4e38), got {value!r}.")
   return float(v)
 
 
@@ -91,6 +96,13 @@ def in_range(
   above = v >= high if (high_open or np.isinf(high)) else v > high
   if np.isnan(v) or below or above:
     raise ValueError(f"{name} must lie in {lb}{low}, {high}{hb}, got {value!r}.")
+
+
+def finite(name: str, value: Any) -> None:
+  """``value`` is a finite number."""
+  v = number(name, value, "a finite number")
+  if v is not None and not np.isfinite(v):
+    raise ValueError(f"{name} must be a finite number, got {value!r}.")
 
 
 def integer(name: str, value: Any, minimum: int = 1) -> int:
@@ -220,11 +232,12 @@ def _probe(value: Any) -> Optional[float]:
     return None
 
 
-def mask(value: Any) -> None:
-  """``mask``: ``None``, a pytree of bools or a callable ``params -> bools`` (``optax.adamw``'s)."""
-  if isinstance(value, (str, bytes, int, float)) and not isinstance(value, bool):
+def weight_decay(value: Any, mask: Any) -> None:
+  """Decoupled weight decay: ``value`` >= 0 and ``mask`` None, a pytree of bools or a callable."""
+  positive("weight_decay", value, allow_zero=True)
+  if isinstance(mask, (str, bytes, int, float)) and not isinstance(mask, bool):
     raise OptionTypeError(
-      f"mask must be None, a pytree of bools or a callable params -> bools, got {value!r}."
+      f"mask must be None, a pytree of bools or a callable params -> bools, got {mask!r}."
     )
 
 

@@ -127,7 +127,9 @@ def _vsgd_element(g, sq, grad_avg, sq_avg, curv_avg, tau, old_rate, *, step, rul
   new_tau = tau + 1.0 - tau * vpart  # §4.2
   first = _start_memory(rule.start_memory, tau, vpart)  # τ after the slow start
   tau = jnp.where(live, new_tau, jnp.where(ok & last_warm, first, tau)).astype(dtype)
-  return update.astype(g.dtype), grad_avg, sq_avg.astype(dtype), rate, tau
+  update = update.astype(g.dtype)
+  update = jnp.where(jnp.isfinite(update), update, jnp.zeros_like(update))  # an overflow: no step
+  return update, grad_avg, sq_avg.astype(dtype), rate, tau
 
 
 def _is_value(x: Any, value: float) -> bool:
@@ -161,7 +163,8 @@ def scale_by_vsgd(
   :class:`VSGDState`.
   """
   learning_rate = _validate.learning_rate(learning_rate, "vsgd")
-  _validate.positive("weight_decay", weight_decay, allow_zero=True)
+  _validate.weight_decay(weight_decay, mask)
+  _validate.flag("curvature_variance", curvature_variance)
   _validate.choice("curvature", curvature, _curvature.ESTIMATORS)
   # n₀ = 1 would start the memory at τ = 1, a fixed point of §4.2 (one-sample
   # averages give ḡ² = v̄, so τ stays 1 and the rate stays 1/h whatever the noise).

@@ -85,6 +85,7 @@ def test_idx_folder_loader_user_files(tmp_path, monkeypatch, gz):
 
 
 # -------------------------------------------------------------- problems --
+@pytest.mark.slow  # harness runs
 @pytest.mark.parametrize("name", problems.NAMES)
 def test_each_problem_loss_runs(name):
   p = problems.build(name, "tiny")
@@ -215,6 +216,7 @@ def test_tuning_freedom_hand_made_example():
 
 
 # ---------------------------------------------------------- end to end --
+@pytest.mark.slow  # harness runs
 def test_harness_tiny_profile_end_to_end(tmp_path):
   command = ["python", "-m", "benchmarks", "run", "--profile", "tiny"]
   out = runner.run_profile(
@@ -348,6 +350,7 @@ def test_studies_import_from_their_package(name):
   assert f"benchmarks.studies.{name}" in open(module.__file__).read()
 
 
+@pytest.mark.slow  # harness runs
 def test_overhead_study_writes_its_results(tmp_path):
   argv = ["--rounds", "1", "--steps", "1", "--methods", "tlr", "--out", str(tmp_path / "overhead")]
   overhead.main(argv)

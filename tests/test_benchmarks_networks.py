@@ -10,8 +10,9 @@ pytest.importorskip("flax")
 
 from benchmarks import data, harness, methods, problems, report
 
-
 # ------------------------------------------------------------------ brown --
+
+
 def test_strip_tags_keeps_words_one_line_per_sentence():
   tagged = "\n\n\tThe/at jury/nn said/vbd 1/2/cd ``/`` no/at ''/'' ./.\n\n\n\tA/at b/nn-tl\n"
   assert data.strip_tags(tagged) == "The jury said 1/2 `` no '' .\nA b\n"
@@ -42,6 +43,7 @@ def test_brown_slice_splits_by_file_and_strips_tags():
 
 
 # --------------------------------------------------------------------- lm --
+@pytest.mark.slow  # harness runs
 def test_tiny_lm_runs_one_round_through_the_harness():
   p = problems.build("brown_lm", "tiny")
   assert p.rounds == 1 and p.has_accuracy
@@ -99,6 +101,7 @@ def test_network_problems_run_the_network_method_set():
   assert not reg["smd"].applies_to(tiny) and reg["tlr"].applies_to(tiny)
 
 
+@pytest.mark.slow  # harness runs
 def test_one_run_at_a_time_equals_the_vmapped_runs():
   # the convnet runs its rates × seeds one at a time (XLA:CPU's vmapped
   # convolutions are slow); the results must be the vmapped ones
@@ -279,6 +282,7 @@ def test_horizon_study_report(tmp_path):
     assert decayed == ("Alg. 1" not in label), label
 
 
+@pytest.mark.slow  # harness runs
 def test_network_defaults_study_report(tmp_path):
   """The design study of tlr / hypergradient / vsgd defaults: its tables (the
   default in bold, ∞ for a diverged run, the rate-free vsgd in one column) and

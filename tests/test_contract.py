@@ -25,6 +25,12 @@ from _cases import CASES, REF_CASES
 from _problems import CONVERGENCE, REF, flat, mixed_quadratic, run_ref, scan_train
 
 CASE_IDS = [c.id for c in CASES]
+# The whole-run checks (jit, inject_hyperparams, vmap, dtypes, non-finite, sharding,
+# checkpoints) run every method's main case in `make test` and its variants (ids with a
+# "-") in the slow tier; references, convergence, bad input and extra args run every case.
+WHOLE_RUN = [
+  pytest.param(c, id=c.id, marks=[pytest.mark.slow] if "-" in c.id else []) for c in CASES
+]
 
 
 def _opt(case, **overrides):
@@ -83,7 +89,7 @@ def test_converges(case, problem):
 
 
 # ------------------------------------------------------------------------ 3 --
-@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("case", WHOLE_RUN)
 def test_jit_ignores_unknown_kwarg_without_retracing(case):
   loss, x, y, w = _linreg()
   opt = _opt(case)
@@ -116,7 +122,7 @@ def _run_steps(opt, params, steps=6):
   return np.array(out), state
 
 
-@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("case", WHOLE_RUN)
 def test_inject_hyperparams_named_chain(case):
   p0 = CONVERGENCE["mixed_pytree"][1]()
   plain, _ = _run_steps(_opt(case), p0)
@@ -164,7 +170,7 @@ def test_partition(case):
 
 
 # ------------------------------------------------------------------------ 5 --
-@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("case", WHOLE_RUN)
 def test_vmap_over_hyperparameters(case):
   loss, init, _ = CONVERGENCE["mixed_pytree"]
   for name, values in case.hparams.items():
@@ -179,7 +185,7 @@ def test_vmap_over_hyperparameters(case):
 
 
 # ------------------------------------------------------------------------ 6 --
-@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("case", WHOLE_RUN)
 def test_bfloat16_params(case):
   params = {"w": jnp.ones((4, 3), jnp.bfloat16), "b": jnp.zeros(3, jnp.bfloat16)}
   loss = lambda p: (
@@ -199,7 +205,7 @@ def test_bfloat16_params(case):
   assert float(loss(params)) < float(loss(jax.tree.map(jnp.ones_like, params)))
 
 
-@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("case", WHOLE_RUN)
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
 def test_state_dtypes_stable_under_cond(case, dtype):
   with jax.enable_x64(dtype == "float64"):
@@ -220,7 +226,7 @@ def test_state_dtypes_stable_under_cond(case, dtype):
 
 
 # ------------------------------------------------------------------------ 7 --
-@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("case", WHOLE_RUN)
 @pytest.mark.parametrize("bad", ["nan_grad", "inf_value"])
 def test_non_finite_step_is_skipped(case, bad):
   loss, x, y, w = _linreg()
@@ -261,7 +267,7 @@ def test_non_finite_step_is_skipped(case, bad):
 
 
 # ------------------------------------------------------------------------ 8 --
-@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("case", WHOLE_RUN)
 def test_sharded_equals_single_device(case):
   if len(jax.devices()) < 8:
     pytest.skip("needs --xla_force_host_platform_device_count=8 (tests/conftest.py)")
@@ -292,7 +298,7 @@ def test_sharded_equals_single_device(case):
 
 
 # ------------------------------------------------------------------------ 9 --
-@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("case", WHOLE_RUN)
 def test_orbax_checkpoint_resume(case, tmp_path):
   ocp = pytest.importorskip("orbax.checkpoint")
   loss, x, y, w0 = _linreg()

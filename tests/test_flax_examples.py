@@ -43,6 +43,8 @@ import adaptlr
 import adaptlr.flax
 from benchmarks import data
 
+pytestmark = pytest.mark.slow  # Flax tutorial training
+
 METHODS = ("tlr", "newton_lr", "probabilistic_lr")
 OPTIONS = {"newton_lr": {"max_learning_rate": 1.0}}  # see the module docstring
 STEPS, BATCH = 200, 32

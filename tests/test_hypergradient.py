@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from _problems import REF, REF_LABELS, digits_mlp_final_losses, ref_loss, run_ref
 
 import adaptlr
@@ -74,6 +75,7 @@ def test_adam_hd_direction_uses_previous_adam_step():
       u_prev = u
 
 
+@pytest.mark.slow  # small-network training
 def test_default_on_a_small_network():
   """The default (Baydin et al.'s additive rule, β = 1e-3) on a small MLP (sklearn
   digits, 15 epochs) settles where consecutive minibatch gradients stop agreeing,

@@ -239,6 +239,7 @@ def _newton_eta(dtype, eta, **kwargs):
   return float(state.learning_rate)
 
 
+@pytest.mark.slow  # small-network training
 def test_float32_eps_1e5_is_garbage_while_the_default_and_autodiff_are_not():
   """Issue 3: in float32 the paper's ε = 1e-5 stencil is rounding noise; the default
   and "autodiff" give the float64 Newton step to 1e-3. Fails for a fragile default."""
@@ -324,6 +325,7 @@ def test_errors():
     adaptlr.newton_lr(granularity="element")
 
 
+@pytest.mark.slow  # small-network training
 def test_default_on_a_small_network():
   """The default on a small MLP (sklearn digits, 15 epochs) from η₀ = 1e-5 … 1:
   every initial rate on one curve (measured 0.058 – 0.061), which is the half of

@@ -57,6 +57,7 @@ def test_notebook_matches_source_and_has_outputs(source):
   assert not [o for c in code for o in c.outputs if o.output_type == "error"]
 
 
+@pytest.mark.slow  # runs every notebook
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
 def test_notebook_runs_small(source, monkeypatch):
   monkeypatch.setenv("XLA_FLAGS", "")  # not the 8 simulated devices of conftest.py

@@ -221,6 +221,7 @@ def test_errors():
     adaptlr.probabilistic_lr(increase_threshold=0.5, decrease_threshold=0.75)
 
 
+@pytest.mark.slow  # small-network training
 def test_horizon_on_a_small_network():
   """decay_steps (the horizon: cosine-decayed steps, thresholds 1 and 1/4) on a
   small MLP, Adam direction β₁ = 0.5, from η₀ = 1e-4, 1e-2, 1. Measured: horizon

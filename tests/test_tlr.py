@@ -197,6 +197,7 @@ def test_safeguard_sees_divergence_through_even_windows():
       assert np.all(np.isfinite(guarded)) and np.all(guarded[:, -1] < 1e-2), (k, guarded[:, -1])
 
 
+@pytest.mark.slow  # small-network training
 def test_default_and_cold_start_on_a_small_network():
   """The default (the paper's fixed bound) and the opt-in cold start on a small
   MLP (sklearn digits, 15 epochs, windows of a third of an epoch), from α₀ = 1e-5,

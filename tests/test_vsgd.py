@@ -267,6 +267,7 @@ def test_badly_conditioned_quadratic_element_rates_equalize_progress():
   assert dist_g[100][0] > 0.9 and dist_g[100][0] / dist_g[100][3] > 50
 
 
+@pytest.mark.slow  # small-network training
 def test_default_and_curvature_every_step_on_a_small_network():
   """vSGD-l on a small MLP (sklearn digits, 15 epochs): the default (curvature
   refreshed every 10 steps) trains, and ``curvature_every=1`` ends lower (measured
