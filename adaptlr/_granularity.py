@@ -16,6 +16,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, Union
 
+import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -23,6 +24,9 @@ import optax
 from adaptlr import _validate
 
 GranularityLike = Union[str, Any, Callable[[Any], Any]]
+# The rates of a state, one per group: a () array (global), a pytree of () arrays (leaf,
+# labels: {label: rate}) or arrays shaped like the params (element).
+Rates = chex.ArrayTree
 
 _NAMED = ("global", "leaf", "element")
 

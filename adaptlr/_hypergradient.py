@@ -23,7 +23,7 @@ import optax
 
 from adaptlr import _loss, _step, _validate
 from adaptlr import probes as _probes
-from adaptlr._granularity import GranularityLike, granularity_from, rate_dtype
+from adaptlr._granularity import GranularityLike, Rates, granularity_from, rate_dtype
 
 # Extra args hypergradient descent reads besides optax's value/grad/value_fn: none.
 CONSUMES: frozenset[str] = frozenset()
@@ -33,7 +33,7 @@ _NAME = "hypergradient"
 class HypergradientState(NamedTuple):
   """State of :func:`scale_by_hypergradient`."""
 
-  learning_rate: Any  # η per group (a scalar, a pytree of scalars, or per element)
+  learning_rate: Rates  # η per group (a scalar, a pytree of scalars, or per element)
   count: jax.Array  # int32 (): steps taken (non-finite steps excluded)
   skipped: jax.Array  # int32 (): non-finite steps skipped
   prev_direction: optax.Updates  # u_{t−1} (zeros before the first step); () with lookahead

@@ -14,7 +14,6 @@ from __future__ import annotations
 import warnings
 from typing import Any, Literal, NamedTuple, Optional
 
-import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -22,7 +21,7 @@ from jax.flatten_util import ravel_pytree
 
 from adaptlr import _loss, _step, _validate
 from adaptlr import probes as _probes
-from adaptlr._granularity import GranularityLike, granularity_from, rate_dtype
+from adaptlr._granularity import GranularityLike, Rates, granularity_from, rate_dtype
 
 # Extra args newton_lr reads besides optax's value/grad/value_fn: none.
 CONSUMES: frozenset[str] = frozenset()
@@ -34,11 +33,11 @@ _ROUNDING = 16
 class NewtonLRState(NamedTuple):
   """State of :func:`scale_by_newton_lr`."""
 
-  learning_rate: chex.ArrayTree  # float () per group: η_{k+1}, the rate the next step uses
+  learning_rate: Rates  # float () per group: η_{k+1}, the rate the next step uses
   count: jax.Array  # int32 (): steps taken (non-finite steps excluded)
   skipped: jax.Array  # int32 (): steps not taken (non-finite input or f(η_k))
   loss_after: jax.Array  # float (): L^{(k+1)} = f(η_k) = L(w_k − η_k u_k), this batch (§4.1)
-  velocity: chex.ArrayTree  # float () per group: δ(t) of §5.2, the last change of η
+  velocity: Rates  # float () per group: δ(t) of §5.2, the last change of η
   direction_state: optax.OptState  # state of ``direction`` (() for SGD)
 
 

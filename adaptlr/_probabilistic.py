@@ -96,7 +96,7 @@ def scale_by_probabilistic_lr(
   _validate.either("f_min", f_min, _validate.finite)
   if adapt_every is None:
     adapt_every = 1
-  if not callable(adapt_every) and not isinstance(adapt_every, jax.core.Tracer):
+  if not callable(adapt_every) and _validate.concrete(adapt_every) is not None:  # not traced
     _validate.integer("adapt_every", adapt_every, 1)
   _validate.bounds(min_learning_rate, max_learning_rate)
   direction = _step.search_direction(direction, "probabilistic_lr", momentum, nesterov)

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-import chex
 import jax
 import jax.numpy as jnp
 import optax
 
 from adaptlr import _loss, _step, _validate
 from adaptlr import curvature as _curvature
-from adaptlr._granularity import GranularityLike, granularity_from, rate_dtype
+from adaptlr._granularity import GranularityLike, Rates, granularity_from, rate_dtype
 
 # Extra args SMD reads besides optax's value/grad/value_fn: none (H v comes from value_fn).
 CONSUMES: frozenset[str] = frozenset()
@@ -30,7 +29,7 @@ CONSUMES: frozenset[str] = frozenset()
 class SMDState(NamedTuple):
   """State of :func:`scale_by_smd`."""
 
-  learning_rate: chex.ArrayTree  # float () per group: η_{t+1}, the rate the next step uses
+  learning_rate: Rates  # float () per group: η_{t+1}, the rate the next step uses
   count: jax.Array  # int32 (): steps taken (non-finite steps excluded)
   skipped: jax.Array  # int32 (): non-finite steps skipped
   trace: optax.Updates  # v_t ≈ ∂θ_t/∂ log η, decayed by 1 − 1/τ (zeros at start)

@@ -20,7 +20,7 @@ import numpy as np
 import optax
 
 from adaptlr import _step, _validate
-from adaptlr._granularity import GranularityLike, granularity_from, rate_dtype
+from adaptlr._granularity import GranularityLike, Rates, granularity_from, rate_dtype
 
 # Extra args TLR reads besides optax's value/grad/value_fn: none.
 CONSUMES: frozenset[str] = frozenset()
@@ -32,13 +32,13 @@ INNER_PRODUCTS = get_args(InnerProducts)
 class TLRState(NamedTuple):
   """State of :func:`scale_by_tlr`. Per-group fields: one () array per group."""
 
-  learning_rate: Any  # α per group (a scalar, a pytree of scalars, or per element)
+  learning_rate: Rates  # α per group (a scalar, a pytree of scalars, or per element)
   count: jax.Array  # int32 (): steps taken (non-finite steps excluded)
   skipped: jax.Array  # int32 (): non-finite steps skipped
   prev_direction: optax.Updates  # u_{t−1} (g_{t−1} for SGD); accumulating: last window's sum
-  prev_inner: Any  # per group: ⟨g_{t−1}, u_{t−1}⟩ (‖g_{t−1}‖² for SGD), for the safeguard
-  ceiling: Any  # per group: the safeguard's cap after a detected divergence (inf before)
-  bound: Any  # per group: the next update's c (Eq. 9); () unless max_bound (cold start)
+  prev_inner: Rates  # per group: ⟨g_{t−1}, u_{t−1}⟩ (‖g_{t−1}‖² for SGD), for the safeguard
+  ceiling: Rates  # per group: the safeguard's cap after a detected divergence (inf before)
+  bound: Rates  # per group: the next update's c (Eq. 9); () unless max_bound (cold start)
   grad_sum: optax.Updates  # ∑ g over the window; () unless accumulation_steps > 1
   direction_sum: optax.Updates  # ∑ u over the window; () unless accumulating with a direction
   direction_state: optax.OptState  # state of ``direction``; () for SGD

@@ -24,7 +24,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 

@@ -28,7 +28,7 @@ import optax
 
 from adaptlr import _loss, _step, _validate
 from adaptlr import curvature as _curvature
-from adaptlr._granularity import GranularityLike, granularity_from, rate_dtype
+from adaptlr._granularity import GranularityLike, Rates, granularity_from, rate_dtype
 
 # Extra args vSGD reads besides optax's value/grad/value_fn.
 CONSUMES: frozenset[str] = frozenset({"curvature", "grad_sq", "logits_fn"})
@@ -42,14 +42,14 @@ _START_MEMORY = ("init_samples", "adapted")
 class VSGDState(NamedTuple):
   """State of :func:`scale_by_vsgd`."""
 
-  learning_rate: Any  # η per group (see granularity): 0 in the slow start, then lr · η* (Eq. 7/8)
+  learning_rate: Rates  # η per group (see granularity): 0 in the slow start, then lr · η* (Eq. 7/8)
   count: jax.Array  # int32 (): steps taken (non-finite steps excluded), slow start included
   skipped: jax.Array  # int32 (): non-finite steps skipped
   grad_avg: optax.Updates  # ḡ per element (§4.1)
-  sq_avg: Any  # per group: v̄ (element-wise) or l̄ = E‖∇‖² over the group (§4.1)
+  sq_avg: Rates  # per group: v̄ (element-wise) or l̄ = E‖∇‖² over the group (§4.1)
   curv_avg: optax.Updates  # h̄ per element (§4.3)
   curv_sq_avg: optax.Updates  # v̄_h = E[h²] per element; () unless curvature_variance
-  tau: Any  # τ per group: the memory size (§4.2, App. B)
+  tau: Rates  # τ per group: the memory size (§4.2, App. B)
   key: Any  # uint32 (2,): the PRNG key; () unless "hutchinson" or "gauss_newton"
 
 
