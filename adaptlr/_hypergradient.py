@@ -70,7 +70,7 @@ def scale_by_hypergradient(
   momentum: Optional[Any] = None,
   nesterov: bool = False,
   safeguard: bool = True,
-  min_learning_rate: Any = 0.0,
+  min_learning_rate: Optional[Any] = 0.0,  # None: −inf (Baydin et al.)
   max_learning_rate: Any = jnp.inf,
   weight_decay: Any = 0.0,
   mask: Any = None,

@@ -122,6 +122,7 @@ def _build_or_run(name, option, value):
   return "ran"
 
 
+@pytest.mark.filterwarnings("ignore:newton_lr. momentum= is renamed:DeprecationWarning")
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_any_option_value_raises_or_trains(name):
   options = _options(name)
