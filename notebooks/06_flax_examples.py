@@ -43,25 +43,20 @@
 # jobs (load ≈ 20): indicative only.
 
 # %%
+import inspect
 import os
 import sys
 import time
-from functools import partial
 
-import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-import optax
 from flax import nnx
-from flax.training import train_state
 
-import adaptlr
 import adaptlr.flax
 
-sys.path.insert(0, os.path.abspath(".."))  # the repository root, for benchmarks.data
-from benchmarks import data
+sys.path.insert(0, os.path.abspath(".."))  # the repository root, for benchmarks
+from benchmarks.models import flax_examples as fx
 
 SMALL = os.environ.get("ADAPTLR_NB_SMALL") == "1"  # the test suite's quick settings
 WIDTHS = (8, 16, 64) if SMALL else (32, 64, 256)  # (32, 64, 256): the examples' own
@@ -71,29 +66,13 @@ METHODS = ("tlr", "newton_lr", "probabilistic_lr")
 OPTIONS = {"newton_lr": {"max_learning_rate": 1.0}}
 
 
-def make_optimizer(method):
-  return adaptlr.registry.METHODS[method].optimizer(**OPTIONS.get(method, {}))
+def show(*objects):
+  """Prints the source of ``objects`` (with the comment lines above each)."""
+  sources = [(inspect.getcomments(o) or "") + inspect.getsource(o).rstrip() for o in objects]
+  print("\n\n\n".join(sources))
 
 
-xtr, ytr = data.load("mnist_small", "train")
-xte, yte = data.load("mnist_small", "test")
-as_images = lambda x: np.asarray(x, np.float32).reshape(-1, 28, 28, 1)  # pixels / 255 already
-train_ds = {"image": as_images(xtr), "label": ytr.astype(np.int32)}
-test_ds = {"image": as_images(xte), "label": yte.astype(np.int32)}
-
-
-def batches(ds, steps, batch_size, seed=0):
-  """Shuffled batches, incomplete ones skipped, reshuffled every epoch."""
-  rng = np.random.RandomState(seed)
-  n = len(ds["image"]) // batch_size
-  while True:
-    for perm in rng.permutation(len(ds["image"]))[: n * batch_size].reshape(n, batch_size):
-      if steps == 0:
-        return
-      steps -= 1
-      yield {k: v[perm] for k, v in ds.items()}
-
-
+train_ds, test_ds = fx.mnist()  # pixels / 255 already
 print(
   f"train {train_ds['image'].shape}, test {test_ds['image'].shape}; widths {WIDTHS}, "
   f"{TRAIN_STEPS} steps of {BATCH_SIZE}"
@@ -103,75 +82,29 @@ print(
 # ## NNX: the MNIST tutorial
 #
 # The model, `loss_fn` and `eval_step` are the tutorial's. In `train_step` one line is added
-# (`value_fn`) and `optimizer.update` gets `value` and `value_fn`.
+# (`value_fn`) and `optimizer.update` gets `value` and `value_fn`. Both ports live in
+# `benchmarks/models/flax_examples.py` (imported as `fx`, shared with
+# `tests/test_flax_examples.py`); the cells below print their source.
 
 
 # %%
-class CNN(nnx.Module):
-  """A simple CNN model."""
+show(fx.CNN, fx.loss_fn, fx.train_step, fx.eval_step)
 
-  def __init__(self, *, rngs: nnx.Rngs, widths=WIDTHS):
-    c1, c2, h = widths
-    self.conv1 = nnx.Conv(1, c1, kernel_size=(3, 3), rngs=rngs)
-    self.batch_norm1 = nnx.BatchNorm(c1, rngs=rngs)
-    self.dropout1 = nnx.Dropout(rate=0.025)
-    self.conv2 = nnx.Conv(c1, c2, kernel_size=(3, 3), rngs=rngs)
-    self.batch_norm2 = nnx.BatchNorm(c2, rngs=rngs)
-    self.avg_pool = partial(nnx.avg_pool, window_shape=(2, 2), strides=(2, 2))
-    self.linear1 = nnx.Linear(7 * 7 * c2, h, rngs=rngs)
-    self.dropout2 = nnx.Dropout(rate=0.025)
-    self.linear2 = nnx.Linear(h, 10, rngs=rngs)
-
-  def __call__(self, x, rngs: nnx.Rngs | None = None):
-    x = self.avg_pool(nnx.relu(self.batch_norm1(self.dropout1(self.conv1(x), rngs=rngs))))
-    x = self.avg_pool(nnx.relu(self.batch_norm2(self.conv2(x))))
-    x = x.reshape(x.shape[0], -1)  # flatten
-    x = nnx.relu(self.dropout2(self.linear1(x), rngs=rngs))
-    x = self.linear2(x)
-    return x
-
-
-def loss_fn(model: CNN, rngs: nnx.Rngs, batch):
-  logits = model(batch["image"], rngs)
-  loss = optax.softmax_cross_entropy_with_integer_labels(
-    logits=logits, labels=batch["label"]
-  ).mean()
-  return loss, logits
-
-
-@nnx.jit
-def train_step(
-  model: CNN, optimizer: nnx.Optimizer, metrics: nnx.MultiMetric, rngs: nnx.Rngs, batch
-):
-  """Train for a single step."""
-  value_fn = adaptlr.flax.nnx_value_fn(model, loss_fn, rngs, batch, has_aux=True)  # adaptlr
-  grad_fn = nnx.value_and_grad(loss_fn, has_aux=True)
-  (loss, logits), grads = grad_fn(model, rngs, batch)
-  metrics.update(loss=loss, logits=logits, labels=batch["label"])  # In-place updates.
-  optimizer.update(model, grads, value=loss, value_fn=value_fn)  # adaptlr: + value, value_fn
-  return loss
-
-
-@nnx.jit
-def eval_step(model: CNN, metrics: nnx.MultiMetric, batch):
-  loss, logits = loss_fn(model, None, batch)
-  metrics.update(loss=loss, logits=logits, labels=batch["label"])  # In-place updates.
-
-
+# %%
 def train_nnx(method):
-  model = CNN(rngs=nnx.Rngs(0))
-  optimizer = nnx.Optimizer(model, make_optimizer(method), wrt=nnx.Param)
+  model = fx.CNN(rngs=nnx.Rngs(0), widths=WIDTHS)
+  optimizer = nnx.Optimizer(model, fx.make_optimizer(method, OPTIONS), wrt=nnx.Param)
   metrics = nnx.MultiMetric(accuracy=nnx.metrics.Accuracy(), loss=nnx.metrics.Average("loss"))
   rngs = nnx.Rngs(0)
   losses, rates = [], []
   model.train()
-  for batch in batches(train_ds, TRAIN_STEPS, BATCH_SIZE):
-    losses.append(float(train_step(model, optimizer, metrics, rngs, batch)))
+  for batch in fx.batches(train_ds, TRAIN_STEPS, BATCH_SIZE):
+    losses.append(float(fx.train_step(model, optimizer, metrics, rngs, batch)))
     rates.append(float(adaptlr.flax.learning_rate(optimizer)))
   metrics.reset()
   model.eval()
   for start in range(0, len(test_ds["image"]), 500):
-    eval_step(model, metrics, {k: v[start : start + 500] for k, v in test_ds.items()})
+    fx.eval_step(model, metrics, {k: v[start : start + 500] for k, v in test_ds.items()})
   return np.array(losses), np.array(rates), float(metrics.compute()["accuracy"])
 
 
@@ -190,70 +123,23 @@ for method in METHODS:
 #
 # `CNN`, `apply_model` and `create_train_state` are the example's; its `loss_fn(params)` is a
 # closure over the batch inside `apply_model`, so it moves out (taking the batch as arguments)
-# to be passed to `update_model` as `value_fn`.
+# to be passed to `update_model` as `value_fn`; it reads the layer widths from the params
+# (`linen_widths`), so one `linen_loss_fn` serves every width.
 
 
 # %%
-class LinenCNN(nn.Module):
-  """A simple CNN model."""
+show(fx.LinenCNN, fx.linen_widths, fx.linen_loss_fn, fx.apply_model, fx.update_model, fx.create_train_state)
 
-  widths: tuple = WIDTHS
-
-  @nn.compact
-  def __call__(self, x):
-    c1, c2, h = self.widths
-    x = nn.Conv(features=c1, kernel_size=(3, 3))(x)
-    x = nn.relu(x)
-    x = nn.avg_pool(x, window_shape=(2, 2), strides=(2, 2))
-    x = nn.Conv(features=c2, kernel_size=(3, 3))(x)
-    x = nn.relu(x)
-    x = nn.avg_pool(x, window_shape=(2, 2), strides=(2, 2))
-    x = x.reshape((x.shape[0], -1))  # flatten
-    x = nn.Dense(features=h)(x)
-    x = nn.relu(x)
-    x = nn.Dense(features=10)(x)
-    return x
-
-
-def linen_loss_fn(params, images, labels):  # adaptlr: out of apply_model, batch as arguments
-  logits = LinenCNN().apply({"params": params}, images)
-  one_hot = jax.nn.one_hot(labels, 10)
-  loss = jnp.mean(optax.softmax_cross_entropy(logits=logits, labels=one_hot))
-  return loss, logits
-
-
-@jax.jit
-def apply_model(state, images, labels):
-  """Computes gradients, loss and accuracy for a single batch."""
-  grad_fn = jax.value_and_grad(linen_loss_fn, has_aux=True)
-  (loss, logits), grads = grad_fn(state.params, images, labels)
-  accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
-  return grads, loss, accuracy
-
-
-@jax.jit
-def update_model(state, grads, loss, images, labels):  # adaptlr: + loss and the batch
-  return adaptlr.flax.apply_gradients(  # adaptlr: was state.apply_gradients(grads=grads)
-    state, grads, has_aux=True, value=loss, value_fn=linen_loss_fn, images=images, labels=labels
-  )
-
-
-def create_train_state(rng, tx):
-  """Creates initial `TrainState`."""
-  cnn = LinenCNN()
-  params = cnn.init(rng, jnp.ones([1, 28, 28, 1]))["params"]
-  return train_state.TrainState.create(apply_fn=cnn.apply, params=params, tx=tx)
-
-
+# %%
 def train_linen(method):
-  state = create_train_state(jax.random.key(0), make_optimizer(method))
+  state = fx.create_train_state(jax.random.key(0), fx.make_optimizer(method, OPTIONS), WIDTHS)
   losses, rates = [], []
-  for batch in batches(train_ds, TRAIN_STEPS, BATCH_SIZE):
-    grads, loss, _ = apply_model(state, batch["image"], batch["label"])
-    state = update_model(state, grads, loss, batch["image"], batch["label"])
+  for batch in fx.batches(train_ds, TRAIN_STEPS, BATCH_SIZE):
+    grads, loss, _ = fx.apply_model(state, batch["image"], batch["label"])
+    state = fx.update_model(state, grads, loss, batch["image"], batch["label"])
     losses.append(float(loss))
     rates.append(float(adaptlr.flax.learning_rate(state)))
-  _, _, accuracy = apply_model(state, test_ds["image"], test_ds["label"])
+  _, _, accuracy = fx.apply_model(state, test_ds["image"], test_ds["label"])
   return np.array(losses), np.array(rates), float(accuracy)
 
 

