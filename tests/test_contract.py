@@ -27,7 +27,8 @@ from _problems import CONVERGENCE, REF, flat, mixed_quadratic, run_ref, scan_tra
 CASE_IDS = [c.id for c in CASES]
 # The whole-run checks (jit, inject_hyperparams, vmap, dtypes, non-finite, sharding,
 # checkpoints) run every method's main case in `make test` and its variants (ids with a
-# "-") in the slow tier; references, convergence, bad input and extra args run every case.
+# "-") in the slow tier, as does their convergence (and every 1,000+-step run);
+# references, bad input and extra args run every case.
 WHOLE_RUN = [
   pytest.param(c, id=c.id, marks=[pytest.mark.slow] if "-" in c.id else []) for c in CASES
 ]
@@ -61,7 +62,12 @@ def test_matches_numpy_reference(case):
 # Every method's main case solves all three; variants list the problems they exercise.
 # Runs of 1,000 steps or more (Rosenbrock) carry the `slow` marker: `-m "not slow"` skips them.
 _CONVERGE = [
-  pytest.param(c, p, id=f"{p}-{c.id}", marks=[pytest.mark.slow] if c.converge[p][0] >= 1000 else [])
+  pytest.param(
+    c,
+    p,
+    id=f"{p}-{c.id}",
+    marks=[pytest.mark.slow] if c.converge[p][0] >= 1000 or "-" in c.id else [],
+  )
   for c in CASES
   for p in sorted(CONVERGENCE)
   if p in c.converge

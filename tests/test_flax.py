@@ -179,6 +179,7 @@ def test_lazy_attribute():
 
 
 # ------------------------------------------------------------------------ NNX --
+@pytest.mark.slow  # a training loop (the Flax loops and README section run in make test)
 def test_value_fn_matches_optimizer_params():
   """value_fn takes exactly the tree nnx.Optimizer hands to tx.update."""
   model = NnxMLP(nnx.Rngs(0))
@@ -230,6 +231,7 @@ def test_nnx_loop_matches_functional(method):
   _assert_trees_close(nnx.as_pure(optimizer.opt_state), state_ref)
 
 
+@pytest.mark.slow  # a training loop (the Flax loops and README section run in make test)
 def test_nnx_explicit_value_fn_equals_train_step():
   """The spelled-out loop (nnx_value_fn + nnx.value_and_grad + update) is the same step."""
   make, _ = _METHODS["hypergradient"]
@@ -309,6 +311,7 @@ def _count(rngs):
   return int(rngs.default.count[...])
 
 
+@pytest.mark.slow  # a training loop (the Flax loops and README section run in make test)
 def test_nnx_rngs_loss_through_optimizer_update():
   """optimizer.update(model, grads, ..., rngs=rngs) with a loss that draws from rngs."""
   x, y = _data()
@@ -348,6 +351,7 @@ def test_nnx_rngs_loss_through_optimizer_update():
     forwarded(model, optimizer, rngs, batch)
 
 
+@pytest.mark.slow  # a training loop (the Flax loops and README section run in make test)
 def test_nnx_train_step_with_rngs_argument():
   """nnx_train_step(..., rngs=rngs): no trace-level error, probes see the gradient's mask,
   and rngs / model / loss move exactly as with nnx.value_and_grad."""
@@ -383,6 +387,7 @@ def _aux_loss(params, x, y):
 @pytest.mark.parametrize(
   "method", sorted(n for n, spec in adaptlr.registry.METHODS.items() if spec.needs_value_fn)
 )
+@pytest.mark.slow  # a training loop (the Flax loops and README section run in make test)
 def test_value_fn_has_aux(method):
   """value_fn returning (loss, aux) with value_fn_has_aux=True is the scalar loss's step;
   without the flag the error says what to pass (it was `'tuple' has no attribute 'astype'`)."""
@@ -402,6 +407,7 @@ def test_value_fn_has_aux(method):
     tx.update(grad, state, params, value=value, grad=grad, value_fn=_aux_loss, x=x, y=y)
 
 
+@pytest.mark.slow  # a training loop (the Flax loops and README section run in make test)
 def test_linen_apply_gradients_has_aux():
   x, y = _data()
   model = LinenMLP()
@@ -437,6 +443,7 @@ def test_linen_apply_gradients_has_aux():
     aflax.nnx_train_step(optimizer, model, nnx_loss, has_aux=True, x=x, y=y)
 
 
+@pytest.mark.slow  # a training loop (the Flax loops and README section run in make test)
 def test_linen_helpers_forward_extra_args_through_multisteps():
   """optax.MultiSteps' transformation is untyped but takes extra args: the helpers pass them."""
   x, y = _data()
@@ -465,6 +472,7 @@ class StatefulNet(nnx.Module):
     return self.head(self.drop(self.bn(nnx.relu(self.frozen(x)))))
 
 
+@pytest.mark.slow  # a training loop (the Flax loops and README section run in make test)
 @pytest.mark.parametrize("graph", [True, False])
 def test_nnx_stateful_model_and_wrt_subset(graph):
   """Only the `wrt` params move; BatchNorm stats and RNG counters advance as with nnx.grad."""
@@ -570,6 +578,7 @@ def test_linen_loop_matches_functional(method):
   _assert_trees_close(state.opt_state, state_ref)
 
 
+@pytest.mark.slow  # a training loop (the Flax loops and README section run in make test)
 def test_linen_apply_gradients_keeps_subclass_fields():
   class StateWithStats(TrainState):
     batch_stats: dict

@@ -10,6 +10,7 @@ from _problems import REF, REF_LABELS, digits_mlp_final_losses, ref_loss, run_re
 import adaptlr
 
 
+@pytest.mark.slow  # training runs
 def test_multiplicative_rule_is_scale_free_additive_is_not():
   """Baydin et al.: the multiplicative rule sees only the cosine of consecutive
   directions, so scaling the loss by 100 scales the gradients but not the rate."""
@@ -53,6 +54,7 @@ def test_rate_is_clamped_at_the_floor():
   assert np.all(rates >= 1e-6)
 
 
+@pytest.mark.slow  # training runs
 def test_adam_hd_direction_uses_previous_adam_step():
   """Adam-HD: η_t = η_{t−1} + β⟨g_t, u_{t−1}⟩ with u the Adam direction."""
   with jax.enable_x64(True):

@@ -106,6 +106,7 @@ def test_step_memory_is_arguments_outputs_and_scratch():
   assert m["peak"] == m["argument"] + m["output"] + m["temp"] - m["alias"]
 
 
+@pytest.mark.slow  # compiled memory analysis
 def test_probe_mode_map_holds_one_parameter_copy():
   """``probe_mode="map"``: at most one parameter copy over SGD holding its gradient.
 

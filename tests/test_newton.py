@@ -274,6 +274,7 @@ def test_leaf_rates_each_reach_their_own_line_search_step(derivatives):
     np.testing.assert_allclose(float(rates["b"]), 0.2, rtol=1e-6)
 
 
+@pytest.mark.slow  # training runs; tests/test_probes.py checks the modes
 def test_probe_modes_give_the_same_trajectory():
   loss, params, x, y = _mlp_problem(jnp.float32)
   out = {}

@@ -326,6 +326,7 @@ def test_zero_size_and_integer_leaves_pass_through(name):
 
 
 # ----------------------------------------------------------------- item 13 --
+@pytest.mark.slow  # a vmapped training demo
 @pytest.mark.parametrize("name", NAMES)
 def test_vector_learning_rate_points_to_vmap(name):
   """Item 13: a vector rate outside vmap says that a sweep needs jax.vmap."""

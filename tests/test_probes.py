@@ -30,7 +30,9 @@ def _mlp():
   return loss, params, u, x, y
 
 
-@pytest.mark.parametrize("offsets", [_probes.FIVE_POINT, (-3.0, 0.5, 2.0)])
+@pytest.mark.parametrize(
+  "offsets", [_probes.FIVE_POINT, pytest.param((-3.0, 0.5, 2.0), marks=pytest.mark.slow)]
+)
 def test_vmap_equals_map_equals_unroll_equals_sequential(offsets):
   loss, params, u, x, y = _mlp()
   fn = lambda p: loss(p, x=x, y=y)

@@ -58,6 +58,7 @@ def test_rate_changes_only_at_window_ends():
   assert np.all((changed + 1) % k == 0)
 
 
+@pytest.mark.slow  # training runs
 def test_direction_never_drives_the_rate_to_zero():
   """With Adam's direction ⟨g_t, u_t⟩ can be negative; α must stay positive."""
   loss = lambda p: jnp.sum(2.0 * (p - 1.5) ** 2)
@@ -82,6 +83,7 @@ def _ill_conditioned_least_squares(n=64, d=8, cond=100.0, seed=0):
   return a, b
 
 
+@pytest.mark.slow  # training runs
 def test_safeguard_rescues_the_paper_rule_full_batch():
   """The issue's failure case, float64: 8-D least squares, condition number 100.
 
@@ -167,6 +169,7 @@ def test_real_data_digits_matches_best_tuned_sgd():
   assert np.sum(sgd <= 1.1 * best) <= 2
 
 
+@pytest.mark.slow  # training runs
 def test_safeguard_sees_divergence_through_even_windows():
   """Summed over an even window, an oscillation g, −r·g, r²·g, … gives window sums
   of one sign: the rule reads "speed up" while the iterates blow up (seen on

@@ -140,6 +140,7 @@ def test_extra_arg_errors_are_clear():
     adaptlr.vsgd(init_samples=1)
 
 
+@pytest.mark.slow  # training runs
 def test_min_curvature_bounds_the_rate():
   """A linear loss (zero curvature) with a steady gradient: η = lr · 1 / min_curvature."""
   loss = lambda p: jnp.sum(jnp.array([1.0, -2.0]) * p)
@@ -196,6 +197,7 @@ def _noisy_quadratic_runs(
   )
 
 
+@pytest.mark.slow  # training runs
 def test_noisy_quadratic_fast_start_then_one_over_t_and_below_every_fixed_rate():
   """§3, App. Fig. 1 (d = 1, h = 1): vSGD starts like the largest sensible fixed rate,
   then anneals like 1/t and ends below every fixed-rate SGD."""
@@ -228,6 +230,7 @@ def test_noisy_quadratic_fast_start_then_one_over_t_and_below_every_fixed_rate()
   assert final(excess) < 0.8 * best_fixed, (final(excess), best_fixed)
 
 
+@pytest.mark.slow  # training runs
 def test_non_stationary_quadratic_rates_rise_again_after_a_jump():
   """§6, Fig. 2: the optimum jumps by 10σ every 300 steps; the rates come back up within a
   few tens of steps and the loss recovers, where a 1/t schedule cannot."""
@@ -250,6 +253,7 @@ def test_non_stationary_quadratic_rates_rise_again_after_a_jump():
   assert sched[period + 60] > 20 * excess[period + 60]
 
 
+@pytest.mark.slow  # training runs
 def test_badly_conditioned_quadratic_element_rates_equalize_progress():
   """Curvatures 1 … 1000 (App. Fig. 2 in four dimensions): vSGD-l's rates scale as 1/h_i,
   so every dimension approaches its optimum at the same pace; one global rate cannot."""

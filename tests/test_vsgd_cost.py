@@ -82,7 +82,7 @@ def test_vsgd_gauss_newton_uses_logits_fn_and_says_what_to_pass():
 
 
 # -------------------------------------------------------------- refresh schedule --
-@pytest.mark.parametrize("k,n0", [(1, 3), (3, 2), (4, 3)])
+@pytest.mark.parametrize("k,n0", [(1, 3), pytest.param(3, 2, marks=pytest.mark.slow), (4, 3)])
 def test_curvature_every_is_the_documented_schedule(k, n0):
   """With curvature="given" the step-t sample is t + 1 everywhere: h̄ tells which steps
   sampled and with which weight (independent NumPy reading of the documented rule)."""
