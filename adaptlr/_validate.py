@@ -9,8 +9,9 @@ A concrete bad value raises when the optimizer is built: ``TypeError`` for a
 value of the wrong type (``None``, a string, a list, a schedule where a number
 is expected), ``ValueError`` for a number out of range; each message names the
 option and says what to pass. A traced value (under ``jax.vmap``, ``jax.jit``
-or ``optax.inject_hyperparams``) is not checked here: the rules keep a bad
-traced rate from reaching the params (see ``_step.initial_rates``).
+or ``optax.inject_hyperparams``) cannot be checked here: a bad traced rate
+becomes 0 (:func:`learning_rate`), and a step whose update is not finite is not
+taken (``_step.skip_if_not_finite``), so neither reaches the params.
 """
 
 from __future__ import annotations
