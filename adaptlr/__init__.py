@@ -15,7 +15,7 @@ from adaptlr._tlr import TLRState, scale_by_tlr, tlr
 from adaptlr._vsgd import VSGDState, scale_by_vsgd, vsgd
 from adaptlr.registry import learning_rate
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
   "Granularity",

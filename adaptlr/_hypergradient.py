@@ -198,8 +198,8 @@ def hypergradient():
       the secant line-search step; ``False`` is Baydin et al.'s rule.
     min_learning_rate: the clamp :math:`\eta_{\min}` (default 0, TLR App.
       D.4); ``None`` (= ``-inf``): Baydin et al.'s rule, η may turn negative.
-    granularity, direction, momentum, nesterov, max_learning_rate,
-      weight_decay, mask: the shared options, see docs/options.md
+    granularity, direction, momentum, nesterov, max_learning_rate, weight_decay, mask: the
+      shared options, see docs/options.md
       (``momentum=0.9, nesterov=True``: SGDN-HD; ``optax.scale_by_adam()``: Adam-HD).
 
   Returns:

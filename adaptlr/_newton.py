@@ -26,8 +26,6 @@ from adaptlr._granularity import GranularityLike, Rates, granularity_from, rate_
 # Extra args newton_lr reads besides optax's value/grad/value_fn: none.
 CONSUMES: frozenset[str] = frozenset()
 DERIVATIVES = ("autodiff", "finite_difference")
-# A finite-difference slope or curvature below this many ulps of the loss is rounding noise.
-_ROUNDING = 16
 
 
 class NewtonLRState(NamedTuple):
@@ -168,7 +166,7 @@ def scale_by_newton_lr(
     num = 2 * e_flat * (f[:, 3] - f[:, 1])
     den = f[:, 4] + f[:, 0] - 2 * f[:, 2]
     # Rounding level of the second difference of five loss values.
-    tol_den = _ROUNDING * jnp.finfo(dtype).eps * jnp.max(jnp.abs(f), axis=1)
+    tol_den = _step.rounding_level(jnp.max(jnp.abs(f), axis=1))
     return f_0, unravel(num), unravel(den), unravel(2 * e_flat * tol_den), unravel(tol_den)
 
   def update_fn(updates, state, params=None, **extra_args):
@@ -251,8 +249,8 @@ def newton_lr():
     delta: δ of Eq. 11–13, the floor of η (added to a zero f″ by the paper's rule).
     probe_mode: ``"vmap"`` (one batched call), ``"map"`` (``jax.lax.map``, for
       large models) or ``"unroll"`` (performance: separate calls, for CPU).
-    granularity, direction, min_learning_rate, max_learning_rate, weight_decay,
-      mask: the shared options, see docs/options.md (no ``"element"``).
+    granularity, direction, min_learning_rate, max_learning_rate, weight_decay, mask: the
+      shared options, see docs/options.md (no ``"element"``).
     momentum: deprecated name of ``rate_momentum``, removed in 0.3.
 
   Returns:

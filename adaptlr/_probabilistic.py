@@ -161,7 +161,11 @@ def scale_by_probabilistic_lr(
     ratio = (f_i - f_plus) / jnp.where(downhill, phi / 2, 1.0)  # line 16
     ratio = jnp.where(jnp.isfinite(f_plus), ratio, -jnp.inf)  # f+ blew up: too large
     shrunk = jnp.where(ratio < decrease_threshold, eta * decrease_factor, eta)  # line 19
-    new_eta = jnp.where(ratio > increase_threshold, eta * increase_factor, shrunk)  # line 17
+    # An expected decrease φ/2 below the rounding of f (16 ulps) makes the ratio rounding
+    # noise, which would halve a tiny η to 0: a step too small to measure grows (line 17).
+    unmeasurable = phi / 2 <= _step.rounding_level(jnp.abs(f_i))
+    grow = (ratio > increase_threshold) | (unmeasurable & jnp.isfinite(f_plus))
+    new_eta = jnp.where(grow, eta * increase_factor, shrunk)  # line 17
     floor, ceil = (
       _step.bound_at(b, state.count + 1) for b in (min_learning_rate, max_learning_rate)
     )
@@ -208,7 +212,9 @@ def probabilistic_lr():
   Alg. 1, a step with :math:`\phi_i \le 0` (an uphill momentum or Adam metric, §2.3)
   is not taken (``state.uphill`` counts it), :math:`\Delta f` is clipped at 0, and
   with ``safeguard`` a step that does not lower :math:`f_+` is not taken: halving η a
-  step brakes a divergence too slowly. See docs/methods/probabilistic_lr.md.
+  step brakes a divergence too slowly. Where :math:`\phi_i/2` is below 16 ulps of
+  :math:`f_i`, ρ is rounding noise that halved a tiny η to 0 on a network: η grows
+  instead. See docs/methods/probabilistic_lr.md.
 
   Args:
     learning_rate: initial η (> 0), the prior covariance's scale (§4.4: 1e-4 … 1e-3).
@@ -229,8 +235,8 @@ def probabilistic_lr():
       are multiplied by a cosine decay to 0 over T updates after the rule
       (:math:`f_+` sees the undecayed step), and the thresholds default to 1, 1/4
       instead of Alg. 1's 4/3, 3/4.
-    direction, momentum, nesterov, min_learning_rate, max_learning_rate,
-      weight_decay, mask: the shared options, see docs/options.md.
+    direction, momentum, nesterov, min_learning_rate, max_learning_rate, weight_decay, mask: the
+      shared options, see docs/options.md.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` (updates :math:`-v_i\,2\Delta f/(\phi_i+R_i)`,

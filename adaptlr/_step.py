@@ -76,6 +76,11 @@ def safe_div(num: Any, den: Any, ok: Any = None) -> jax.Array:
   return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
 
 
+def rounding_level(loss_magnitude: jax.Array) -> jax.Array:
+  """16 ulps of a loss of this magnitude: a change of the loss below it is rounding noise."""
+  return 16 * jnp.finfo(loss_magnitude.dtype).eps * loss_magnitude
+
+
 def map_rule(rule: Callable[..., tuple[Any, ...]], *trees: Any) -> tuple[Any, ...]:
   """A per-group rule over pytrees of groups, its tuple of outputs unzipped.
 

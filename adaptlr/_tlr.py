@@ -254,9 +254,9 @@ def tlr():
     inner_products: (reproduction) ``"displacement"`` reads the paper's momentum
       (App. D) in Eq. 7–9; ``"gradient"`` (default) adaptlr's, see above.
     safeguard: brake on a detected divergence; ``False`` is the paper's rule.
-    granularity, direction, momentum, nesterov, min_learning_rate,
-      max_learning_rate, weight_decay, mask: the shared options, see
-      docs/options.md (``granularity="leaf"`` is the paper's sgd_tlr_pl).
+    granularity, direction, momentum, nesterov, min_learning_rate, max_learning_rate: the
+      shared options, see docs/options.md (``granularity="leaf"`` is the paper's sgd_tlr_pl).
+    weight_decay, mask: the shared options too.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with updates :math:`-\alpha u`

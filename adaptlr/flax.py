@@ -131,7 +131,8 @@ def nnx_value_fn(
   Args:
     model: the NNX module being trained.
     loss_fn: ``loss_fn(model, *batch) -> loss`` (or ``(loss, aux)``).
-    *batch_args, **batch_kwargs: optional batch to bind now (e.g. ``rngs, batch``).
+    *batch_args: optional batch to bind now (e.g. ``rngs, batch``).
+    **batch_kwargs: the same, by keyword.
     wrt: the filter given to ``nnx.Optimizer`` (default ``nnx.Param``).
     has_aux: ``loss_fn`` returns ``(loss, aux)``; ``value_fn`` returns the loss.
     graph: NNX graph mode, as ``nnx.Optimizer(..., graph=...)``.

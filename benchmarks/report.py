@@ -91,7 +91,7 @@ def _regret_md(out, probs, methods) -> str:
       "Settling: how much a baseline's training loss (excess over f* where known) "
       "still fell over the last fifth of the budget, for the best-tuned baseline and "
       "for the best fixed-rate one (SGD, SGD-momentum, Adam). The network budgets are "
-      "sized so that the best-tuned baseline sheds < 10% (issue 11's criterion); the "
+      "sized so that the best-tuned baseline sheds < 10%; the "
       "fixed-rate reading is stricter where the best-tuned run anneals (a schedule that "
       "decays to 0 drops its loss at the end by design, however long the budget).\n"
     )
@@ -135,7 +135,7 @@ README_NAMES = {
   "probabilistic_lr_cosine": "`… probabilistic_lr`, `decay_steps`",
   "probabilistic_lr_adam_cosine": "`… probabilistic_lr` on Adam, `decay_steps`",
   "vsgd": "`adaptlr.vsgd`",
-  "vsgd_every_step": "`… vsgd`, `curvature_every=1`",
+  "vsgd_every_10": "`… vsgd`, `curvature_every=10`",
 }
 
 
@@ -221,6 +221,77 @@ def recommendation_table(out, method=RECOMMENDED_NETWORKS, anchors=RECOMMENDATIO
     swept = bool(first["methods"].get(name, {}).get("swept", False))
     lines.append(row(README_NAMES.get(name, name), name, swept))
   return "\n".join(lines) + "\n"
+
+
+# The library's defaults, and the recommended configuration: each must learn on every
+# network from every initial rate (see defaults_learn).
+DEFAULT_CONFIGS = (
+  "tlr",
+  "hypergradient",
+  "newton_lr",
+  "probabilistic_lr",
+  "probabilistic_lr_adam",
+  RECOMMENDED_NETWORKS,
+  "vsgd",
+)
+LEARNS = 0.8  # a run learns: final training loss ≤ 0.8 × the loss at initialization, every seed
+
+
+def defaults_learn(out, methods=DEFAULT_CONFIGS) -> dict:
+  """Per (method, problem): the initial rates whose runs do not learn on every seed.
+
+  A run learns when its final training loss is finite and at most ``LEARNS`` times its
+  training loss at initialization, on every seed. Returns ``{method: {problem:
+  {"runs": n, "failed": [(rate, [ratio per seed]), ...]}}}`` over the methods that ran.
+  """
+  res = {}
+  for name in methods:
+    for p, pr in out["problems"].items():
+      rec = pr["methods"].get(name)
+      if rec is None or "initial_per_seed" not in rec:
+        continue
+      final = np.asarray(rec["final_per_seed"]["train_loss"], object)
+      start = np.asarray(rec["initial_per_seed"]["train_loss"], object)
+      as_float = lambda a: np.asarray([np.nan if v is None else v for v in a.ravel()], float)
+      ratio = (as_float(final) / as_float(start)).reshape(final.shape)  # [seeds, rates]
+      failed = [
+        (rate, [float(f"{q:.3g}") for q in ratio[:, j]])
+        for j, rate in enumerate(rec["rates"])
+        if not np.all(np.isfinite(ratio[:, j]) & (ratio[:, j] <= LEARNS))
+      ]
+      res.setdefault(name, {})[p] = {"runs": len(rec["rates"]), "failed": failed}
+  return res
+
+
+def _defaults_learn_md(out) -> str:
+  table = defaults_learn(out)
+  if not table:
+    return ""
+  probs = list(out["problems"])
+  total = sum(c["runs"] for m in table.values() for c in m.values())
+  bad = sum(len(c["failed"]) for m in table.values() for c in m.values())
+  lines = [
+    "## Do the defaults learn?\n",
+    f"Each library default (and the recommended configuration, `{RECOMMENDED_NETWORKS}`) "
+    "from each initial rate: the runs whose final training loss is finite and at most "
+    f"{LEARNS}× the loss at initialization on every seed, of all its runs; below, the "
+    f"initial rates of the others with that ratio per seed. **{total - bad} of {total} "
+    "learn.**\n",
+    "| default | " + " | ".join(probs) + " |",
+    "|---|" + "---|" * len(probs),
+  ]
+  notes = []
+  for name, per in table.items():
+    cells = []
+    for p in probs:
+      c = per.get(p)
+      cells.append("" if c is None else f"{c['runs'] - len(c['failed'])}/{c['runs']}")
+      for rate, ratios in (c or {"failed": []})["failed"]:
+        shown = ", ".join("∞" if not np.isfinite(q) else f"{q:.3g}" for q in ratios)
+        start = "rate-free" if rate is None else f"from {_rate(rate)}"
+        notes.append(f"- `{name}` on `{p}` ({start}): {shown}")
+    lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+  return "\n".join(lines + [""] + notes) + "\n"
 
 
 def _held_out_md(out, probs, methods) -> str:
@@ -327,6 +398,7 @@ def markdown(out) -> str:
     )
 
   add(_regret_md(out, probs, methods))
+  add(_defaults_learn_md(out))
   add("## Per problem\n")
   add(
     "Columns: rates reaching the threshold; best final training loss (at rate); the "

@@ -60,6 +60,7 @@ def _method_record(res: dict, problem, target, sgd_sps) -> dict:
     "final_per_seed": res["final"],
     "curves": {k: seed_mean(v) for k, v in res["curves"].items()},  # [rates, rounds]
     "initial": {k: seed_mean(v) for k, v in res["init"].items()},
+    "initial_per_seed": res["init"],
     "compile_s": res["compile_s"],
     "run_s": res["run_s"],
     "sec_per_step": res["sec_per_step"],

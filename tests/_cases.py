@@ -504,6 +504,13 @@ _PROBABILISTIC_LR_REF_CASES = [
     probabilistic_reference,
     ref_kwargs={"learning_rate": 0.05, "decay_steps": 8},
   ),
+  # from a rate so small that the expected decrease is below the rounding of f: η grows
+  RefCase(
+    "prob-sgd-unmeasurable",
+    adaptlr.probabilistic_lr,
+    {"learning_rate": 1e-20},
+    probabilistic_reference,
+  ),
 ]
 
 # ------------------------------------------------------------------ vsgd --

@@ -12,6 +12,8 @@ while f₊ is the loss after the undecayed step.
 
 import numpy as np
 
+_EPS64 = float(np.finfo(np.float64).eps)
+
 
 def probabilistic_reference(
   prob,
@@ -33,8 +35,12 @@ def probabilistic_reference(
   adapt_every=1,
   safeguard=True,
   decay_steps=None,
+  rounding_eps=_EPS64,
 ):
-  """Alg. 1 step by step. ``base``: "sgd", "momentum" (m = βm + g) or "adam"."""
+  """Alg. 1 step by step. ``base``: "sgd", "momentum" (m = βm + g) or "adam".
+
+  adaptlr's one addition: an expected decrease φ/2 at most 16 ulps of f (``rounding_eps``:
+  the machine epsilon of the dtype under test) is not measurable, and η grows."""
   eta = float(learning_rate)
   w = prob.w0.copy()
   m = np.zeros_like(w)
@@ -76,7 +82,7 @@ def probabilistic_reference(
     if phi > 0 and t % adapt_every == 0:
       f_plus = prob.loss(w_full, s)  # line 15
       ratio = (f - f_plus) / (phi / 2)
-      if ratio > increase_threshold:  # lines 16–19
+      if ratio > increase_threshold or phi / 2 <= 16 * rounding_eps * abs(f):  # lines 16–19
         eta = eta * increase_factor
       elif ratio < decrease_threshold:
         eta = eta * decrease_factor

@@ -600,22 +600,3 @@ def test_linen_apply_gradients_keeps_subclass_fields():
   # Plain TrainState.apply_gradients cannot pass value_fn: the method says so.
   with pytest.raises(ValueError, match="value_fn"):
     state.apply_gradients(grads=grads)
-
-
-# --------------------------------------------------------------------- README --
-def test_readme_flax_section_runs(capsys):
-  """The README's Flax code (NNX with dropout rngs and (loss, aux), then Linen) runs and trains."""
-  readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
-  section = readme[readme.index("### Flax") :]
-  section = section[: section.index("\n## ")]
-  blocks = re.findall(r"```python\n(.*?)```", section, re.S)
-  assert len(blocks) == 2 and "nnx_value_fn" in blocks[0] and "apply_gradients" in blocks[1]
-  namespace = {}
-  for block in blocks:
-    exec(compile(block, "README.md", "exec"), namespace)
-  for name in ("nnx_losses", "linen_losses"):
-    losses = namespace[name]
-    assert np.isfinite(losses).all(), (name, losses)
-    assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10]), (name, losses)
-  out = capsys.readouterr().out
-  assert "NNX: loss" in out and "Linen: loss" in out

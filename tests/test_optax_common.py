@@ -40,13 +40,6 @@ _TARGETS = {
 }
 
 
-# optax's problems are deterministic (full-batch). vsgd's documented setting for those is
-# curvature_every=1: its default refreshes the curvature every 10th step, which is free of
-# loss on noisy problems (benchmarks/results/vsgd_cost.md) but overshoots where the rates are
-# pure Newton steps 1/h̄ (Rosenbrock: |w − w*| = 1.8e10 at the default, 2.4e-5 with 1).
-_DETERMINISTIC = {"vsgd": {"curvature_every": 1}}
-
-
 def _opt_kwargs(name):
   default = inspect.signature(METHODS[name].optimizer).parameters["learning_rate"].default
   return {"learning_rate": default}
@@ -112,7 +105,7 @@ def test_optimizers_accept_extra_args(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_optimizers(name, target):
   dtype = jnp.dtype("float32")
-  opt = _factory(name)(**_opt_kwargs(name), **_DETERMINISTIC.get(name, {}))
+  opt = _factory(name)(**_opt_kwargs(name))  # every method at its defaults
   initial_params, final_params, obj_fn = _TARGETS[target](dtype)
 
   @jax.jit

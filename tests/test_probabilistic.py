@@ -6,6 +6,8 @@ test_contract.py through the ``prob-*`` RefCases of _cases.py (reference:
 _ref_probabilistic.py).
 """
 
+from unittest import mock
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,6 +16,7 @@ import pytest
 from _problems import digits_mlp_final_losses, runtime_uphill
 
 import adaptlr
+from adaptlr import _step
 
 
 def rosenbrock(p):
@@ -247,3 +250,17 @@ def test_horizon_on_a_small_network():
   assert np.all(horizon < 1.15 * paper), (horizon, paper)
   assert np.median(horizon) < np.median(paper), (horizon, paper)
   assert np.all(horizon < np.min(cosine)), (horizon, cosine)
+
+
+@pytest.mark.slow  # small-network training
+def test_tiny_initial_rate_grows_where_the_decrease_is_unmeasurable():
+  """From η₀ = 1e-5 on a small-init MLP (weights N(0, 0.01²), tiny gradients) the expected
+  decrease φ/2 is below the float32 rounding of the loss. Alg. 1's ratio test alone then
+  reads rounding noise and halves η towards 0: the loss stays at ln 10 (measured 2.302);
+  growing η where the decrease is unmeasurable, it learns (measured 0.216)."""
+  make = lambda lr, t: adaptlr.probabilistic_lr(lr, direction=optax.trace(0.5))
+  final = digits_mlp_final_losses(make, [1e-5], epochs=5, init_scale=0.01)
+  assert final[0] < 0.5 * np.log(10), final
+  with mock.patch.object(_step, "rounding_level", lambda m: 0.0 * m):  # the ratio test alone
+    ratio_only = digits_mlp_final_losses(make, [1e-5], epochs=5, init_scale=0.01)
+  assert ratio_only[0] > 0.95 * np.log(10), ratio_only

@@ -272,12 +272,12 @@ def test_badly_conditioned_quadratic_element_rates_equalize_progress():
 
 
 @pytest.mark.slow  # small-network training
-def test_default_and_curvature_every_step_on_a_small_network():
-  """vSGD-l on a small MLP (sklearn digits, 15 epochs): the default (curvature
-  refreshed every 10 steps) trains, and ``curvature_every=1`` ends lower (measured
-  0.072 and 0.033): the stale curvature's cost, which on the networks profile's CNN
-  is a divergence (the docstring's "On networks")."""
+def test_default_samples_the_curvature_every_step_on_a_small_network():
+  """vSGD-l on a small MLP (sklearn digits, 15 epochs): the default (curvature sampled
+  every step) ends below half the loss of ``curvature_every=10`` (measured 0.033 and
+  0.072), the old default: the stale curvature's cost, which on three of the four
+  benchmark networks was a divergence (docs/methods/vsgd.md, "On networks")."""
   default = digits_mlp_final_losses(lambda lr, t: adaptlr.vsgd(), (1.0,))
-  every = digits_mlp_final_losses(lambda lr, t: adaptlr.vsgd(curvature_every=1), (1.0,))
-  assert default[0] < 0.15, default
-  assert every[0] < 0.6 * default[0], (every, default)
+  every_10 = digits_mlp_final_losses(lambda lr, t: adaptlr.vsgd(curvature_every=10), (1.0,))
+  assert default[0] < 0.05, default
+  assert default[0] < 0.6 * every_10[0], (default, every_10)

@@ -145,8 +145,8 @@ def markdown(result: dict, command: str, machine: str) -> str:
     "## What was chosen",
     "",
     "Held-out numbers: [networks/](networks/report.md), configurations `tlr_cold_start`, "
-    "`hypergradient_momentum` and `vsgd_every_step` (seeds 0–2, six initial rates, all "
-    "four networks).",
+    "`hypergradient_momentum` and `vsgd_every_step` (now `vsgd` itself; seeds 0–2, six "
+    "initial rates, all four networks).",
     "",
     "* `tlr`: the cold start has the lowest median on the MNIST MLP, a fixed c = 1 on the "
     "CNN; the fixed c = 1 overshoots from η₀ = 1 on the MLP (0.49 against 0.022: it "
@@ -162,9 +162,10 @@ def markdown(result: dict, command: str, machine: str) -> str:
     "tensor or global on the MNIST MLP) only the curvature sampled every step is finite "
     "on the design CNN, and with the held-out seeds it is finite on all four networks "
     "(per tensor and global sample every step too, at the same cost); it costs about two "
-    "forward passes a step more (`overhead.md`), over issue 12's budget for a new "
-    "default (one). The default stays; the docstring names `curvature_every=1` for "
-    "networks.",
+    "forward passes a step more (`overhead.md`), over the cost budget then set for a new "
+    "default (one forward pass). The default stayed then (since: `curvature_every=1` is "
+    "the default, as a default that learns comes before its cost); the docstring named "
+    "`curvature_every=1` for networks.",
   ]
   return "\n".join(lines)
 
