@@ -41,12 +41,12 @@ def vsgd_reference(
   ``curvature_variance``: py-optim ``vSGDfd``'s rate vpart · h̄ / v̄_h with v̄_h
   the running mean of h² (per group: the smallest h̄ / v̄_h).
 
-  ``curvature_every`` k (default 10 for element-wise "hutchinson", else 1): the
+  ``curvature_every`` k (default 1): the
   curvature is sampled on every slow-start step and then on steps n₀, n₀ + k,
   n₀ + 2k, …; a sample after the slow start enters h̄ (and v̄_h) with weight 1/τ
   (k = 1) or min(½, 1 − (1 − 1/τ)^k) (k > 1); between samples they are kept.
   """
-  k = curvature_every or (10 if curvature == "hutchinson" and granularity == "element" else 1)
+  k = curvature_every or 1
   ids = prob.group_ids(granularity)
   ng = ids.max() + 1
   n0 = init_samples
