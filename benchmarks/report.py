@@ -135,6 +135,7 @@ README_NAMES = {
   "probabilistic_lr_cosine": "`… probabilistic_lr`, `decay_steps`",
   "probabilistic_lr_adam_cosine": "`… probabilistic_lr` on Adam, `decay_steps`",
   "vsgd": "`adaptlr.vsgd`",
+  "vsgd_every_step": "`… vsgd`, `curvature_every=1`",  # in results made before it was the default
   "vsgd_every_10": "`… vsgd`, `curvature_every=10`",
 }
 

@@ -316,7 +316,7 @@ def test_network_defaults_study_report(tmp_path):
   assert "| cold start: c doubles up to 1 | 1.5 (0.2) | ∞ (0.2) | 1.25 (0.2) | 1.5 |" in md
   assert "| **paper: c = 1/4** | 0.5 (0.1) | ∞ (0.1) | 0.25 (0.1) | 0.5 |" in md
   assert "| `vsgd` | one run (rate-free) | median |" in md
-  assert "| **per element (vSGD-l)** | 0.5 (0.1) | 0.5 |" in md
+  assert "| **per element, curvature every step** | 3.5 (0.4) | 3.5 |" in md
   assert "Design set: `mnist_mlp` and `fmnist_2c2d`" in md
   io.write_results("network_defaults", {"x": 1}, md, figure=nd.figure(result), out_dir=tmp_path)
   assert all((tmp_path / f"network_defaults.{e}").stat().st_size > 0 for e in ("json", "md", "png"))
