@@ -376,3 +376,20 @@ def test_design_study_command_line_writes_its_results(tmp_path):
   assert payload["design_problems"] == ["fmnist_2c2d"] and payload["design_seeds"] == [100]
   assert "benchmarks.studies.fake_study" in (tmp_path / "fake_study.md").read_text()
   assert (tmp_path / "fake_study.png").stat().st_size > 0
+
+
+def test_defaults_learn_flags_every_seed_that_does_not_learn():
+  """report.defaults_learn: a rate fails when any seed ends non-finite or above 0.8× its
+  start; the others pass."""
+  from benchmarks import report
+
+  rec = {
+    "rates": [1e-5, 1.0],
+    "final_per_seed": {"train_loss": [[0.5, 2.0], [0.7, None]]},  # seeds × rates
+    "initial_per_seed": {"train_loss": [[2.0, 2.0], [2.0, 2.0]]},
+  }
+  out = {"problems": {"p": {"methods": {"tlr": rec}}}}
+  res = report.defaults_learn(out, methods=("tlr",))["tlr"]["p"]
+  assert res["runs"] == 2
+  assert [r for r, _ in res["failed"]] == [1.0]
+  assert res["failed"][0][1][0] == 1.0 and not np.isfinite(res["failed"][0][1][1])
