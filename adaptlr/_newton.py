@@ -87,6 +87,7 @@ def scale_by_newton_lr(
   max_change: Any = 1.0,
   safeguard: bool = True,
   rate_momentum: Any = 0.0,
+  momentum: Optional[float] = None,  # deprecated name of rate_momentum
   delta: Any = 1e-6,
   granularity: GranularityLike = "global",
   direction: Optional[optax.GradientTransformation] = None,
@@ -95,7 +96,6 @@ def scale_by_newton_lr(
   max_learning_rate: Any = jnp.inf,
   weight_decay: Any = 0.0,
   mask: Any = None,
-  momentum: Optional[float] = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales the search direction by a rate learned by Newton's method on η.
 
@@ -246,12 +246,12 @@ def newton_lr():
     safeguard: step with min(η_k, the line's rate); ``False``: the paper's order.
     rate_momentum: β ∈ [0, 1) on the changes of η (§5.2; the paper tries 0.9);
       weight momentum is ``direction=optax.trace(0.9)``.
+    momentum: deprecated name of ``rate_momentum``, removed in 0.3.
     delta: δ of Eq. 11–13, the floor of η (added to a zero f″ by the paper's rule).
     probe_mode: ``"vmap"`` (one batched call), ``"map"`` (``jax.lax.map``, for
       large models) or ``"unroll"`` (performance: separate calls, for CPU).
     granularity, direction, min_learning_rate, max_learning_rate, weight_decay, mask: the
       shared options, see docs/options.md (no ``"element"``).
-    momentum: deprecated name of ``rate_momentum``, removed in 0.3.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with updates :math:`-\eta u_k`
