@@ -26,6 +26,7 @@ from adaptlr._granularity import GranularityLike, Rates, granularity_from, rate_
 # Extra args newton_lr reads besides optax's value/grad/value_fn: none.
 CONSUMES: frozenset[str] = frozenset()
 DERIVATIVES = ("autodiff", "finite_difference")
+LINES = ("next_batch", "this_batch")
 
 
 class NewtonLRState(NamedTuple):
@@ -34,9 +35,11 @@ class NewtonLRState(NamedTuple):
   learning_rate: Rates  # float () per group: η_{k+1}, the rate the next step uses
   count: jax.Array  # int32 (): steps taken (non-finite steps excluded)
   skipped: jax.Array  # int32 (): steps not taken (non-finite input or f(η_k))
-  loss_after: jax.Array  # float (): L^{(k+1)} = f(η_k) = L(w_k − η_k u_k), this batch (§4.1)
+  loss_after: jax.Array  # float (): f(η_k) on this batch: L(w_k − η_k u_k) (§4.1), or for
+  # line="next_batch" L(w_k) (the last step's line at η_{k−1})
   velocity: Rates  # float () per group: δ(t) of §5.2, the last change of η
   direction_state: optax.OptState  # state of ``direction`` (() for SGD)
+  prev_direction: optax.Updates  # u_{k−1}, like params (line="next_batch"); () otherwise
 
 
 def _newton_rate(rate, velocity, num, den, tol_num, tol_den, *, delta, max_change, beta, lo, hi):
@@ -82,6 +85,7 @@ def scale_by_newton_lr(
   learning_rate: Any = 0.01,
   *,
   derivatives: Literal["autodiff", "finite_difference"] = "autodiff",
+  line: Literal["next_batch", "this_batch"] = "next_batch",
   eps: Any = None,
   relative_eps: Any = 0.25,
   max_change: Any = 1.0,
@@ -113,6 +117,7 @@ def scale_by_newton_lr(
   _validate.weight_decay(weight_decay, mask)
   _validate.flag("safeguard", safeguard)
   _validate.choice("derivatives", derivatives, DERIVATIVES)
+  _validate.choice("line", line, LINES)
   _validate.either("eps", eps, _validate.positive)
   _validate.in_range("relative_eps", relative_eps, 0.0, 0.5, low_open=True, high_open=True)
   _validate.either("max_change", max_change, _validate.positive)
@@ -128,6 +133,7 @@ def scale_by_newton_lr(
     )
   direction = _validate.direction(direction, "newton_lr")
   rule = dict(delta=delta, max_change=max_change, beta=rate_momentum)
+  next_batch = line == "next_batch"
 
   def init_fn(params: optax.Params) -> NewtonLRState:
     dtype = rate_dtype(params)
@@ -139,9 +145,10 @@ def scale_by_newton_lr(
       loss_after=jnp.asarray(jnp.inf, dtype),
       velocity=groups.init_rates(params, 0.0, dtype),
       direction_state=_step.direction_init(direction, params),
+      prev_direction=optax.tree.zeros_like(params) if next_batch else (),
     )
 
-  def line(value_fn, params, u, rate):
+  def line_fit(value_fn, params, u, rate):
     """f(η_k) and, per group, (num, den, tol_num, tol_den): num/den = f′/f″ at η_k."""
     dtype = rate_dtype(rate)
     step = (lambda r: eps * jnp.ones_like(r)) if eps is not None else (lambda r: relative_eps * r)
@@ -183,17 +190,41 @@ def scale_by_newton_lr(
     # the lax.map loop and reduced it after, holding it across the probes.
     finite, u = jax.lax.optimization_barrier((finite, u))
     rate = state.learning_rate
-    # η_{k+1} is the next step's rate: clamped to the bounds of that step.
-    lo, hi = (_step.bound_at(b, state.count + 1) for b in (min_learning_rate, max_learning_rate))
-    loss_after, num, den, tol_num, tol_den = line(value_fn, params, u, rate)
+    if next_batch:
+      # §5.3's held-out batch, at no extra pass: the last step's line
+      # f(η) = L(w_{k−1} − η u_{k−1}) measured on this batch, at η_{k−1} (here, w_k).
+      # Its Newton rate is this step's (a zero u_{k−1}, at the first step: η unchanged).
+      lo, hi = (_step.bound_at(b, state.count) for b in (min_learning_rate, max_learning_rate))
+      prev = optax.tree.add(params, groups.scale(rate, state.prev_direction))
+      loss_after, num, den, tol_num, tol_den = line_fit(value_fn, prev, state.prev_direction, rate)
+    else:
+      # η_{k+1} is the next step's rate: clamped to the bounds of that step.
+      lo, hi = (_step.bound_at(b, state.count + 1) for b in (min_learning_rate, max_learning_rate))
+      loss_after, num, den, tol_num, tol_den = line_fit(value_fn, params, u, rate)
     new_rate, velocity, line_rate = _step.map_rule(
       lambda *a: _newton_rate(*a, lo=lo, hi=hi, **rule),
       *(rate, state.velocity, num, den, tol_num, tol_den),
     )
-    # The step uses η_k (§4.1) — with the safeguard, this line's own Newton
-    # rate if that is smaller; it is not taken if f(η_k) is not finite.
-    step_rate = jax.tree.map(jnp.minimum, rate, line_rate) if safeguard else rate
     step_ok = jnp.isfinite(loss_after)
+    if next_batch:
+      step_rate = new_rate
+      if safeguard:
+        # η was fitted on the last line: where this direction curves more, it can
+        # overshoot. A step that raises this batch's loss beyond rounding (16 ulps: a tiny
+        # η's step may not change it) is not taken and η shrinks by 1 + c
+        # (deterministic Rosenbrock diverged without this).
+        f_0 = extra_args.get("value")
+        f_0 = jnp.asarray(value_fn(params) if f_0 is None else f_0)
+        f_step = value_fn(optax.tree.sub(params, groups.scale(step_rate, u)))
+        downhill = f_step <= f_0 + _step.rounding_level(jnp.abs(f_0))
+        shrink = 2.0 if max_change is None else 1 + max_change
+        shrunk = jax.tree.map(lambda r: jnp.clip(r / shrink, lo, hi), new_rate)
+        new_rate = optax.tree.where(downhill, new_rate, shrunk)
+        step_ok = step_ok & downhill
+    else:
+      # The step uses η_k (§4.1) — with the safeguard, this line's own Newton
+      # rate if that is smaller; it is not taken if f(η_k) is not finite.
+      step_rate = jax.tree.map(jnp.minimum, rate, line_rate) if safeguard else rate
     new_updates = jax.tree.map(
       lambda x: jnp.where(step_ok, x, jnp.zeros_like(x)), groups.scale(step_rate, u)
     )
@@ -204,6 +235,11 @@ def scale_by_newton_lr(
       loss_after=loss_after.astype(state.loss_after.dtype),
       velocity=velocity,
       direction_state=direction_state,
+      prev_direction=optax.tree.where(
+        step_ok, optax.tree.cast_like(u, state.prev_direction), optax.tree.zeros_like(u)
+      )
+      if next_batch
+      else (),
     )
     return _step.skip_if_not_finite(finite, new_updates, new_state, state)
 
@@ -215,9 +251,8 @@ def newton_lr():
   r"""SGD (or any direction) whose rate is learned by Newton's method on η.
 
   With :math:`f(\eta) = L(w_k - \eta u_k)` the loss along the step (Eq. 1–2;
-  :math:`u = g` for SGD), each update steps with :math:`\eta_k` (its loss
-  :math:`f(\eta_k)` kept in ``state.loss_after``) and takes one Newton step on
-  the rate for the next (§4.1), floored at δ (Eq. 11–13), with momentum (§5.2):
+  :math:`u = g` for SGD), each update steps with :math:`\eta_k` and takes one Newton
+  step on the rate for the next (§4.1), floored at δ (Eq. 11–13), with momentum (§5.2):
 
   .. math::
 
@@ -225,25 +260,26 @@ def newton_lr():
     = \eta_k - 2\epsilon\,\frac{f(\eta_k+\epsilon) - f(\eta_k-\epsilon)}
           {f(\eta_k+2\epsilon) + f(\eta_k-2\epsilon) - 2 f(\eta_k)} \qquad (10)
 
-  The paper's rule is ``derivatives="finite_difference", eps=1e-5,
-  max_change=None, safeguard=False``. adaptlr's defaults keep more initial rates
-  near the best tuned SGD (float32; see docs/methods/newton_lr.md for the
-  measured story):
+  The paper's rule is ``derivatives="finite_difference", eps=1e-5, max_change=None,
+  line="this_batch", safeguard=False``. The defaults differ by measurement
+  (docs/methods/newton_lr.md):
 
   * exact f′, f″ by ``jax.jvp``: the paper's ε puts the float32 f″ below rounding;
-  * η moves by a factor 1 + ``max_change`` at most, so one outlying line cannot
-    explode or collapse it; a concave line moves it downhill by that factor;
-  * ``safeguard``: the step uses min(η_k, this line's own Newton rate), as η_k
-    was fitted to the previous line.
+  * η moves by a factor 1 + ``max_change`` at most a step (a concave line: downhill);
+  * ``line="next_batch"``: f is the last step's line measured on this batch (§5.3's
+    held-out batch), and its rate is this step's. A batch's own line minimum lies far
+    beyond a rate that helps the next batch: on a CNN η doubled to ~10, killing it.
 
   Args:
     learning_rate: initial rate :math:`\eta_0 > 0`.
     derivatives: ``"autodiff"`` (exact) or ``"finite_difference"`` (Eq. 6–10).
+    line: ``"next_batch"`` (one params-sized buffer: u_{k−1}) or ``"this_batch"`` (§4.1).
     eps: (reproduction) absolute finite-difference step ε (the paper: 1e-5);
       ``None``: ε = ``relative_eps``·η.
     relative_eps: ρ in ε = ρη, 0 < ρ < 1/2.
     max_change: c > 0, the bounded rule; ``None``: the paper's (Eq. 10–13).
-    safeguard: step with min(η_k, the line's rate); ``False``: the paper's order.
+    safeguard: ``"next_batch"``: a step must lower this batch's loss (one forward pass,
+      two without ``value``); ``"this_batch"``: step with min(η_k, the line's rate).
     rate_momentum: β ∈ [0, 1) on the changes of η (§5.2; the paper tries 0.9);
       weight momentum is ``direction=optax.trace(0.9)``.
     momentum: deprecated name of ``rate_momentum``, removed in 0.3.
@@ -269,7 +305,7 @@ def newton_lr():
     >>> kx, kv = jax.random.split(jax.random.key(0))
     >>> x, x_val = jax.random.normal(kx, (64, 3)), jax.random.normal(kv, (32, 3))
     >>> y, y_val = x @ jnp.ones(3), x_val @ jnp.ones(3)
-    >>> opt = adaptlr.newton_lr(1e-4)
+    >>> opt = adaptlr.newton_lr(1e-4, line="this_batch")
     >>> w = jnp.zeros(3); state = opt.init(w)
     >>> for _ in range(30):
     ...   g = jax.grad(loss)(w, x, y)
@@ -281,7 +317,7 @@ def newton_lr():
     On a quadratic line one Newton step on η is exact:
 
     >>> loss = lambda w: jnp.sum(2.0 * (w - 1.5) ** 2)
-    >>> opt = adaptlr.newton_lr(1e-3, max_change=None)
+    >>> opt = adaptlr.newton_lr(1e-3, max_change=None, line="this_batch")
     >>> w = jnp.zeros(3); state = opt.init(w)
     >>> updates, state = opt.update(jax.grad(loss)(w), state, w, value_fn=loss)
     >>> round(float(optax.tree.get(state, "learning_rate")), 4)  # exact: 1/4

@@ -208,13 +208,11 @@ def probabilistic_lr():
     \eta &\leftarrow 1.2\,\eta \ \text{if}\ \rho > 4/3, \quad
         \tfrac12\,\eta \ \text{if}\ \rho < 3/4 &&\text{(lines 16–19)}.
 
-  One global η (one :math:`f_+`, one ratio), one extra forward pass a step. Unlike
-  Alg. 1, a step with :math:`\phi_i \le 0` (an uphill momentum or Adam metric, §2.3)
-  is not taken (``state.uphill`` counts it), :math:`\Delta f` is clipped at 0, and
-  with ``safeguard`` a step that does not lower :math:`f_+` is not taken: halving η a
-  step brakes a divergence too slowly. Where :math:`\phi_i/2` is below 16 ulps of
-  :math:`f_i`, ρ is rounding noise that halved a tiny η to 0 on a network: η grows
-  instead. See docs/methods/probabilistic_lr.md.
+  One global η, one extra forward pass a step. Unlike Alg. 1 (why: docs/methods/
+  probabilistic_lr.md), a step with :math:`\phi_i \le 0` (uphill momentum or Adam
+  metric, §2.3) is not taken (``state.uphill``), :math:`\Delta f` is clipped at 0, with
+  ``safeguard`` a step that does not lower :math:`f_+` is not taken, and where
+  :math:`\phi_i/2` is below 16 ulps of :math:`f_i` (ρ is rounding noise) η grows.
 
   Args:
     learning_rate: initial η (> 0), the prior covariance's scale (§4.4: 1e-4 … 1e-3).

@@ -242,11 +242,11 @@ def train(opt, dtype, steps=STEPS):
   run = jax.jit(lambda: jax.lax.scan(step, (params, opt.init(params)), None, steps)[1])
   return [np.asarray(a, np.float64) for a in run()]
 
-paper = dict(derivatives="finite_difference", eps=1e-5, max_change=None)
+paper = dict(derivatives="finite_difference", eps=1e-5, max_change=None, line="this_batch")
 configs = {
     "paper (ε = 1e-5), float32": (adaptlr.newton_lr(1e-2, **paper), F32),
     "paper (ε = 1e-5), float64": (adaptlr.newton_lr(1e-2, **paper), F64),
-    "paper rule, ε = η/4, float32": (adaptlr.newton_lr(1e-2, derivatives="finite_difference", max_change=None), F32),
+    "paper rule, ε = η/4, float32": (adaptlr.newton_lr(1e-2, derivatives="finite_difference", max_change=None, line="this_batch"), F32),
     "adaptlr default (autodiff), float32": (adaptlr.newton_lr(1e-2), F32),
     "GD η = 0.1 (reference), float32": (optax.sgd(0.1), F32),
 }

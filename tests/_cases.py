@@ -293,6 +293,7 @@ _NEWTON_LR_CASES = [
     + (
       ({"granularity": "element"}, "element"),
       ({"derivatives": "fd"}, "derivatives"),
+      ({"line": "next"}, "line"),
       ({"eps": -1e-5}, "eps"),
       ({"relative_eps": 0.5}, "relative_eps"),
       ({"relative_eps": 0.0}, "relative_eps"),
@@ -333,11 +334,38 @@ _NEWTON_LR_CASES = [
 ]
 _NEWTON_LR_REF_CASES = [
   RefCase("newton-default", adaptlr.newton_lr, {"learning_rate": 0.01}, newton_reference),
-  RefCase("newton-safeguard-trips", adaptlr.newton_lr, {"learning_rate": 0.5}, newton_reference),
+  RefCase(
+    "newton-safeguard-trips",
+    adaptlr.newton_lr,
+    {"learning_rate": 0.5, "line": "this_batch"},
+    newton_reference,
+  ),
+  # η₀ = 2: the first steps overshoot and are not taken (η halves), 5 of 30 in all
+  RefCase(
+    "newton-next-batch-downhill-check", adaptlr.newton_lr, {"learning_rate": 2.0}, newton_reference
+  ),
+  RefCase(
+    "newton-next-batch",
+    adaptlr.newton_lr,
+    {"learning_rate": 0.01, "max_change": 0.5},
+    newton_reference,
+  ),
+  RefCase(
+    "newton-next-batch-fd-leaf",
+    adaptlr.newton_lr,
+    {
+      "learning_rate": 0.05,
+      "line": "next_batch",
+      "derivatives": "finite_difference",
+      "granularity": "leaf",
+    },
+    newton_reference,
+    rtol=1e-7,
+  ),
   RefCase(
     "newton-autodiff-paper-rule",
     adaptlr.newton_lr,
-    {"learning_rate": 0.05, "max_change": None, "safeguard": False},
+    {"learning_rate": 0.05, "max_change": None, "safeguard": False, "line": "this_batch"},
     newton_reference,
   ),
   # An absolute ε = 1e-4 (second difference 4ε²f″ of the order of δ): Eq. 10, δ added only
@@ -352,6 +380,7 @@ _NEWTON_LR_REF_CASES = [
       "eps": 1e-4,
       "max_change": None,
       "safeguard": False,
+      "line": "this_batch",
     },
     newton_reference,
     rtol=1e-6,
@@ -359,7 +388,12 @@ _NEWTON_LR_REF_CASES = [
   RefCase(
     "newton-fd-relative-leaf",
     adaptlr.newton_lr,
-    {"learning_rate": 0.01, "derivatives": "finite_difference", "granularity": "leaf"},
+    {
+      "learning_rate": 0.01,
+      "derivatives": "finite_difference",
+      "granularity": "leaf",
+      "line": "this_batch",
+    },
     newton_reference,
     rtol=1e-7,
   ),

@@ -58,6 +58,7 @@ def newton_reference(
   steps,
   learning_rate,
   derivatives="autodiff",
+  line="next_batch",
   eps=None,
   relative_eps=0.25,
   max_change=1.0,
@@ -67,27 +68,38 @@ def newton_reference(
   granularity="global",
   trace=None,
 ):
-  """Newton on η, step by step; ``trace``: direction optax.trace(trace) (u = g + β u)."""
+  """Newton on η, step by step; ``trace``: direction optax.trace(trace) (u = g + β u).
+
+  ``line="next_batch"``: the line fitted at step k is the last step's,
+  F(r) = L(w_{k−1} − r u_{k−1}) on batch k, at r = η_{k−1}; its rate is step k's;
+  with ``safeguard`` a step that raises batch k's loss beyond rounding is not taken (no line
+  for the next step) and the rate is divided by 1 + c.
+  """
   ids = prob.group_ids(granularity)
   n = ids.max() + 1
   eta = np.full(n, float(learning_rate))
   vel = np.zeros(n)
   w = prob.w0.copy()
   u_prev = np.zeros_like(w)
+  u_line = np.zeros_like(w)  # the last step's direction (line="next_batch")
   traj, rates = [], []
   for t in range(steps):
     s = prob.shift(t)
     g = prob.grad(w, s)
     u = g if trace is None else g + trace * u_prev
     u_prev = u
+    if line == "next_batch":
+      base, d = w + eta[ids] * u_line, u_line  # w_{k−1}, u_{k−1}
+    else:
+      base, d = w, u
     num = np.zeros(n)
     den = np.zeros(n)
     tol_num = np.zeros(n)
     tol_den = np.zeros(n)
     if derivatives == "autodiff":
-      p = w - eta[ids] * u
-      num = -_group_sum(prob.grad(p, s) * u, ids)  # f′ per group
-      den = _group_sum(prob.hess_diag(p, s) * u * u, ids)  # f″ per group
+      p = base - eta[ids] * d
+      num = -_group_sum(prob.grad(p, s) * d, ids)  # f′ per group
+      den = _group_sum(prob.hess_diag(p, s) * d * d, ids)  # f″ per group
     else:
       for j in range(n):
         e = eps if eps is not None else relative_eps * eta[j]
@@ -95,16 +107,16 @@ def newton_reference(
         for k in (-2, -1, 0, 1, 2):  # Eq. 6–9
           r = eta.copy()
           r[j] += k * e
-          vals.append(prob.loss(w - r[ids] * u, s))
+          vals.append(prob.loss(base - r[ids] * d, s))
         fm2, fm1, f0, fp1, fp2 = vals
         num[j] = 2 * e * (fp1 - fm1)  # Eq. 10
         den[j] = fp2 + fm2 - 2 * f0
         tol_den[j] = ROUNDING * np.finfo(np.float64).eps * max(abs(v) for v in vals)
         tol_num[j] = 2 * e * tol_den[j]
     new = np.zeros(n)
-    line = np.zeros(n)
+    line_rate = np.zeros(n)
     for j in range(n):
-      new[j], vel[j], line[j] = newton_rule(
+      new[j], vel[j], line_rate[j] = newton_rule(
         eta[j],
         vel[j],
         num[j],
@@ -115,8 +127,19 @@ def newton_reference(
         rate_momentum=rate_momentum,
         delta=delta,
       )
-    step_rate = np.minimum(eta, line) if safeguard else eta  # §4.1 order
-    w = w - step_rate[ids] * u
+    taken = True
+    if line == "next_batch":
+      step_rate = new
+      f_0 = prob.loss(w, s)
+      rounding = ROUNDING * np.finfo(np.float64).eps * abs(f_0)
+      if safeguard and prob.loss(w - step_rate[ids] * u, s) > f_0 + rounding:
+        taken = False  # uphill on this batch beyond rounding: no step, η ÷ (1 + c)
+        new = new / (2.0 if max_change is None else 1 + max_change)
+    else:
+      step_rate = np.minimum(eta, line_rate) if safeguard else eta  # §4.1 order
+    if taken:
+      w = w - step_rate[ids] * u
+    u_line = u if taken else np.zeros_like(u)
     eta = new
     traj.append(w.copy())
     rates.append(eta.copy())

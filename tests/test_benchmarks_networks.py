@@ -283,16 +283,33 @@ def test_horizon_study_report(tmp_path):
 
 
 @pytest.mark.slow  # harness runs
+def _iterates(opt, steps=25):
+  """The iterates of ``opt`` on a non-quadratic loss (its curvature changes along the run:
+  a stale estimate is not the fresh one); some candidates meet at the minimum."""
+  import jax
+  import jax.numpy as jnp
+  import optax
+
+  loss = lambda p: jnp.sum((p - jnp.arange(3.0)) ** 2 * jnp.arange(1.0, 4.0) + (p - 1.0) ** 4)
+
+  def step(carry, _):
+    p, state = carry
+    v, g = jax.value_and_grad(loss)(p)
+    u, state = opt.update(g, state, p, value=v, value_fn=loss)
+    return (optax.apply_updates(p, u), state), p
+
+  w = jnp.zeros(3)
+  return np.asarray(
+    jax.jit(lambda c: jax.lax.scan(step, c, None, length=steps)[1])((w, opt.init(w)))
+  )
+
+
 def test_network_defaults_study_report(tmp_path):
   """The design study of tlr / hypergradient / vsgd defaults: its tables (the
   default in bold, ∞ for a diverged run, the rate-free vsgd in one column) and
   figure from a synthetic result, and its candidates: one default per family,
   built with the library's own defaults (no keyword but the minibatch window)."""
   import types
-
-  import jax
-  import jax.numpy as jnp
-  import optax
 
   import adaptlr
   from benchmarks import io
@@ -322,26 +339,12 @@ def test_network_defaults_study_report(tmp_path):
   assert all((tmp_path / f"network_defaults.{e}").stat().st_size > 0 for e in ("json", "md", "png"))
 
   problem = types.SimpleNamespace(steps=30, tlr_window=1)
-  w = jnp.zeros(3)
   library = {
     "tlr": adaptlr.tlr(0.01, accumulation_steps=1),
     "hypergradient": adaptlr.hypergradient(0.01),
     "vsgd": adaptlr.vsgd(),
   }
-  # not quadratic: its curvature changes along the run (a stale one is not the fresh one)
-  loss = lambda p: jnp.sum((p - jnp.arange(3.0)) ** 2 * jnp.arange(1.0, 4.0) + (p - 1.0) ** 4)
-
-  def run(opt):
-    def step(carry, _):
-      p, state = carry
-      v, g = jax.value_and_grad(loss)(p)
-      u, state = opt.update(g, state, p, value=v, value_fn=loss)
-      p = optax.apply_updates(p, u)
-      return (p, state), p
-
-    _, path = jax.jit(lambda c: jax.lax.scan(step, c, None, length=25))((w, opt.init(w)))
-    return np.asarray(path)  # the iterates (some candidates meet at the minimum)
-
+  run = _iterates
   for fam, cands in nd.CANDIDATES.items():
     defaults = [label for label, (_, _, d) in cands.items() if d]
     assert len(defaults) == 1, (fam, defaults)
@@ -376,6 +379,44 @@ def test_design_study_command_line_writes_its_results(tmp_path):
   assert payload["design_problems"] == ["fmnist_2c2d"] and payload["design_seeds"] == [100]
   assert "benchmarks.studies.fake_study" in (tmp_path / "fake_study.md").read_text()
   assert (tmp_path / "fake_study.png").stat().st_size > 0
+  # run as `python -m benchmarks.studies.fake_study` the module is `__main__`: the spec names it
+  study.__name__, study.__spec__ = "__main__", types.SimpleNamespace(name="benchmarks.studies.ran")
+  _design.main(study, ["--out", str(tmp_path / "m")])
+  assert (tmp_path / "m" / "ran.md").exists() and not (tmp_path / "m" / "__main__.md").exists()
+
+
+def test_newton_networks_study_default_is_the_library_default(tmp_path):
+  """The newton_lr design study: one candidate in bold, built as the library default
+  (same iterates over 25 steps on a non-quadratic loss), the others differ from it but
+  the one without the downhill check (which never fires there), and its report."""
+
+  import adaptlr
+  from benchmarks.studies import newton_networks as nn
+
+  run = _iterates
+  (cands,) = nn.CANDIDATES.values()
+  (default,) = [label for label, (_, _, d) in cands.items() if d]
+  runs = {label: run(make(0.01, None)) for label, (make, _, _) in cands.items()}
+  np.testing.assert_array_equal(runs[default], run(adaptlr.newton_lr(0.01)))
+  assert not np.array_equal(runs["this batch, c = 1 (the former default)"], runs[default])
+  assert not np.array_equal(runs["next batch, c = 0.5"], runs[default])
+  rows = {"final_train_loss": [0.5, 0.4, 0.3], "test_loss": [0.4] * 3, "final_lr": [0.1] * 3}
+  result = {
+    "fmnist_2c2d": {
+      "steps": 30,
+      "rounds": 3,
+      "families": {
+        "newton_lr": {
+          label: {**rows, "default": d, "lr_curve": [[0.01, 0.1]] * 3}
+          for label, (_, _, d) in cands.items()
+        }
+      },
+    }
+  }
+  md = nn.markdown(result, "python -m benchmarks.studies.newton_networks", "a machine")
+  assert "| **next batch, c = 1** | 0.5 (0.1) | 0.4 (0.1) | 0.3 (0.1) | 0.4 |" in md
+  assert "## What was chosen" in md
+  assert nn.figure(result) is not None
 
 
 def test_defaults_learn_flags_every_seed_that_does_not_learn():

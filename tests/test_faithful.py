@@ -24,7 +24,9 @@ from _ref_vsgd import vsgd_reference
 
 import adaptlr
 
-_FD_PAPER = dict(derivatives="finite_difference", eps=1e-5, max_change=None, safeguard=False)
+_FD_PAPER = dict(
+  derivatives="finite_difference", eps=1e-5, max_change=None, safeguard=False, line="this_batch"
+)
 
 # (id, optimizer, kwargs, reference, reference kwargs (None: the same), steps[, (rtol, atol)]).
 # ε = 1e-5: the second difference 4ε²f″ ≈ 1e-9 carries rounding of 1e-16 |f| / 1e-9,
@@ -195,7 +197,7 @@ def _least_squares(d=8, n=32, seed=0):
 
 
 def _newton_rates(loss, n, **kwargs):
-  opt = adaptlr.newton_lr(1e-3, max_change=None, safeguard=False, **kwargs)
+  opt = adaptlr.newton_lr(1e-3, max_change=None, safeguard=False, line="this_batch", **kwargs)
   w = jnp.zeros(8)
   state = opt.init(w)
   step = jax.jit(lambda w, s: opt.update(jax.grad(loss)(w), s, w, value_fn=loss))
@@ -226,7 +228,13 @@ def test_delta_is_added_where_the_second_difference_is_exactly_zero():
     loss = lambda w: jnp.sum(w)
     eta, eps, delta = 0.5, 0.25, 1e-6
     opt = adaptlr.newton_lr(
-      eta, derivatives="finite_difference", eps=eps, max_change=None, safeguard=False, delta=delta
+      eta,
+      derivatives="finite_difference",
+      eps=eps,
+      max_change=None,
+      safeguard=False,
+      delta=delta,
+      line="this_batch",
     )
     w = jnp.zeros(4)
     _, state = opt.update(jax.grad(loss)(w), opt.init(w), w, value_fn=loss)

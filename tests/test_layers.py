@@ -104,3 +104,18 @@ def test_benchmarks_have_no_import_circle():
 
   cycles = [c for c in map(cycle_from, graph) if c]
   assert not cycles, f"import circles in benchmarks/: {cycles}"
+
+
+def test_docstrings_are_optax_sized():
+  """The longest docstring in ``adaptlr/`` is at most 80 lines (Optax's contrib methods:
+  the rule, Args, an Example, References; measured stories live in docs/methods/)."""
+  lengths = {}
+  for path in (ROOT / "adaptlr").glob("*.py"):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+      if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)):
+        doc = ast.get_docstring(node, clean=False)
+        if doc:
+          lengths[f"{path.name}:{getattr(node, 'name', '<module>')}"] = doc.count("\n") + 1
+  longest = max(lengths, key=lengths.get)
+  assert lengths[longest] <= 80, (longest, lengths[longest])

@@ -48,6 +48,7 @@ EXPECTED = {
       "loss_after": S,
       "velocity": S,
       "direction_state": 0,
+      "prev_direction": P,
     },
   ),
   "vsgd": (

@@ -18,6 +18,11 @@ import adaptlr
 from adaptlr import probes as _probes
 
 
+def newton_lr(*args, **kwargs):
+  """``adaptlr.newton_lr`` on the paper's line (§4.1): this step's, on its own batch."""
+  return adaptlr.newton_lr(*args, **{"line": "this_batch", **kwargs})
+
+
 def _steps(opt, loss, w, n, jit=True, **extra):
   """n updates; returns params, state and the rates used (η_k of each step)."""
   state = opt.init(w)
@@ -56,7 +61,7 @@ def test_one_update_reaches_exact_line_search_from_any_eta0(eta0, kwargs):
   11–12 add δ only where it is exactly zero, so the step stays Newton's.)
   """
   with jax.enable_x64(True):
-    opt = adaptlr.newton_lr(eta0, max_change=None, safeguard=False, **kwargs)
+    opt = newton_lr(eta0, max_change=None, safeguard=False, **kwargs)
     w, state, rates = _steps(opt, quad, jnp.zeros(1), 2)
     np.testing.assert_allclose(rates[1], 1.0 / A, rtol=1e-6)
     # The second step, with the exact rate, lands on the minimizer.
@@ -69,9 +74,9 @@ def test_paper_eps_is_exact_only_at_small_rates_in_float64(eta0):
   second difference 4ε²f″ sinks to 1e-4 of the loss's rounding (error 0.6%)."""
   with jax.enable_x64(True):
     kw = dict(derivatives="finite_difference", eps=1e-5, max_change=None)
-    _, _, rates = _steps(adaptlr.newton_lr(eta0, **kw), quad, jnp.zeros(1), 2)
+    _, _, rates = _steps(newton_lr(eta0, **kw), quad, jnp.zeros(1), 2)
     np.testing.assert_allclose(rates[1], 1.0 / A, rtol=1e-5)
-    _, _, rates = _steps(adaptlr.newton_lr(30.0, **kw), quad, jnp.zeros(1), 2)
+    _, _, rates = _steps(newton_lr(30.0, **kw), quad, jnp.zeros(1), 2)
     assert abs(rates[1] * A - 1) > 1e-3
 
 
@@ -79,7 +84,7 @@ def test_bounded_rate_doubles_to_the_line_search_step():
   """max_change=1: η doubles per update (step with η_k: it is below 1/a) up to 1/a."""
   with jax.enable_x64(True):
     eta0 = 1e-4
-    _, _, rates = _steps(adaptlr.newton_lr(eta0, max_change=1.0), quad, jnp.zeros(1), 16)
+    _, _, rates = _steps(newton_lr(eta0, max_change=1.0), quad, jnp.zeros(1), 16)
     k = math.ceil(math.log2((1 / A) / eta0))
     np.testing.assert_allclose(rates[:k], eta0 * 2.0 ** np.arange(k), rtol=1e-12)
     np.testing.assert_allclose(rates[k], 1 / A, rtol=1e-9)
@@ -89,7 +94,7 @@ def test_loss_after_is_f_of_eta_k():
   """state.loss_after is L^{(k+1)} = f(η_k), the loss after the step (§4.1)."""
   with jax.enable_x64(True):
     w0 = jnp.array([0.0, 1.0])
-    opt = adaptlr.newton_lr(0.05)
+    opt = newton_lr(0.05)
     state = opt.init(w0)
     g = jax.grad(quad)(w0)
     updates, state = opt.update(g, state, w0, value_fn=quad)
@@ -102,15 +107,63 @@ def test_safeguard_takes_the_lines_rate_when_eta_overshoots():
   """η₀ = 10/a: the paper's order steps with η₀ (loss ×81); the safeguard with 1/a."""
   with jax.enable_x64(True):
     w0 = jnp.zeros(1)
-    paper, state, _ = _steps(
-      adaptlr.newton_lr(10 / A, max_change=None, safeguard=False), quad, w0, 1
-    )
+    paper, state, _ = _steps(newton_lr(10 / A, max_change=None, safeguard=False), quad, w0, 1)
     np.testing.assert_allclose(float(quad(paper)), 81 * float(quad(w0)), rtol=1e-9)
     np.testing.assert_allclose(float(state[0].loss_after), float(quad(paper)))
-    guarded, state, _ = _steps(adaptlr.newton_lr(10 / A), quad, w0, 1)
+    guarded, state, _ = _steps(newton_lr(10 / A), quad, w0, 1)
     np.testing.assert_allclose(np.asarray(guarded), [C], rtol=1e-12)
     # The stored rate moves by the bounded factor only: 10/a ÷ 2.
     np.testing.assert_allclose(float(state[0].learning_rate), 5 / A, rtol=1e-12)
+
+
+# ------------------------------------------------------- line="next_batch" (the default) --
+def test_next_batch_fits_the_last_line_on_this_batch():
+  """Step 1 keeps η₀ (no last line); step k's rate is one Newton step on the line of
+  step k − 1, f(η) = L_k(w_{k−1} − η u_{k−1}), on step k's loss L_k, at η_{k−1}."""
+  with jax.enable_x64(True):
+    loss = lambda w, s: 0.5 * A * jnp.sum((w - C - s) ** 2)  # batch k: minimum at C + s_k
+    shifts = [0.0, 0.3, -0.2]
+    opt = adaptlr.newton_lr(0.01, max_change=None)
+    w, state = jnp.zeros(2), opt.init(jnp.zeros(2))
+    ws, gs, rates = [w], [], []
+    for s in shifts:
+      g = jax.grad(loss)(w, s)
+      updates, state = opt.update(g, state, w, value_fn=loss, s=s)
+      w = optax.apply_updates(w, updates)
+      ws.append(w), gs.append(g), rates.append(float(state[0].learning_rate))
+    assert rates[0] == 0.01
+    np.testing.assert_allclose(ws[1], ws[0] - 0.01 * gs[0], rtol=1e-12)
+    for k in (1, 2):  # f(η) = L_k(w_{k−1} − η g_{k−1}): a parabola, Newton is exact
+      line = lambda eta, k=k: loss(ws[k - 1] - eta * gs[k - 1], shifts[k])
+      best = float(jnp.vdot(gs[k - 1], ws[k - 1] - C - shifts[k]) / jnp.vdot(gs[k - 1], gs[k - 1]))
+      np.testing.assert_allclose(float(jax.grad(line)(best)), 0.0, atol=1e-9)
+      np.testing.assert_allclose(rates[k], best, rtol=1e-9)
+      np.testing.assert_allclose(ws[k + 1], ws[k] - best * gs[k], rtol=1e-9)
+    # loss_after: f at the last line's η, the loss of the current weights on this batch
+    np.testing.assert_allclose(float(state[0].loss_after), float(loss(ws[2], shifts[2])))
+
+
+def test_next_batch_step_that_does_not_lower_the_loss_is_not_taken():
+  """η₀ = 10/a overshoots (loss ×81): not taken, η ÷ 2, counted in ``skipped``; the
+  next step (no last line, η = 5/a: loss ×16) neither; at 2.5/a (×2.25) neither; then
+  1.25/a lowers it. ``safeguard=False`` takes the first step."""
+  with jax.enable_x64(True):
+    w0 = jnp.zeros(1)
+    w, state, rates = _steps(adaptlr.newton_lr(10 / A), quad, w0, 4)
+    np.testing.assert_allclose(rates, [10 / A, 5 / A, 2.5 / A, 1.25 / A], rtol=1e-12)
+    assert int(state[0].skipped) == 3 and int(state[0].count) == 1
+    np.testing.assert_allclose(np.asarray(w), [1.25 * C], rtol=1e-12)  # past C by ¼: lower
+    w, state, _ = _steps(adaptlr.newton_lr(10 / A, safeguard=False), quad, w0, 1)
+    np.testing.assert_allclose(float(quad(w)), 81 * float(quad(w0)), rtol=1e-9)
+
+
+def test_next_batch_state_is_one_params_copy_and_paper_line_none():
+  params = {"w": jnp.ones((3, 2)), "b": jnp.ones(2, jnp.bfloat16)}
+  state = adaptlr.newton_lr().init(params)[0]
+  assert jax.tree.map(lambda x: (x.shape, x.dtype), state.prev_direction) == jax.tree.map(
+    lambda x: (x.shape, x.dtype), params
+  )
+  assert newton_lr().init(params)[0].prev_direction == ()
 
 
 def test_momentum_on_eta_follows_section_5_2():
@@ -118,7 +171,7 @@ def test_momentum_on_eta_follows_section_5_2():
   with jax.enable_x64(True):
     eta0, beta = 0.01, 0.9
     _, _, rates = _steps(
-      adaptlr.newton_lr(eta0, max_change=None, safeguard=False, rate_momentum=beta),
+      newton_lr(eta0, max_change=None, safeguard=False, rate_momentum=beta),
       quad,
       jnp.zeros(1),
       3,
@@ -153,7 +206,7 @@ def test_eq_11_12_delta_not_added_to_a_small_nonzero_denominator():
     loss = lambda w: 0.5 * a * jnp.sum((w - 1.0) ** 2)
     w0 = jnp.zeros(1)
     _, _, rates = _steps(
-      adaptlr.newton_lr(
+      newton_lr(
         eta0,
         derivatives="finite_difference",
         eps=eps,
@@ -178,9 +231,7 @@ def test_eq_13_floor_at_delta():
   """An uphill direction (u = −g): Newton gives η − (1 + η) = −1 < 0 → η = δ."""
   with jax.enable_x64(True):
     loss = lambda w: 0.5 * jnp.sum(w**2)
-    opt = adaptlr.newton_lr(
-      0.3, max_change=None, safeguard=False, delta=1e-6, direction=runtime_uphill()
-    )
+    opt = newton_lr(0.3, max_change=None, safeguard=False, delta=1e-6, direction=runtime_uphill())
     _, _, rates = _steps(opt, loss, jnp.ones(2), 2)
     assert rates[1] == pytest.approx(1e-6)
 
@@ -191,9 +242,7 @@ def _cos_line(eta0, **kwargs):
   and for 14.8 < η < 20.1 (f′ > 0)."""
   with jax.enable_x64(True):
     loss = lambda w: jnp.sum(jnp.cos(w))
-    _, state, rates = _steps(
-      adaptlr.newton_lr(eta0, safeguard=False, **kwargs), loss, jnp.array([0.3]), 1
-    )
+    _, state, rates = _steps(newton_lr(eta0, safeguard=False, **kwargs), loss, jnp.array([0.3]), 1)
     return float(state[0].learning_rate)
 
 
@@ -232,7 +281,7 @@ def _mlp_problem(dtype):
 def _newton_eta(dtype, eta, **kwargs):
   """η_{k+1} from one update: the raw Newton step (no bound, no δ), else defaults."""
   loss, params, x, y = _mlp_problem(dtype)
-  opt = adaptlr.scale_by_newton_lr(eta, max_change=None, delta=0.0, **kwargs)
+  opt = adaptlr.scale_by_newton_lr(eta, max_change=None, delta=0.0, line="this_batch", **kwargs)
   state = opt.init(params)
   g = jax.grad(loss)(params, x, y)
   _, state = jax.jit(lambda g, s, p: opt.update(g, s, p, value_fn=loss, x=x, y=y))(g, state, params)
@@ -265,7 +314,7 @@ def test_leaf_rates_each_reach_their_own_line_search_step(derivatives):
   """Separable quadratic, one rate per leaf: diagonal Newton gives 1/a_leaf each."""
   with jax.enable_x64(True):
     loss = lambda p: 0.5 * (2.0 * jnp.sum((p["a"] - 1) ** 2) + 5.0 * jnp.sum(p["b"] ** 2))
-    opt = adaptlr.newton_lr(0.01, derivatives=derivatives, granularity="leaf", max_change=None)
+    opt = newton_lr(0.01, derivatives=derivatives, granularity="leaf", max_change=None)
     p0 = {"a": jnp.zeros(3), "b": jnp.ones(2)}
     state = opt.init(p0)
     _, state = opt.update(jax.grad(loss)(p0), state, p0, value_fn=loss)
@@ -279,7 +328,7 @@ def test_probe_modes_give_the_same_trajectory():
   loss, params, x, y = _mlp_problem(jnp.float32)
   out = {}
   for mode in ("vmap", "map", "unroll"):
-    opt = adaptlr.newton_lr(0.05, derivatives="finite_difference", probe_mode=mode)
+    opt = newton_lr(0.05, derivatives="finite_difference", probe_mode=mode)
     w, _, rates = _steps(opt, loss, params, 4, x=x, y=y)
     out[mode] = (rates, w)
   for mode in ("map", "unroll"):
@@ -296,7 +345,7 @@ def test_validation_batch_probes():
     yv = xv @ jnp.ones(3)
     w = jnp.zeros(3)
     g = jax.grad(loss)(w, x, y)
-    opt = adaptlr.newton_lr(0.01, max_change=None)
+    opt = newton_lr(0.01, max_change=None)
     _, state = opt.update(g, opt.init(w), w, value_fn=loss, x=xv, y=yv)
     _, d1, d2 = _probes.line_derivatives(lambda p: loss(p, xv, yv), w, g, 0.01)
     np.testing.assert_allclose(float(state[0].learning_rate), 0.01 - float(d1 / d2), rtol=1e-10)
@@ -306,7 +355,7 @@ def test_validation_batch_probes():
 
 def test_overflowing_step_is_not_taken_and_eta_shrinks():
   loss = lambda w: jnp.sum(jnp.exp(5 * w))
-  opt = adaptlr.newton_lr(100.0, direction=runtime_uphill())  # uphill: exp overflows
+  opt = newton_lr(100.0, direction=runtime_uphill())  # uphill: exp overflows
   w0 = jnp.ones(2)
   state = opt.init(w0)
   updates, state = opt.update(jax.grad(loss)(w0), state, w0, value_fn=loss)
@@ -328,10 +377,13 @@ def test_errors():
 
 @pytest.mark.slow  # small-network training
 def test_default_on_a_small_network():
-  """The default on a small MLP (sklearn digits, 15 epochs) from η₀ = 1e-5 … 1:
-  every initial rate on one curve (measured 0.058 – 0.061), which is the half of
-  the goal it reaches on networks (the docstring's "On networks")."""
+  """The default on a small MLP (sklearn digits, 15 epochs) from η₀ = 1e-5 … 1: every
+  initial rate on one curve (measured 0.179 – 0.197). The former default, η fitted on
+  each batch's own line, ends lower here (measured 0.058 – 0.061) but killed a CNN
+  (test_flax_examples.py): the price the docstring and docs/methods/newton_lr.md state."""
   rates = (1e-5, 1e-3, 1e-1, 1.0)
   losses = digits_mlp_final_losses(lambda lr, t: adaptlr.newton_lr(lr), rates)
-  assert np.all(losses < 0.1), losses
-  assert np.max(losses) < 1.1 * np.min(losses), losses
+  assert np.all(losses < 0.25), losses  # from ln 10 ≈ 2.3
+  assert np.max(losses) < 1.2 * np.min(losses), losses
+  former = digits_mlp_final_losses(lambda lr, t: newton_lr(lr), rates)
+  assert np.all(former < 0.1) and np.max(former) < 1.1 * np.min(former), former

@@ -6,6 +6,7 @@ and the command that regenerates it, is indexed in ``benchmarks/results/README.m
 * ``horizon``: issue 12's design study of ``probabilistic_lr``'s horizon (``decay_steps``).
 * ``network_defaults``: issue 12's design study of the ``tlr``, ``hypergradient`` and
   ``vsgd`` network defaults (both share ``_design``'s command line).
+* ``newton_networks``: the design study of ``newton_lr``'s network default (``line``).
 * ``network_rates``: where the learned rates go on the networks (trains nothing).
 * ``newton_defaults``: newton_lr's derivatives, finite-difference ε and max_change.
 * ``overhead``: per-step cost of every method relative to ``optax.sgd``.

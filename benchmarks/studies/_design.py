@@ -14,7 +14,8 @@ from benchmarks import io
 
 
 def main(study: ModuleType, argv=None) -> None:
-  name = study.__name__.rsplit(".", 1)[-1]
+  # run as ``python -m benchmarks.studies.<name>`` the module is ``__main__``: its spec names it
+  name = (study.__spec__.name if study.__spec__ else study.__name__).rsplit(".", 1)[-1]
   ap = argparse.ArgumentParser(description=(study.__doc__ or name).splitlines()[0])
   ap.add_argument("--out", default=io.RESULTS_DIR)
   ap.add_argument("--problems", nargs="+", default=list(study.DESIGN_PROBLEMS))

@@ -82,12 +82,19 @@ CANDIDATES = {
 }
 
 
-def run(problem_names=DESIGN_PROBLEMS, seeds=DESIGN_SEEDS, rates=RATES, profile="networks") -> dict:
+def run(
+  problem_names=DESIGN_PROBLEMS,
+  seeds=DESIGN_SEEDS,
+  rates=RATES,
+  profile="networks",
+  candidates=None,
+) -> dict:
+  """{problem: {steps, rounds, families: {family: {label: row}}}} over ``candidates``."""
   out = {}
   for name in problem_names:
     prob = problems.build(name, profile, seeds=seeds, rates=rates)
     fams = {}
-    for fam, cands in CANDIDATES.items():
+    for fam, cands in (candidates or CANDIDATES).items():
       rows = {}
       for label, (make, swept, default) in cands.items():
         method = methods_lib.Method(label, "adaptlr", make, swept=swept, lr_reader=_RATE)
@@ -115,6 +122,15 @@ def markdown(result: dict, command: str, machine: str) -> str:
   lines = [
     "# Network defaults of `tlr`, `hypergradient` and `vsgd`, chosen on design networks",
     "",
+    *tables(result, command, machine),
+    *CHOSEN,
+  ]
+  return "\n".join(lines)
+
+
+def tables(result: dict, command: str, machine: str) -> list[str]:
+  """The command, the design set and one table per (problem, family)."""
+  lines = [
     f"Command: `{command}`  ",
     f"Machine: {machine}",
     "",
@@ -142,42 +158,44 @@ def markdown(result: dict, command: str, machine: str) -> str:
         label = f"**{label}**" if row["default"] else label
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {_fmt(med)} |")
       lines.append("")
-  lines += [
-    "## What was chosen",
-    "",
-    "Held-out numbers: [networks/](networks/report.md), configurations `tlr_cold_start`, "
-    "`hypergradient_momentum` and `vsgd_every_step` (now `vsgd` itself; seeds 0–2, six "
-    "initial rates, all four networks).",
-    "",
-    "* `tlr`: the cold start has the lowest median on the MNIST MLP, a fixed c = 1 on the "
-    "CNN; the fixed c = 1 overshoots from η₀ = 1 on the MLP (0.49 against 0.022: it "
-    "doubles at every capped update and never returns to 1/4), so the cold start went to "
-    "the held-out problems. There it diverged on the LM from 5 of 6 initial rates (the "
-    "paper's bound: 2 of 6). The default stays the paper's bound; the cold start is the "
-    "option `max_bound=1`.",
-    "* `hypergradient`: heavy-ball momentum 0.9 has the lowest median on both design "
-    "problems, but on the held-out F-MNIST MLP it diverged from 3 of 6 initial rates (no "
-    "divergence brake on a momentum direction), and with the seeds 0–2 its CNN median "
-    "regret is worse (3.37 against 2.46). The default stays Baydin et al.'s SGD-HD.",
-    "* `vsgd`: of the per-element candidates (the paper's best, 5–7× lower than per "
-    "tensor or global on the MNIST MLP) only the curvature sampled every step is finite "
-    "on the design CNN, and with the held-out seeds it is finite on all four networks "
-    "(per tensor and global sample every step too, at the same cost); it costs about two "
-    "forward passes a step more (`overhead.md`), over the cost budget then set for a new "
-    "default (one forward pass). The default stayed then (since: `curvature_every=1` is "
-    "the default, as a default that learns comes before its cost); the docstring named "
-    "`curvature_every=1` for networks.",
-  ]
-  return "\n".join(lines)
+  return lines
 
 
-def figure(result: dict):
+CHOSEN = [
+  "## What was chosen",
+  "",
+  "Held-out numbers: [networks/](networks/report.md), configurations `tlr_cold_start`, "
+  "`hypergradient_momentum` and `vsgd_every_step` (now `vsgd` itself; seeds 0–2, six "
+  "initial rates, all four networks).",
+  "",
+  "* `tlr`: the cold start has the lowest median on the MNIST MLP, a fixed c = 1 on the "
+  "CNN; the fixed c = 1 overshoots from η₀ = 1 on the MLP (0.49 against 0.022: it "
+  "doubles at every capped update and never returns to 1/4), so the cold start went to "
+  "the held-out problems. There it diverged on the LM from 5 of 6 initial rates (the "
+  "paper's bound: 2 of 6). The default stays the paper's bound; the cold start is the "
+  "option `max_bound=1`.",
+  "* `hypergradient`: heavy-ball momentum 0.9 has the lowest median on both design "
+  "problems, but on the held-out F-MNIST MLP it diverged from 3 of 6 initial rates (no "
+  "divergence brake on a momentum direction), and with the seeds 0–2 its CNN median "
+  "regret is worse (3.37 against 2.46). The default stays Baydin et al.'s SGD-HD.",
+  "* `vsgd`: of the per-element candidates (the paper's best, 5–7× lower than per "
+  "tensor or global on the MNIST MLP) only the curvature sampled every step is finite "
+  "on the design CNN, and with the held-out seeds it is finite on all four networks "
+  "(per tensor and global sample every step too, at the same cost); it costs about two "
+  "forward passes a step more (`overhead.md`), over the cost budget then set for a new "
+  "default (one forward pass). The default stayed then (since: `curvature_every=1` is "
+  "the default, as a default that learns comes before its cost); the docstring named "
+  "`curvature_every=1` for networks.",
+]
+
+
+def figure(result: dict, candidates=None):
   import matplotlib
 
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
-  names, fams = list(result), list(CANDIDATES)
+  names, fams = list(result), list(candidates or CANDIDATES)
   fig, axes = plt.subplots(
     len(names), len(fams), figsize=(5 * len(fams), 3.6 * len(names)), squeeze=False
   )
