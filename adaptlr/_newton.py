@@ -148,30 +148,25 @@ def scale_by_newton_lr(
       prev_direction=optax.tree.zeros_like(params) if next_batch else (),
     )
 
-  def line_fit(value_fn, params, u, rate, centre):
-    """f(η_k) and, per group, (num, den, tol_num, tol_den): num/den = f′/f″ at η_k.
-
-    ``centre``: where η_k lies on the line s ↦ L(params − s u) (ε is taken from η_k).
-    """
+  def line_fit(value_fn, params, u, rate):
+    """f(η_k) and, per group, (num, den, tol_num, tol_den): num/den = f′/f″ at η_k."""
     dtype = rate_dtype(rate)
     step = (lambda r: eps * jnp.ones_like(r)) if eps is not None else (lambda r: relative_eps * r)
     if derivatives == "autodiff":  # exact, nested jvp
       if groups.kind == "global":
-        f_0, d1, d2 = _probes.line_derivatives(value_fn, params, u, centre, order=2)
+        f_0, d1, d2 = _probes.line_derivatives(value_fn, params, u, rate, order=2)
         f_0, d1, d2 = f_0.astype(dtype), d1.astype(dtype), d2.astype(dtype)
       else:
         f_0, d1, d2 = _probes.group_line_derivatives(
-          value_fn, params, u, centre, groups.broadcast, mode=probe_mode
+          value_fn, params, u, rate, groups.broadcast, mode=probe_mode
         )
       return f_0, d1, d2, jax.tree.map(jnp.zeros_like, d1), jax.tree.map(jnp.zeros_like, d2)
     e = jax.tree.map(step, rate)  # Eq. 6–10
     if groups.kind == "global":
-      f = _probes.line_probes(value_fn, params, u, centre, e, mode=probe_mode)[None, :]
+      f = _probes.line_probes(value_fn, params, u, rate, e, mode=probe_mode)[None, :]
       unravel, e_flat = (lambda x: x[0]), e[None]
     else:
-      f = _probes.group_line_probes(
-        value_fn, params, u, centre, e, groups.broadcast, mode=probe_mode
-      )
+      f = _probes.group_line_probes(value_fn, params, u, rate, e, groups.broadcast, mode=probe_mode)
       unravel, e_flat = ravel_pytree(rate)[1], ravel_pytree(e)[0]
     f = f.astype(dtype)
     f_0 = f[0, 2]
@@ -199,16 +194,13 @@ def scale_by_newton_lr(
       # §5.3's held-out batch, at no extra pass: the last step's line
       # f(η) = L(w_{k−1} − η u_{k−1}) measured on this batch, at η_{k−1} (here, w_k).
       # Its Newton rate is this step's (a zero u_{k−1}, at the first step: η unchanged).
-      # f(η_{k−1} + s) = L(w_k − s u_{k−1}): centred at s = 0, so w_{k−1} is never formed.
       lo, hi = (_step.bound_at(b, state.count) for b in (min_learning_rate, max_learning_rate))
-      origin = jax.tree.map(jnp.zeros_like, rate)
-      loss_after, num, den, tol_num, tol_den = line_fit(
-        value_fn, params, state.prev_direction, rate, origin
-      )
+      prev = optax.tree.add(params, groups.scale(rate, state.prev_direction))
+      loss_after, num, den, tol_num, tol_den = line_fit(value_fn, prev, state.prev_direction, rate)
     else:
       # η_{k+1} is the next step's rate: clamped to the bounds of that step.
       lo, hi = (_step.bound_at(b, state.count + 1) for b in (min_learning_rate, max_learning_rate))
-      loss_after, num, den, tol_num, tol_den = line_fit(value_fn, params, u, rate, rate)
+      loss_after, num, den, tol_num, tol_den = line_fit(value_fn, params, u, rate)
     new_rate, velocity, line_rate = _step.map_rule(
       lambda *a: _newton_rate(*a, lo=lo, hi=hi, **rule),
       *(rate, state.velocity, num, den, tol_num, tol_den),
