@@ -6,7 +6,7 @@
 #   make lint   ruff check, ruff format --check and pyright (what CI runs before the tests).
 #   make test   installs adaptlr with the dev extras and runs the fast tier of the tests
 #               (every method's contract, references, errors, idioms, docstring examples):
-#               the README's command: 5 min 41 s of tests on 2 cores (plus the install).
+#               the README's command: 6 min 57 s of tests on 2 cores (plus the install).
 #   make test-all  the fast tier, then the training-heavy tier (`slow`: notebooks,
 #               benchmark harness runs, the sharded transformer, small-network training).
 #   make wheel-check  builds the sdist and wheel, runs `twine check --strict`, installs the wheel
