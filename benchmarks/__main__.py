@@ -1,6 +1,6 @@
 """Command line: ``python -m benchmarks run --profile quick|full [...]``.
 
-  python -m benchmarks run --profile quick            # README demo, bundled data, < 5 min
+  python -m benchmarks run --profile quick            # README demo, bundled data, < 7 min
   python -m benchmarks run --profile full             # full sets (`make data` first)
   python -m benchmarks run --profile networks         # only the network problems, at
                                                       # settled budgets (`make data`)
