@@ -344,12 +344,11 @@ def test_network_defaults_study_report(tmp_path):
     "hypergradient": adaptlr.hypergradient(0.01),
     "vsgd": adaptlr.vsgd(),
   }
-  run = _iterates
   for fam, cands in nd.CANDIDATES.items():
     defaults = [label for label, (_, _, d) in cands.items() if d]
     assert len(defaults) == 1, (fam, defaults)
-    runs = {label: run(make(0.01, problem)) for label, (make, _, _) in cands.items()}
-    np.testing.assert_array_equal(runs[defaults[0]], run(library[fam]), err_msg=fam)
+    runs = {label: _iterates(make(0.01, problem)) for label, (make, _, _) in cands.items()}
+    np.testing.assert_array_equal(runs[defaults[0]], _iterates(library[fam]), err_msg=fam)
     others = [label for label in runs if label != defaults[0]]
     assert all(not np.array_equal(runs[o], runs[defaults[0]]) for o in others), fam
 
@@ -393,11 +392,10 @@ def test_newton_networks_study_default_is_the_library_default(tmp_path):
   import adaptlr
   from benchmarks.studies import newton_networks as nn
 
-  run = _iterates
   (cands,) = nn.CANDIDATES.values()
   (default,) = [label for label, (_, _, d) in cands.items() if d]
-  runs = {label: run(make(0.01, None)) for label, (make, _, _) in cands.items()}
-  np.testing.assert_array_equal(runs[default], run(adaptlr.newton_lr(0.01)))
+  runs = {label: _iterates(make(0.01, None)) for label, (make, _, _) in cands.items()}
+  np.testing.assert_array_equal(runs[default], _iterates(adaptlr.newton_lr(0.01)))
   assert not np.array_equal(runs["this batch, c = 1 (the former default)"], runs[default])
   assert not np.array_equal(runs["next batch, c = 0.5"], runs[default])
   rows = {"final_train_loss": [0.5, 0.4, 0.3], "test_loss": [0.4] * 3, "final_lr": [0.1] * 3}
